@@ -1,0 +1,88 @@
+"""The `vis` command as a user runs it: real subprocesses, JSON output, exit codes, one-line errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+KEYS = {"name", "aliases", "type", "shape", "units", "rf_size", "rf_stride", "rf_offset"}
+
+
+def vis(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vistoolbox.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def by_name(rows: list[dict], key: str, value: str) -> dict:
+    return next(r for r in rows if value in (r["name"], *r["aliases"]))
+
+
+def test_layers_json_alexnet():
+    proc = vis("layers", "--model", "alexnet", "--weights", "random", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert all(set(r) == KEYS for r in rows)
+    conv4 = by_name(rows, "aliases", "conv4")
+    assert conv4["rf_size"] == [131, 131] and conv4["rf_stride"] == [16, 16] and conv4["shape"] == [256, 13, 13]
+    assert by_name(rows, "aliases", "pool5")["rf_size"] == [195, 195]
+    assert by_name(rows, "aliases", "fc6")["rf_size"] is None and by_name(rows, "aliases", "fc6")["units"] == 4096
+
+
+def test_layers_json_resnet18_includes_containers():
+    rows = json.loads(vis("layers", "--model", "resnet18", "--weights", "random", "--json").stdout)
+    names = [r["name"] for r in rows]
+    assert "layer3.1" in names and "layer3.1.conv1" in names and "" not in names
+    assert by_name(rows, "name", "layer4")["rf_stride"] == [32, 32]
+
+
+def test_layers_user_file_model(tmp_path):
+    (tmp_path / "net.py").write_text(
+        "import torch.nn as nn\nclass Block(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__(); self.conv = nn.Conv2d(3, 8, 5, stride=2)\n"
+        "    def forward(self, x):\n        return self.conv(x).relu()\n"
+        "def make():\n    return nn.Sequential(Block(), nn.Conv2d(8, 4, 3))\n")
+    proc = vis("layers", "--model", f"{tmp_path}/net.py:make", "--weights", "random", "--input-size", "64", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["name"] for r in rows] == ["0", "0.conv", "1"]
+    assert rows[2]["rf_size"] == [9, 9] and rows[2]["shape"] == [4, 28, 28]
+
+
+@pytest.mark.hed
+def test_layers_json_vgg16_hed(hed_vgg16):
+    proc = vis("layers", "--json")  # defaults: vgg16 + hed
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert by_name(rows, "aliases", "conv5_3")["rf_size"] == [196, 196]
+    assert by_name(rows, "aliases", "pool5")["rf_size"] == [212, 212]
+    assert by_name(rows, "aliases", "conv4")["name"] == "features.21"
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    (["layers", "--model", "alexnett", "--weights", "random"], 2, "did you mean: alexnet"),
+    (["layers", "--model", "alexnet", "--weights", "nofile.pt"], 2, "does not exist"),
+    (["layers", "--model", "resnet18", "--weights", "hed"], 2, "only for vgg16"),
+    (["layers", "--bogus"], 2, "No such option"),
+    (["nosuchcommand"], 2, "No such command"),
+    (["layers", "--model", "alexnet", "--weights", "random", "--device", "tpu"], 2, "unknown device"),
+])
+def test_bad_input_one_line_no_traceback(args, code, needle):
+    proc = vis(*args)
+    assert proc.returncode == code
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_imagenet_unavailable_is_one_line_runtime_error(tmp_path, monkeypatch):
+    import os
+
+    env = dict(os.environ, TORCH_HOME=str(tmp_path), HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    proc = subprocess.run([sys.executable, "-m", "vistoolbox.cli", "layers", "--model", "alexnet", "--weights",
+                           "imagenet"], capture_output=True, text=True, timeout=120, env=env)
+    if proc.returncode == 0:
+        pytest.skip("torchvision's weight host is reachable here; nothing to test")
+    assert proc.returncode == 1
+    err = [l for l in proc.stderr.splitlines() if l.startswith("vis:")]
+    assert len(err) == 1 and "--weights hed" in err[0] and "Traceback" not in proc.stderr

@@ -1,0 +1,22 @@
+"""vistoolbox: a CNN visualization toolbox for any torch model.
+
+Public API (everything else is internal)::
+
+    from vistoolbox import load_model, FeatureExtractor, layer_table, unit_box
+    model = load_model("vgg16", "hed")           # offline ImageNet-derived VGG16
+    with FeatureExtractor(model, ["conv5_3"]) as fx:
+        feats = fx(model.preprocessing.normalize(images))
+"""
+from .errors import VisError, VisRuntimeError, VisUsageError
+from .extractor import FeatureExtractor
+from .layers import LayerInfo, layer_field, layer_table
+from .models import LoadedModel, Preprocessing, load_model, resolve_device, torchvision_names
+from .receptive import Box, Field, trace_geometry, unit_box
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Box", "FeatureExtractor", "Field", "LayerInfo", "LoadedModel", "Preprocessing", "VisError",
+    "VisRuntimeError", "VisUsageError", "layer_field", "layer_table", "load_model", "resolve_device",
+    "torchvision_names", "trace_geometry", "unit_box",
+]

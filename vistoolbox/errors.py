@@ -1,0 +1,42 @@
+"""Errors with one-line messages, mapped by the CLI to exit codes (2 = usage, 1 = runtime)."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class VisError(Exception):
+    """Base class: an expected failure with a one-line, user-facing message."""
+
+    exit_code = 1
+
+
+class VisUsageError(VisError, ValueError):
+    """The user asked for something that does not exist or is not valid (exit code 2)."""
+
+    exit_code = 2
+
+
+class VisRuntimeError(VisError, RuntimeError):
+    """Valid request that could not be carried out, e.g. weights that cannot be fetched (exit 1)."""
+
+    exit_code = 1
+
+
+def closest(word: str, choices: Iterable[str], n: int = 5) -> list[str]:
+    """The `n` names in `choices` closest to `word` (difflib ratio), best first."""
+    choices = list(choices)
+    hits = difflib.get_close_matches(word, choices, n=n, cutoff=0.4)
+    if not hits:
+        hits = [c for c in choices if word.lower() in c.lower()][:n]
+    return hits
+
+
+def unknown(kind: str, word: str, choices: Iterable[str], limit: int = 40) -> VisUsageError:
+    """A usage error for an unknown name that lists close matches, or the valid names."""
+    choices = list(choices)
+    near = closest(word, choices)
+    if near:
+        return VisUsageError(f"unknown {kind} {word!r}; did you mean: {', '.join(near)}?")
+    shown = ", ".join(choices[:limit]) + (" …" if len(choices) > limit else "")
+    return VisUsageError(f"unknown {kind} {word!r}; valid: {shown}")

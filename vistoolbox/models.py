@@ -1,0 +1,293 @@
+"""Model zoo: a name plus a weight source → an eval-mode module, its preprocessing and its layer catalogue.
+
+``load_model("vgg16", "hed")`` is the offline default. Any torchvision classification model name
+works, and so does a user model given as ``package.module:callable`` or ``path/to/file.py:callable``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torchvision
+from torch import nn
+
+from . import weights as wsrc
+from .errors import VisRuntimeError, VisUsageError, unknown
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FC_ALIASES = ("fc6", "relu6", "fc7", "relu7", "fc8")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model wants its input: RGB in 0–1, then ``(x − mean) / std`` per channel.
+
+    Caffe-style models (the ``hed`` VGG16: 0–255 minus the Caffe mean) are expressed exactly with
+    ``mean = caffe_mean / 255`` and ``std = 1 / 255``.
+    """
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_size: int = 224
+    resize_size: int = 256
+    channels: int = 3
+    description: str = "RGB 0–1, ImageNet mean/std"
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """0–1 RGB image batch ``[N, 3, H, W]`` → model input."""
+        mean = torch.tensor(self.mean, device=image.device, dtype=image.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=image.device, dtype=image.dtype).view(1, -1, 1, 1)
+        return (image - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input → 0–1 RGB (not clamped)."""
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return x * std + mean
+
+    def to_dict(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std), "input_size": self.input_size,
+                "resize_size": self.resize_size, "channels": self.channels, "description": self.description}
+
+
+HED_PREPROCESSING = Preprocessing(
+    mean=tuple(m / 255.0 for m in wsrc.CAFFE_MEAN_RGB),  # type: ignore[arg-type]
+    std=(1 / 255.0,) * 3,  # type: ignore[arg-type]
+    description="RGB 0–255 minus the Caffe mean (122.68, 116.67, 104.01); Caffe-trained VGG16",
+)
+
+
+@dataclass
+class LoadedModel:
+    """An eval-mode, frozen model with what the toolbox needs to know about it."""
+
+    name: str
+    weights: str
+    module: nn.Module
+    preprocessing: Preprocessing
+    weights_sha256: str | None = None
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> canonical module path
+    missing_aliases: dict[str, str] = field(default_factory=dict)  # alias -> why it is absent
+    has_classifier: bool = True
+
+    @property
+    def device(self) -> torch.device:
+        param = next(self.module.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocessing.input_size
+
+    def layer_names(self) -> list[str]:
+        """Canonical names of every named module except the root, in definition order."""
+        return [name for name, _ in self.module.named_modules() if name]
+
+    def aliases_of(self, name: str) -> list[str]:
+        """Aliases that point at canonical `name`."""
+        return [alias for alias, target in self.aliases.items() if target == name]
+
+    def resolve(self, layer: str) -> str:
+        """Canonical module path for a name or alias; unknown names raise with the valid ones."""
+        names = self.layer_names()
+        if layer in self.aliases:
+            return self.aliases[layer]
+        if layer in names:
+            return layer
+        if layer in self.missing_aliases:
+            raise VisUsageError(self.missing_aliases[layer])
+        raise unknown("layer", layer, list(self.aliases) + names)
+
+    def submodule(self, layer: str) -> nn.Module:
+        return self.module.get_submodule(self.resolve(layer))
+
+    def layers_of_type(self, *types: type) -> list[str]:
+        """Canonical names of the leaf modules of the given types (e.g. ``nn.Conv2d``)."""
+        return [n for n, m in self.module.named_modules() if n and isinstance(m, types)]
+
+    def describe(self) -> dict:
+        """Identity for records: model, weights id and sha256, preprocessing."""
+        return {"model": self.name, "weights": self.weights, "weights_sha256": self.weights_sha256,
+                "preprocessing": self.preprocessing.to_dict()}
+
+
+# --------------------------------------------------------------------------- layer aliases
+def _caffe_aliases(module: nn.Module) -> dict[str, str]:
+    """Caffe-tradition aliases for AlexNet/VGG-shaped models (``features`` + ``classifier``)."""
+    aliases: dict[str, str] = {}
+    features = getattr(module, "features", None)
+    if isinstance(features, nn.Sequential):
+        convs = [i for i, m in enumerate(features) if isinstance(m, nn.Conv2d)]
+        pools = [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
+        # VGG: several convs per block between pools; AlexNet: a conv per "block".
+        bounds = [-1] + pools
+        per_block = [sum(a < c < b for c in convs) for a, b in zip(bounds, bounds[1:])]
+        vgg_like = bool(per_block) and min(per_block) >= 2  # AlexNet's first block has one conv
+        block, conv_in_block, conv_total, last_conv = 1, 0, 0, None
+        for index, layer in enumerate(features):
+            path = f"features.{index}"
+            if isinstance(layer, nn.Conv2d):
+                conv_in_block += 1
+                conv_total += 1
+                last_conv = f"{block}_{conv_in_block}" if vgg_like else str(conv_total)
+                aliases[f"conv{last_conv}"] = path
+                if vgg_like:
+                    aliases[f"conv{block}"] = path
+            elif isinstance(layer, nn.BatchNorm2d) and last_conv:
+                aliases[f"bn{last_conv}"] = path
+            elif isinstance(layer, nn.ReLU) and last_conv:
+                aliases[f"relu{last_conv}"] = path
+            elif isinstance(layer, nn.MaxPool2d):
+                aliases[f"pool{block if vgg_like else conv_total}"] = path
+                block += 1
+                conv_in_block = 0
+    classifier = getattr(module, "classifier", None)
+    if isinstance(classifier, nn.Sequential) and isinstance(features, nn.Sequential):
+        number = 5
+        for index, layer in enumerate(classifier):
+            if isinstance(layer, nn.Linear):
+                number += 1
+                aliases[f"fc{number}"] = f"classifier.{index}"
+            elif isinstance(layer, nn.ReLU) and number > 5:
+                aliases[f"relu{number}"] = f"classifier.{index}"
+    return aliases
+
+
+# --------------------------------------------------------------------------- construction
+def torchvision_names() -> list[str]:
+    """torchvision's classification model names."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _user_model(spec: str) -> nn.Module:
+    target, _, attr = spec.rpartition(":")
+    try:
+        if target.endswith(".py") or "/" in target or "\\" in target:
+            path = Path(target)
+            if not path.is_file():
+                raise VisUsageError(f"model file {target!r} does not exist")
+            mod_name = f"_vis_user_model_{abs(hash(str(path.resolve())))}"
+            spec_obj = importlib.util.spec_from_file_location(mod_name, path)
+            assert spec_obj is not None and spec_obj.loader is not None
+            mod = importlib.util.module_from_spec(spec_obj)
+            sys.modules[mod_name] = mod
+            spec_obj.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(target)
+    except VisUsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code: report it in one line
+        raise VisUsageError(f"cannot import model {spec!r}: {type(exc).__name__}: {exc}") from None
+    factory = getattr(mod, attr, None)
+    if factory is None or not callable(factory):
+        raise VisUsageError(f"{target!r} has no callable {attr!r}")
+    built = factory()
+    if not isinstance(built, nn.Module):
+        raise VisUsageError(f"{spec!r} returned {type(built).__name__}, not an nn.Module")
+    return built
+
+
+def _preprocessing_for(name: str, input_size: int | None) -> Preprocessing:
+    size = input_size or (299 if name.startswith("inception") else 224)
+    return Preprocessing(input_size=size, resize_size=round(size * 256 / 224))
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` → cuda when available, else cpu; ``cuda`` without a GPU is a usage error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise VisUsageError("--device cuda requested but no CUDA device is available; use cpu or auto")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise VisUsageError(f"unknown device {device!r}; valid: auto, cpu, cuda")
+    return torch.device(device)
+
+
+def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch.device = "cpu",
+               seed: int = 0, input_size: int | None = None, quiet: bool = False) -> LoadedModel:
+    """Build `name` with `weights` (``imagenet``, ``random``, ``hed`` for vgg16, or a state_dict path).
+
+    The module is put in eval mode on `device` with frozen parameters and out-of-place ReLUs.
+
+    >>> m = load_model("alexnet", "random", seed=0)
+    >>> m.resolve("conv4")
+    'features.8'
+    """
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    is_user = ":" in name
+    if not is_user and name not in torchvision_names():
+        raise unknown("model", name, torchvision_names())
+    sha: str | None = None
+    preprocessing = _preprocessing_for(name, input_size)
+    has_classifier = True
+    missing: dict[str, str] = {}
+    if weights == "hed":
+        if name != "vgg16":
+            raise VisUsageError(f"--weights hed exists only for vgg16, not {name!r}; "
+                                "valid: imagenet, random, or a state_dict path")
+        state, sha = wsrc.hed_state_dict(quiet=quiet)
+        features = torchvision.models.vgg16(weights=None).features
+        features.load_state_dict(state, strict=True)
+        module: nn.Module = nn.Sequential(OrderedDict(features=features))
+        preprocessing = HED_PREPROCESSING if input_size is None else Preprocessing(
+            **{**HED_PREPROCESSING.__dict__, "input_size": input_size,
+               "resize_size": round(input_size * 256 / 224)})
+        has_classifier = False
+        missing = {a: f"layer {a!r} is a classifier layer and the hed VGG16 has conv layers only; "
+                      "use --weights imagenet for fc6..fc8" for a in FC_ALIASES}
+    elif weights == "imagenet":
+        if is_user:
+            raise VisUsageError("--weights imagenet is for torchvision models; give a user model a "
+                                "state_dict path or random")
+        try:
+            enum = torchvision.models.get_model_weights(name).DEFAULT
+            module = torchvision.models.get_model(name, weights=enum)
+        except Exception as exc:  # noqa: BLE001 - network/hub errors vary
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise VisRuntimeError(
+                f"cannot get torchvision's imagenet weights for {name} ({reason[:160]}); offline "
+                "alternatives: --weights hed (vgg16), --weights random, or --weights PATH.pt") from None
+        transforms = enum.transforms()
+        size = input_size or int(transforms.crop_size[0])
+        preprocessing = Preprocessing(tuple(transforms.mean), tuple(transforms.std), size,  # type: ignore[arg-type]
+                                      int(transforms.resize_size[0]) if input_size is None
+                                      else round(size * 256 / 224))
+        sha = None
+    else:
+        torch.manual_seed(seed)
+        if is_user:
+            module = _user_model(name)
+        else:
+            kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
+            module = torchvision.models.get_model(name, weights=None, **kwargs)
+        if weights != "random":
+            sha = wsrc.load_state_file(module, weights)
+    if name in ("alexnet",) or name.startswith("vgg"):
+        aliases = _caffe_aliases(module if weights != "hed" else module)
+    else:
+        aliases = {}
+    for m in module.modules():
+        if getattr(m, "inplace", False) is True:
+            m.inplace = False  # hooked values must not be overwritten by a later in-place op
+    module.eval().requires_grad_(False).to(dev)
+    return LoadedModel(name=name, weights=weights, module=module, preprocessing=preprocessing,
+                       weights_sha256=sha, aliases=aliases, missing_aliases=missing,
+                       has_classifier=has_classifier and _has_linear(module))
+
+
+def _has_linear(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.Linear) for m in module.modules())
+
+
+def iter_leaves(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Named leaf modules (no children)."""
+    for name, sub in module.named_modules():
+        if name and not any(True for _ in sub.children()):
+            yield name, sub
