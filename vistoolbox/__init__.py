@@ -9,14 +9,17 @@ Public API (everything else is internal)::
 """
 from .errors import VisError, VisRuntimeError, VisUsageError
 from .extractor import FeatureExtractor
+from .images import load_tensor, montage, open_image, save_png, to_pil, to_tensor
 from .layers import LayerInfo, layer_field, layer_table
 from .models import LoadedModel, Preprocessing, load_model, resolve_device, torchvision_names
 from .receptive import Box, Field, trace_geometry, unit_box
+from .store import Run, open_run
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Box", "FeatureExtractor", "Field", "LayerInfo", "LoadedModel", "Preprocessing", "VisError",
     "VisRuntimeError", "VisUsageError", "layer_field", "layer_table", "load_model", "resolve_device",
-    "torchvision_names", "trace_geometry", "unit_box",
+    "torchvision_names", "trace_geometry", "unit_box", "Run", "open_run", "load_tensor", "montage",
+    "open_image", "save_png", "to_pil", "to_tensor",
 ]

