@@ -302,11 +302,11 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "vistoolbox.cli", *args]
 
 
-def test_killed_run_resumes_to_an_identical_result(dataset, tmp_path):
+def test_killed_run_resumes_to_an_identical_result(alexnet, dataset, tmp_path):
     common = ["mine", "--model", "alexnet", "--weights", "random", "--input-size", str(SIZE), "--dataset",
-              str(dataset), "--layers", "conv3,fc7", "--k", "3", "--resize", str(RESIZE), "--crop", str(SIZE),
+              str(dataset), "--layers", "conv2,conv5", "--k", "3", "--resize", str(RESIZE), "--crop", str(SIZE),
               "--batch-size", "2", "--checkpoint-every", "1", "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli(*common, "--out", str(killed)), cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -320,8 +320,8 @@ def test_killed_run_resumes_to_an_identical_result(dataset, tmp_path):
     assert json.loads((killed / "manifest.json").read_text())["status"] == "running"
     done = subprocess.run(_cli(*common, "--out", str(killed)), cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    clean = tmp_path / "clean"
-    subprocess.run(_cli(*common, "--out", str(clean)), cwd=ROOT, env=env, check=True, capture_output=True)
+    clean = mine(alexnet, dataset, tmp_path / "clean", layers=["conv2", "conv5"], k=3, resize=RESIZE, crop=SIZE,
+                 batch_size=2, quiet=True)
     _same_runs(killed, clean)
     ma, mb = (json.loads((p / "manifest.json").read_text()) for p in (killed, clean))
     assert ma == mb and ma["status"] == "complete"
@@ -329,9 +329,9 @@ def test_killed_run_resumes_to_an_identical_result(dataset, tmp_path):
 
 
 def test_shards_merge_to_the_unsharded_run(alexnet, dataset, tmp_path):
-    kwargs = dict(layers=["conv2", "fc6"], k=4, resize=RESIZE, crop=SIZE, batch_size=3, quiet=True)
+    kwargs = dict(layers=["conv2", "conv5"], k=3, resize=RESIZE, crop=SIZE, batch_size=3, quiet=True)
     full = mine(alexnet, dataset, tmp_path / "full", **kwargs)
-    shards = [mine(alexnet, dataset, tmp_path / f"s{i}", shard=(i, 3), **kwargs) for i in (2, 0, 1)]
+    shards = [mine(alexnet, dataset, tmp_path / f"s{i}", shard=(i, 3), patches=False, **kwargs) for i in (2, 0, 1)]
     assert open_run(shards[0]).manifest["shard"] == {"index": 2, "count": 3}
     with pytest.raises(VisUsageError, match="missing"):
         merge_runs(shards[:2], tmp_path / "bad", quiet=True)
@@ -349,3 +349,29 @@ def test_hed_vgg16_conv5_3_small(hed_vgg16, dataset, tmp_path):
     ref, maxima, valid = brute_force(hed_vgg16, Path(opened.manifest["dataset"]["root"]), opened.images,
                                      "conv5_3", 3)
     assert_topk_matches(opened.topk("conv5_3"), ref, maxima, valid, rtol=1e-4)
+
+
+def test_with_views_writes_cropped_deconv_and_guided_patches(alexnet, dataset, tmp_path):
+    from vistoolbox.attribution import unit_views
+    from vistoolbox.images import normalize_visual, to_pil
+    from vistoolbox.layers import layer_field
+    from vistoolbox.receptive import unit_box
+
+    out = mine(alexnet, dataset, tmp_path / "views", layers=["conv2"], k=2, resize=RESIZE, crop=SIZE, limit=6,
+               views="guided,deconv", quiet=True)
+    opened = open_run(out)
+    assert opened.manifest["views"] == ["deconv", "guided"]
+    topk = opened.topk("conv2")
+    _, field = layer_field(alexnet, "conv2", SIZE)
+    unit, rank = 17, 1
+    y, x = int(topk["y"][unit, rank]), int(topk["x"][unit, rank])
+    image = torch.from_numpy(_reference_pixels(opened.image_path(int(topk["image_index"][unit, rank])))).float() / 255
+    box = unit_box(field, y, x, (SIZE, SIZE))
+    for mode in ("deconv", "guided"):
+        shown = normalize_visual(unit_views(alexnet, image, "conv2", unit, y, x, [mode])[mode])
+        want = np.full((3, *box.full_size), 128, dtype=np.uint8)
+        crop = np.asarray(to_pil(shown[:, box.top:box.bottom, box.left:box.right])).transpose(2, 0, 1)
+        want[:, box.pad_top:box.pad_top + crop.shape[1], box.pad_left:box.pad_left + crop.shape[2]] = crop
+        got = np.asarray(Image.open(opened.patch("conv2", unit, rank, mode))).transpose(2, 0, 1)
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert not opened.patch("conv2", unit, rank, "backprop").exists()
