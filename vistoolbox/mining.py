@@ -306,9 +306,7 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     state = prepare_out(out, ident, overwrite)
     manifest_path = out / "manifest.json"
     if state is None and manifest_path.exists() and read_json(manifest_path).get("status") == "complete":
-        if not quiet:
-            print(f"vis mine: {out} is already complete", flush=True)
-        return out
+        return out  # already complete: nothing to redo
     indices = range(len(images)) if shard is None else shard_range(len(images), *shard, batch_size)
     state = state or MiningState.empty(entries, k)
     write_json(out / "images.json", images.paths)
