@@ -318,7 +318,8 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
 
     if backend == "ray":
         from .ray_backend import mine_on_ray
-        state = mine_on_ray(model, images, transform, state, indices, batch_size=batch_size,
+        spec = {key: ident[key] for key in ("model", "weights", "seed", "input_size")}
+        state = mine_on_ray(spec, images, transform, state, indices, batch_size=batch_size,
                             address=address, tasks=ray_tasks, quiet=quiet)
     else:
         state = mine_indices(model, images, transform, state, indices, batch_size, workers,
