@@ -1,8 +1,6 @@
 """`vis mine` / `vis merge` from the command line: happy path and one-line errors for bad input."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,6 @@ from PIL import Image
 from vistoolbox import open_run
 from vistoolbox.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model", "alexnet", "--weights", "random", "--input-size", "64", "--crop", "64", "--resize", "72",
         "--quiet"]
 
@@ -84,8 +81,11 @@ def test_empty_dataset_and_merge_errors(tmp_path, images, capsys):
 
 
 def test_help_lists_the_options():
-    out = subprocess.run([sys.executable, "-m", "vistoolbox.cli", "mine", "--help"], cwd=ROOT,
-                         capture_output=True, text=True).stdout
+    from click.testing import CliRunner
+
+    from vistoolbox.cli import vis
+
+    out = CliRunner().invoke(vis, ["mine", "--help"]).output
     for option in ("--dataset", "--layers", "--k", "--limit", "--resize", "--crop", "--workers", "--with",
                    "--shard", "--backend", "--overwrite", "--checkpoint-every"):
         assert option in out
