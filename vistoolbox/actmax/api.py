@@ -21,6 +21,7 @@ from ..images import load_tensor, to_tensor
 from ..models import LoadedModel, load_model
 from ..store import maximize_path
 from .params import FourierImage, PixelImage
+from .backends import executor
 from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
 from .presets import Settings, settings_for
 from .render import Trace, measure, quantize, run_lucid, run_pixel, unit_generator
@@ -250,24 +251,30 @@ def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tens
 
 def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units: Iterable[int] | None = None,
                    *, batch: int = 16, preset: str = "lucid", seed: int = 0, quiet: bool = True,
-                   **options: Any) -> list[Path]:
+                   backend: str = "local", **options: Any) -> list[Path]:
     """Render every unit of `layer` (or `units`) into ``RUN/layers/<name>/maximize/unit_0012.png``
     (+ ``.json``), `batch` units per pass. Units whose PNG already exists are skipped, so an
-    interrupted run resumes where it stopped. Returns the PNGs written now."""
+    interrupted run resumes where it stopped. `backend` ``"ray"`` spreads the batches over a Ray
+    cluster (``RAY_ADDRESS``, else a local one). Returns the PNGs written now."""
     model = _as_model(model)
     if batch < 1:
         raise VisUsageError(f"--batch must be at least 1, got {batch}")
+    run_batches = executor(backend)
     settings = settings_for(preset, **{k: v for k, v in options.items() if k not in ("neuron", "negate", "diversity")})
     channels = layer_shape(model, layer, _size(settings, model))[0]
     wanted = list(units) if units is not None else list(range(channels))
+    bad = [u for u in wanted if not 0 <= u < channels]
+    if bad:
+        raise VisUsageError(f"unit {bad[0]} is out of range for layer {layer!r} with {channels} units; "
+                            f"valid: 0-{channels - 1}")
     canonical = model.resolve(layer)
     todo = [u for u in wanted if not maximize_path(run, canonical, u).exists()]
+    chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+    kwargs = dict(preset=preset, seed=seed, quiet=quiet or backend != "local", **options)
     written: list[Path] = []
     with tqdm(total=len(wanted), initial=len(wanted) - len(todo), disable=quiet, desc=f"units {layer}",
               unit="unit", file=sys.stderr, dynamic_ncols=True) as bar:
-        for i in range(0, len(todo), batch):
-            chunk = todo[i:i + batch]
-            result = maximize(model, layer, chunk, preset=preset, seed=seed, quiet=quiet, **options)
+        for chunk, result in run_batches(maximize, model, layer, chunks, kwargs):
             for j, unit in enumerate(chunk):
                 written.append(result.save_unit(j, maximize_path(run, canonical, unit)))
             bar.update(len(chunk))
