@@ -20,7 +20,6 @@ from ..extractor import FeatureExtractor
 from ..images import load_tensor, to_tensor
 from ..models import LoadedModel, load_model
 from ..store import maximize_path
-from .params import FourierImage, PixelImage
 from .backends import executor
 from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
 from .presets import Settings, settings_for
@@ -159,19 +158,11 @@ def _run(model: LoadedModel, settings: Settings, objective: Objective, primary: 
     start = time.perf_counter()
     if settings.family == "lucid":
         trace = run_lucid(model, objective, primary, settings, seeds, seed, size, quiet=quiet, desc=desc)
-        with torch.no_grad():
-            first = FourierImage([unit_generator(seed, u) for u in units], size, sd=settings.sd,
-                                 decay_power=settings.decay_power, decorrelate=settings.decorrelate)()
     else:
         trace = run_pixel(model, objective, primary, settings, seeds, seed, size, init=init, quiet=quiet, desc=desc)
-        start_img = PixelImage([unit_generator(seed, u) for u in units], size, model.preprocessing,
-                               settings.init_std, init)
-        start_img.clamp_()
-        with torch.no_grad():
-            first = start_img()
     seconds = time.perf_counter() - start
     trace.images = quantize(trace.images)
-    return trace, measure(model, primary, quantize(first)), measure(model, primary, trace.images), seconds
+    return trace, measure(model, primary, quantize(trace.start)), measure(model, primary, trace.images), seconds
 
 
 def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None = None, *,
