@@ -91,6 +91,12 @@ def test_negate_lowers_and_neuron_targets_the_centre(alexnet_random):
     assert cen.record["activation_final"][0] > cen.record["activation_initial"][0]
 
 
+def test_logit_objective_with_an_extra_term(alexnet_random):
+    res = maximize(alexnet_random, "fc8:5", steps=8, size=SIZE, extra=0.01 * DeepDream("conv3"))
+    assert res.record["objective"] == "channel(fc8, 5) + 0.01*(deepdream(conv3))"
+    assert res.record["activation_final"][0] > res.record["activation_initial"][0]
+
+
 def test_batch_unit_starts_like_the_single_unit(alexnet_random, batch8):
     single = maximize(alexnet_random, "conv4:3", steps=1, size=SIZE)
     assert single.record["activation_initial"][0] == pytest.approx(batch8.record["activation_initial"][3], rel=1e-5)
