@@ -213,6 +213,14 @@ def test_pyramid_adam_avg_pooling_blend_and_interrupt(hed_vgg16, content, style)
     assert image.shape == (1, 3, SIZE, SIZE)
 
 
+@pytest.mark.hed
+def test_exploding_lbfgs_falls_back_to_a_line_search(hed_vgg16, content, style):
+    image, record = transfer_style(hed_vgg16, content, style, size=40, steps=12, lr=1e4)
+    info, curve = record["stages"][0]["optimizer"], record["stages"][0]["curves"]["total"]
+    assert info["line_search_from_step"] is not None and info["returned"] == "best"
+    assert torch.isfinite(image).all() and min(curve) < curve[0]
+
+
 # ------------------------------------------------------------------ CLI
 @pytest.mark.hed
 def test_cli_texture_writes_png_and_sidecar(tmp_path, style, capsys):

@@ -14,6 +14,7 @@ from .layers import LayerInfo, layer_field, layer_table
 from .models import LoadedModel, Preprocessing, load_model, resolve_device, torchvision_names
 from .receptive import Box, Field, trace_geometry, unit_box
 from .store import Run, open_run
+from .style import StyleLoss, synthesize_texture, transfer_style
 
 __version__ = "0.1.0"
 
@@ -22,4 +23,5 @@ __all__ = [
     "VisRuntimeError", "VisUsageError", "layer_field", "layer_table", "load_model", "resolve_device",
     "torchvision_names", "trace_geometry", "unit_box", "Run", "open_run", "load_tensor", "montage",
     "open_image", "save_png", "to_pil", "to_tensor",
+    "StyleLoss", "synthesize_texture", "transfer_style",
 ]
