@@ -103,7 +103,8 @@ def bench_case(ps, model, content_full, style_full, size: int, steps: int) -> di
     criterion = pystiche_criterion(ps, model, ours, content, style)
     theirs = content.clone().contiguous()
     opt = ps.optim.default_image_optimizer(theirs)
-    start_ours, start_theirs = measure(ours, content), float(criterion(content.clone()).aggregate(0))
+    with torch.no_grad():
+        start_ours, start_theirs = measure(ours, content), float(criterion(content.clone()).aggregate(0))
     assert abs(start_ours - start_theirs) <= 1e-3 * abs(start_ours), (start_ours, start_theirs)
 
     def closure() -> float:
