@@ -238,8 +238,7 @@ def _run_stages(model: LoadedModel, loss: StyleLoss, *, kind: str, content: torc
         stage_styles = [resize(s, ss) for s, ss in zip(styles, s_shapes)]
         if preserve_colors == "luminance":
             grey_content = luminance(stage_content) if stage_content is not None else None
-            ref = grey_content if grey_content is not None else None
-            stage_styles = [match_luminance(luminance(s), ref) if ref is not None else luminance(s)
+            stage_styles = [luminance(s) if grey_content is None else match_luminance(luminance(s), grey_content)
                             for s in stage_styles]
             stage_content = grey_content
         loss.set_style([s.to(device) for s in stage_styles], blend)
