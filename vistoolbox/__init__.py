@@ -18,6 +18,8 @@ from .store import Run, open_run
 from .attribution import batch_views, unit_views
 from .mining import merge_runs, mine
 
+from .style import StyleLoss, synthesize_texture, transfer_style
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -28,4 +30,6 @@ __all__ = [
     "mine", "merge_runs", "unit_views", "batch_views",
 
     "open_image", "save_png", "to_pil", "to_tensor", "MaximizeResult", "dream", "maximize", "maximize_layer",
+
+    "StyleLoss", "synthesize_texture", "transfer_style",
 ]
