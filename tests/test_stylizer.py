@@ -109,3 +109,149 @@ def test_stylize_keeps_sizes_batches_and_blends():
         stylize(stylizer, images, strength=1.5)
     with pytest.raises(VisUsageError, match="texture mode"):
         stylize(_stylizer("texture"), images)
+
+
+# --------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stylizer")
+    _images(root / "photos", [(40, 56), (64, 48), (50, 50), (70, 40), (45, 45)])
+    (root / "photos" / "notes.txt").write_text("not an image")
+    return root / "photos", _style_image(root / "style.png")
+
+
+def _train(data, model, **kw):
+    from vistoolbox.style.train_stylizer import train_stylizer
+
+    folder, style = data
+    settings = dict(model=model, size=40, batch_size=2, style_layers=ALEX_LAYERS, content_layer="relu2",
+                    lr=3e-3, quiet=True, **TINY)
+    settings.update(kw)
+    return train_stylizer(style, None if kw.get("mode") == "texture" else folder, **settings)
+
+
+def test_training_loss_falls_and_file_describes_itself(data, alexnet_random, tmp_path):
+    stylizer = _train(data, alexnet_random, steps=16, out=tmp_path / "s.pt", checkpoint_every=5)
+    total = stylizer.history["total"]
+    assert stylizer.history["step"] == list(range(1, 17))
+    assert sum(total[-4:]) < 0.85 * sum(total[:4])
+    for i in range(16):  # the recorded total is the sum of its weighted terms
+        assert total[i] == pytest.approx(sum(stylizer.history[k][i] for k in ("content", "style", "tv")), rel=1e-5)
+    raw = torch.load(tmp_path / "s.pt", weights_only=True)
+    assert raw["training"]["steps"] == 16 and raw["history"]["total"] == total
+    assert raw["style"]["sha256"] == __import__("hashlib").sha256(data[1].read_bytes()).hexdigest()
+    assert raw["descriptor"]["model"] == "alexnet" and raw["descriptor"]["content_layer"] == "relu2"
+    assert raw["training"]["dataset"]["count"] == 5 and raw["config"]["res_blocks"] == 1
+    assert raw["optimizer"]["state"]  # Adam moments travel with the file for resuming
+
+
+def test_resume_continues_the_curve_exactly(data, alexnet_random, tmp_path, monkeypatch):
+    """Interrupted at step 4 (Ctrl-C), resumed to 6: same history and bit-identical weights as an
+    uninterrupted 6-step run with the same seed (batches are a function of seed and step)."""
+    import vistoolbox.style.train_stylizer as ts
+
+    straight = _train(data, alexnet_random, steps=6)
+    real_batch = ts.training_batch
+
+    def interrupt_at_4(files, step, *args):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real_batch(files, step, *args)
+
+    monkeypatch.setattr(ts, "training_batch", interrupt_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        _train(data, alexnet_random, steps=6, out=tmp_path / "s.pt", checkpoint_every=3)
+    saved = load_stylizer(tmp_path / "s.pt")
+    assert saved.steps == 4 and saved.history["step"] == [1, 2, 3, 4]  # finished work kept
+    monkeypatch.setattr(ts, "training_batch", real_batch)
+    resumed = _train(data, alexnet_random, steps=6, out=tmp_path / "s.pt", resume=True)
+    assert resumed.history == straight.history and resumed.steps == 6
+    for key, value in straight.generator.state_dict().items():
+        assert torch.equal(value, resumed.generator.state_dict()[key]), key
+    with pytest.raises(VisUsageError, match="exists"):
+        _train(data, alexnet_random, steps=8, out=tmp_path / "s.pt")
+    with pytest.raises(VisUsageError, match="cannot resume: size"):
+        _train(data, alexnet_random, steps=8, out=tmp_path / "s.pt", resume=True, size=32)
+
+
+def test_texture_mode(data, alexnet_random, tmp_path):
+    stylizer = _train(data, alexnet_random, mode="texture", steps=10, noise_channels=4)
+    total = stylizer.history["total"]
+    assert sum(total[-3:]) < 0.85 * sum(total[:3]) and stylizer.history["content"] == [0.0] * 10
+    a = synthesize_texture(stylizer, (37, 45), count=2, seed=3)
+    assert a.shape == (2, 3, 37, 45)
+    assert torch.equal(a, synthesize_texture(stylizer, (37, 45), count=2, seed=3))
+    assert not torch.equal(a[0], a[1])
+    with pytest.raises(VisUsageError, match="image mode"):
+        synthesize_texture(_stylizer(), 16)
+
+
+# --------------------------------------------------------------------------- commands
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """`vis ARGS` in this process (same entry point as the script): exit code, stdout, stderr."""
+    from vistoolbox.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    captured = capsys.readouterr()
+    return exc.value.code, captured.out, captured.err
+
+
+def test_cli_train_then_stylize_and_noise(data, tmp_path, capsys):
+    folder, style = data
+    common = ["--model", "alexnet", "--weights", "random", "--size", "40", "--batch-size", "2", "--width", "8",
+              "--res-blocks", "1", "--style-layers", "relu1,relu2:2", "--content-layer", "relu2", "--quiet"]
+    code, out, err = run_cli(capsys, "train-stylizer", str(style), "--dataset", str(folder), "--steps", "3",
+                             "--out", str(tmp_path / "s.pt"), *common)
+    assert code == 0, err
+    saved = load_stylizer(tmp_path / "s.pt")
+    assert "3 steps" in out and saved.steps == 3
+    assert saved.descriptor["style_layers"] == {"relu1": pytest.approx(1 / 3), "relu2": pytest.approx(2 / 3)}
+    odd = _images(tmp_path / "in", [(33, 47), (20, 21)], seed=5)
+    code, out, err = run_cli(capsys, "stylize", str(tmp_path / "s.pt"), *map(str, odd), "--out",
+                             str(tmp_path / "out"), "--strength", "0.7", "--quiet")
+    assert code == 0, err
+    for src in odd:  # same size as the input, and the library's result (up to 8-bit rounding)
+        written = tmp_path / "out" / src.name
+        assert Image.open(written).size == Image.open(src).size and str(written) in out
+        expected = stylize(saved, [load_tensor(src)], strength=0.7)[0]
+        assert (load_tensor(written) - expected).abs().max() <= 1 / 255 + 1e-6
+    code, out, err = run_cli(capsys, "train-stylizer", str(style), "--mode", "texture", "--steps", "2", "--out",
+                             str(tmp_path / "t.pt"), *common)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "stylize", str(tmp_path / "t.pt"), "--noise", "--size", "24", "--count", "2",
+                             "--out", str(tmp_path / "tex"))
+    assert code == 0, err
+    assert [Image.open(tmp_path / "tex" / f"texture_00{i}.png").size for i in range(2)] == [(24, 24)] * 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train-stylizer", "{tmp}/missing.png", "--dataset", "{data}"], "does not exist"),
+    (["train-stylizer", "{style}", "--dataset", "{tmp}/nowhere"], "dataset folder"),
+    (["train-stylizer", "{style}", "--dataset", "{tmp}"], "no images"),
+    (["train-stylizer", "{style}"], "needs --dataset"),
+    (["train-stylizer", "{style}", "--dataset", "{data}", "--steps", "0"], "--steps must be"),
+    (["train-stylizer", "{style}", "--dataset", "{data}", "--style-layers", "relu9"], "unknown layer"),
+    (["stylize", "{style}", "{style}"], "cannot read"),
+    (["stylize", "{tmp}/nope.pt", "{style}"], "does not exist"),
+    (["stylize", "{model}", "{style}", "--strength", "2"], "--strength must be between 0 and 1"),
+    (["stylize", "{model}", "--noise"], "trained in image mode"),
+    (["stylize", "{model}"], "at least one input"),
+])
+def test_cli_bad_input_one_line_exit_2(data, tmp_path, capsys, args, message):
+    folder, style = data
+    model = save_stylizer(_stylizer(), tmp_path / "m.pt")
+    filled = [a.format(tmp=tmp_path, style=style, data=folder, model=model) for a in args]
+    extra = ["--model", "alexnet", "--weights", "random", "--out", str(tmp_path / "x.pt")] \
+        if args[0] == "train-stylizer" else ["--out", str(tmp_path / "o")]
+    code, _, err = run_cli(capsys, *filled, *extra)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0], err
+
+
+def test_cli_script_reports_usage_error_without_traceback(tmp_path):
+    """The real `python -m vistoolbox.cli` process: one line on stderr, exit code 2."""
+    proc = subprocess.run([sys.executable, "-m", "vistoolbox.cli", "stylize", str(tmp_path / "none.pt"), "a.png"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "does not exist" in proc.stderr

@@ -18,11 +18,13 @@ weights_only=True)`` (tensors, dicts, lists, numbers, strings and None only)::
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
+from tqdm import tqdm
 
 from ..errors import VisUsageError
 from ..files import write_atomic
@@ -195,22 +197,24 @@ def output_names(paths: Sequence[str | Path]) -> list[str]:
 
 
 def stylize_files(stylizer: Stylizer, inputs: Sequence[str | Path], out_dir: str | Path, strength: float = 1.0,
-                  batch_size: int = 4, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  progress: Callable[[int], None] | None = None) -> list[Path]:
+                  batch_size: int = 4, max_pixels: int = DEFAULT_MAX_PIXELS, quiet: bool = False) -> list[Path]:
     """Stylize image files into `out_dir` as PNGs of the same size; returns the written paths.
 
-    All inputs are checked (readable images) before any work; files are written as each batch ends.
+    All inputs are checked (readable images) before any work; files are written as each batch
+    ends, with a progress bar on stderr unless `quiet`.
     """
     _check_strength(strength)
     if not inputs:
         raise VisUsageError("give at least one input image")
+    if stylizer.mode != "image":
+        stylize(stylizer, [])  # raises the texture-mode message
     images = [load_tensor(p, max_pixels=max_pixels) for p in inputs]
     names = output_names(inputs)
     written: list[Path] = []
-    for group in _batches(images, max(1, batch_size)):
-        results = stylize(stylizer, [images[i] for i in group], strength=strength, batch_size=len(group))
-        for i, result in zip(group, results):
-            written.append(save_png(result, Path(out_dir) / names[i]))
-        if progress:
-            progress(len(group))
+    with tqdm(total=len(images), disable=quiet, file=sys.stderr, desc="stylize", unit="img") as bar:
+        for group in _batches(images, max(1, batch_size)):
+            results = stylize(stylizer, [images[i] for i in group], strength=strength, batch_size=len(group))
+            for i, result in zip(group, results):
+                written.append(save_png(result, Path(out_dir) / names[i]))
+            bar.update(len(group))
     return written
