@@ -13,7 +13,7 @@ from torch import nn
 from vistoolbox import VisUsageError
 from vistoolbox.images import load_tensor, save_png
 from vistoolbox.style.generator import GeneratorConfig, StyleGenerator
-from vistoolbox.style.stylizer import (Stylizer, load_stylizer, save_stylizer, stylize, synthesize_texture)
+from vistoolbox.style.stylizer import Stylizer, generate_texture, load_stylizer, save_stylizer, stylize
 
 TINY = dict(width=8, res_blocks=1)
 ALEX_LAYERS = ["relu1", "relu2"]
@@ -178,12 +178,12 @@ def test_texture_mode(data, alexnet_random, tmp_path):
     stylizer = _train(data, alexnet_random, mode="texture", steps=10, noise_channels=4)
     total = stylizer.history["total"]
     assert sum(total[-3:]) < 0.85 * sum(total[:3]) and stylizer.history["content"] == [0.0] * 10
-    a = synthesize_texture(stylizer, (37, 45), count=2, seed=3)
+    a = generate_texture(stylizer, (37, 45), count=2, seed=3)
     assert a.shape == (2, 3, 37, 45)
-    assert torch.equal(a, synthesize_texture(stylizer, (37, 45), count=2, seed=3))
+    assert torch.equal(a, generate_texture(stylizer, (37, 45), count=2, seed=3))
     assert not torch.equal(a[0], a[1])
     with pytest.raises(VisUsageError, match="image mode"):
-        synthesize_texture(_stylizer(), 16)
+        generate_texture(_stylizer(), 16)
 
 
 # --------------------------------------------------------------------------- commands

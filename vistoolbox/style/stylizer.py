@@ -158,7 +158,7 @@ def stylize(stylizer: Stylizer, images: torch.Tensor | Sequence[torch.Tensor], s
     return torch.cat(outputs) if as_batch else outputs
 
 
-def synthesize_texture(stylizer: Stylizer, size: int | tuple[int, int] = 512, count: int = 1,
+def generate_texture(stylizer: Stylizer, size: int | tuple[int, int] = 512, count: int = 1,
                        seed: int = 0) -> torch.Tensor:
     """Texture-mode stylizer: `count` textures ``[count, 3, H, W]`` from seeded noise."""
     if stylizer.mode != "texture":
@@ -181,7 +181,7 @@ def texture_files(stylizer: Stylizer, out_dir: str | Path, size: int | tuple[int
     so one more texture never changes the earlier ones)."""
     if count < 1:
         raise VisUsageError(f"--count must be ≥ 1, got {count}")
-    return [save_png(synthesize_texture(stylizer, size, 1, seed + i), Path(out_dir) / f"texture_{i:03d}.png")
+    return [save_png(generate_texture(stylizer, size, 1, seed + i), Path(out_dir) / f"texture_{i:03d}.png")
             for i in range(count)]
 
 
