@@ -66,6 +66,20 @@ def test_generator_architecture_and_any_size():
         GeneratorConfig(mode="video")
 
 
+def test_input_skip_starts_as_identity_and_learns():
+    torch.manual_seed(0)
+    gen = StyleGenerator(GeneratorConfig(input_skip=True, **TINY))
+    x = torch.rand(1, 3, 19, 26) * 0.98 + 0.01
+    assert torch.allclose(gen(x), x, atol=1e-6)
+    target = 1 - x  # one gradient step moves it: the zero-initialised last layer still learns
+    loss = (gen(x) - target).pow(2).mean()
+    loss.backward()
+    torch.optim.SGD(gen.parameters(), lr=1.0).step()
+    assert (gen(x) - target).pow(2).mean() < loss
+    with pytest.raises(VisUsageError, match="image mode"):
+        GeneratorConfig(mode="texture", input_skip=True)
+
+
 # --------------------------------------------------------------------------- file format
 def test_save_load_round_trip_is_exact(tmp_path):
     original = _stylizer()

@@ -241,6 +241,7 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
 @click.option("--width", default=32, show_default=True, help="generator base width (channels)")
 @click.option("--res-blocks", default=5, show_default=True, help="generator residual blocks")
 @click.option("--noise-channels", default=8, show_default=True, help="texture mode: noise channels")
+@click.option("--input-skip", is_flag=True, help="generator starts as the identity (faster short runs)")
 @click.option("--checkpoint-every", default=100, show_default=True, help="save to --out every N steps")
 @click.option("--resume", is_flag=True, help="continue the checkpoint at --out")
 @click.option("--out", default="stylizer.pt", show_default=True)
@@ -249,7 +250,8 @@ def train_stylizer_cmd(model_name: str, weights: str, device: str, seed: int, in
                        dataset: str | None, mode: str, size: int, style_size: int | None, steps: int,
                        batch_size: int, lr: float, content_weight: float, style_weight: float, tv_weight: float,
                        style_layers: str | None, content_layer: str | None, width: int, res_blocks: int,
-                       noise_channels: int, checkpoint_every: int, resume: bool, out: str, quiet: bool) -> None:
+                       noise_channels: int, input_skip: bool, checkpoint_every: int, resume: bool, out: str,
+                       quiet: bool) -> None:
     """Train a feed-forward stylizer (Johnson et al. / Ulyanov et al.) for the STYLE image."""
     from .style.losses import parse_layer_weights
     from .style.train_stylizer import train_stylizer
@@ -260,8 +262,8 @@ def train_stylizer_cmd(model_name: str, weights: str, device: str, seed: int, in
                             style_weight=style_weight, tv_weight=tv_weight,
                             style_layers=parse_layer_weights(style_layers) if style_layers else None,
                             content_layer=content_layer, width=width, res_blocks=res_blocks,
-                            noise_channels=noise_channels, seed=seed, checkpoint_every=checkpoint_every,
-                            resume=resume, quiet=quiet)
+                            noise_channels=noise_channels, input_skip=input_skip, seed=seed,
+                            checkpoint_every=checkpoint_every, resume=resume, quiet=quiet)
     total = result.history["total"]
     span = f"loss {total[0]:.4g} → {total[-1]:.4g}" if total else "no steps run"
     click.echo(f"{out}: {mode} stylizer, {result.steps} steps, {span}")

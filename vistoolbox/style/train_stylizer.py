@@ -121,7 +121,7 @@ def train_stylizer(style: str | Path | torch.Tensor, dataset: str | Path | None 
                    style_weight: float = DEFAULT_WEIGHTS["style"], tv_weight: float = DEFAULT_WEIGHTS["tv"],
                    style_layers: Sequence[str] | Mapping[str, float] | None = None,
                    content_layer: str | None = None, width: int = 32, res_blocks: int = 5,
-                   noise_channels: int = 8, seed: int = 0, checkpoint_every: int = 100,
+                   noise_channels: int = 8, input_skip: bool = False, seed: int = 0, checkpoint_every: int = 100,
                    resume: bool = False, quiet: bool = False) -> Stylizer:
     """Train a stylizer for `style` on the images under `dataset` (image mode) or from noise
     (``mode="texture"``, no dataset needed); returns it and, with `out`, keeps it saved there.
@@ -135,12 +135,14 @@ def train_stylizer(style: str | Path | torch.Tensor, dataset: str | Path | None 
         content_weight, style_weight, tv_weight: weights of StyleLoss's normalised terms.
         style_layers, content_layer: default Johnson et al.'s relu1_2, relu2_2, relu3_3, relu4_3
             and relu2_2 (VGG aliases; give module paths or other aliases for other models).
-        width, res_blocks, noise_channels: the generator's architecture (:class:`GeneratorConfig`).
+        width, res_blocks, noise_channels, input_skip: the generator's architecture
+            (:class:`GeneratorConfig`; `input_skip` starts it as the identity).
         checkpoint_every: save to `out` every this many steps (and at the end and on Ctrl-C).
         resume: continue the checkpoint at `out` (same settings required); without it an existing
             `out` is refused rather than overwritten.
     """
-    config = GeneratorConfig(mode=mode, width=width, res_blocks=res_blocks, noise_channels=noise_channels)
+    config = GeneratorConfig(mode=mode, width=width, res_blocks=res_blocks, noise_channels=noise_channels,
+                             input_skip=input_skip)
     for name, value in (("--size", size), ("--steps", steps), ("--batch-size", batch_size),
                         ("--checkpoint-every", checkpoint_every)):
         if value < 1:
