@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vistoolbox import load_model, load_stylizer, load_tensor, stylize  # noqa: E402
 from vistoolbox.images import resize_center_crop, save_png, to_tensor  # noqa: E402
 from vistoolbox.style.losses import StyleLoss  # noqa: E402
-from vistoolbox.style.stylizer import file_sha256  # noqa: E402
+from vistoolbox.weights import sha256_file  # noqa: E402
 from vistoolbox.style.transfer import transfer_style  # noqa: E402
 
 SIZE = 512
@@ -63,15 +63,15 @@ def main() -> None:
     parser.add_argument("--style", required=True, help="the style image it was trained on")
     parser.add_argument("--content", default=None, help="content photo (default: scikit-image astronaut)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--stylize-runs", type=int, default=3, help="stylize calls per round")
-    parser.add_argument("--transfer-steps", type=int, default=3, help="optimisation steps timed per round")
-    parser.add_argument("--quality-steps", type=int, default=30, help="optimisation steps of the scored result")
+    parser.add_argument("--stylize-runs", type=int, default=2, help="stylize calls per round")
+    parser.add_argument("--transfer-steps", type=int, default=2, help="optimisation steps timed per round")
+    parser.add_argument("--quality-steps", type=int, default=20, help="optimisation steps of the scored result")
     parser.add_argument("--out", default=None, help="folder for the two 512×512 outputs (PNG)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     stylizer = load_stylizer(args.stylizer)
-    sha_ok = stylizer.style.get("sha256") == file_sha256(args.style)
+    sha_ok = stylizer.style.get("sha256") == sha256_file(args.style)
     model = load_model("vgg16", "hed", quiet=True)
     content = content_image(args.content)
     style = load_tensor(args.style)

@@ -4,7 +4,7 @@ The file is a plain dict saved with :func:`torch.save` and read with ``torch.loa
 weights_only=True)`` (tensors, dicts, lists, numbers, strings and None only)::
 
     format        "vistoolbox.stylizer"      version   1
-    config        GeneratorConfig as a dict (mode, width, res_blocks, noise_channels)
+    config        GeneratorConfig as a dict (mode, width, res_blocks, noise_channels, input_skip)
     state_dict    the generator's weights
     style         {"name", "sha256", "size": [H, W]}  — sha256 of the style file's bytes
     descriptor    the loss network: model.describe() + style_layers, content_layer
@@ -17,7 +17,6 @@ weights_only=True)`` (tensors, dicts, lists, numbers, strings and None only)::
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,8 @@ import torch
 from tqdm import tqdm
 
 from ..errors import VisUsageError
-from ..files import write_atomic
 from ..images import DEFAULT_MAX_PIXELS, load_tensor, save_png
+from ..weights import save_atomic
 from .generator import GeneratorConfig, StyleGenerator, texture_noise
 
 FORMAT = "vistoolbox.stylizer"
@@ -71,8 +70,8 @@ class Stylizer:
 
 def save_stylizer(stylizer: Stylizer, path: str | Path) -> Path:
     """Write the stylizer file atomically (a temp file, then rename)."""
-    payload = stylizer.to_dict()
-    return write_atomic(path, lambda tmp: torch.save(payload, tmp))
+    save_atomic(stylizer.to_dict(), Path(path))
+    return Path(path)
 
 
 def load_stylizer(path: str | Path, device: str | torch.device = "cpu") -> Stylizer:
@@ -97,15 +96,6 @@ def load_stylizer(path: str | Path, device: str | torch.device = "cpu") -> Styli
                     loss_weights=data["loss_weights"], training=data["training"],
                     history={k: list(data["history"].get(k, [])) for k in HISTORY_KEYS},
                     optimizer=data.get("optimizer"))
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_strength(strength: float) -> None:

@@ -19,9 +19,10 @@ from tqdm import tqdm
 from ..errors import VisUsageError
 from ..images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_tensor, open_image, to_tensor
 from ..models import LoadedModel, load_model
+from ..weights import sha256_file
 from .generator import GeneratorConfig, StyleGenerator, texture_noise
 from .losses import StyleLoss
-from .stylizer import HISTORY_KEYS, Stylizer, file_sha256, load_stylizer, save_stylizer
+from .stylizer import HISTORY_KEYS, Stylizer, load_stylizer, save_stylizer
 
 #: Johnson et al.'s layers on VGG16: style relu1_2, relu2_2, relu3_3, relu4_3; content relu2_2.
 DEFAULT_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -92,7 +93,7 @@ def style_identity(style: str | Path | torch.Tensor) -> dict[str, Any]:
     if isinstance(style, torch.Tensor):
         data = style.detach().float().cpu().contiguous().numpy().tobytes()
         return {"name": "<tensor>", "sha256": hashlib.sha256(data).hexdigest()}
-    return {"name": Path(style).name, "sha256": file_sha256(style)}
+    return {"name": Path(style).name, "sha256": sha256_file(style)}
 
 
 def _comparable(key: str, value: Any) -> Any:
