@@ -20,6 +20,10 @@ from .mining import merge_runs, mine
 
 from .style import StyleLoss, synthesize_texture, transfer_style
 
+from .style.generator import GeneratorConfig, StyleGenerator
+from .style.stylizer import Stylizer, generate_texture, load_stylizer, save_stylizer, stylize, stylize_files
+from .style.train_stylizer import train_stylizer
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -32,4 +36,8 @@ __all__ = [
     "open_image", "save_png", "to_pil", "to_tensor", "MaximizeResult", "dream", "maximize", "maximize_layer",
 
     "StyleLoss", "synthesize_texture", "transfer_style",
+
+    # feed-forward stylizer (issue 8)
+    "GeneratorConfig", "StyleGenerator", "Stylizer", "generate_texture", "load_stylizer", "save_stylizer",
+    "stylize", "stylize_files", "train_stylizer",
 ]

@@ -380,6 +380,84 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
 
 
 # === train-stylizer / stylize (issue 8) =================================================
+@vis.command("train-stylizer")
+@model_options
+@click.argument("style")
+@click.option("--dataset", default=None, help="folder of training images (searched recursively); image mode")
+@click.option("--mode", type=click.Choice(["image", "texture"]), default="image", show_default=True,
+              help="image: stylise photos; texture: make textures from noise")
+@click.option("--size", default=256, show_default=True, help="side of the square training crops / noise")
+@click.option("--style-size", default=None, type=int, help="longest side of the style image (default --size)")
+@click.option("--steps", default=2000, show_default=True, help="total training steps (resume continues to it)")
+@click.option("--batch-size", default=4, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate")
+@click.option("--content-weight", default=1.0, show_default=True)
+@click.option("--style-weight", default=10.0, show_default=True)
+@click.option("--tv-weight", default=10.0, show_default=True)
+@click.option("--style-layers", default=None,
+              help="LAYER[:WEIGHT],… (default relu1_2,relu2_2,relu3_3,relu4_3)")
+@click.option("--content-layer", default=None, help="default relu2_2")
+@click.option("--width", default=32, show_default=True, help="generator base width (channels)")
+@click.option("--res-blocks", default=5, show_default=True, help="generator residual blocks")
+@click.option("--noise-channels", default=8, show_default=True, help="texture mode: noise channels")
+@click.option("--input-skip", is_flag=True, help="generator starts as the identity (faster short runs)")
+@click.option("--checkpoint-every", default=100, show_default=True, help="save to --out every N steps")
+@click.option("--resume", is_flag=True, help="continue the checkpoint at --out")
+@click.option("--out", default="stylizer.pt", show_default=True)
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def train_stylizer_cmd(model_name: str, weights: str, device: str, seed: int, input_size: int | None, style: str,
+                       dataset: str | None, mode: str, size: int, style_size: int | None, steps: int,
+                       batch_size: int, lr: float, content_weight: float, style_weight: float, tv_weight: float,
+                       style_layers: str | None, content_layer: str | None, width: int, res_blocks: int,
+                       noise_channels: int, input_skip: bool, checkpoint_every: int, resume: bool, out: str,
+                       quiet: bool) -> None:
+    """Train a feed-forward stylizer (Johnson et al. / Ulyanov et al.) for the STYLE image."""
+    from .style.losses import parse_layer_weights
+    from .style.train_stylizer import train_stylizer
+
+    model = load_from_options(model_name, weights, device, seed, input_size, quiet=quiet)
+    result = train_stylizer(style, dataset, out=out, model=model, mode=mode, size=size, style_size=style_size,
+                            steps=steps, batch_size=batch_size, lr=lr, content_weight=content_weight,
+                            style_weight=style_weight, tv_weight=tv_weight,
+                            style_layers=parse_layer_weights(style_layers) if style_layers else None,
+                            content_layer=content_layer, width=width, res_blocks=res_blocks,
+                            noise_channels=noise_channels, input_skip=input_skip, seed=seed,
+                            checkpoint_every=checkpoint_every, resume=resume, quiet=quiet)
+    total = result.history["total"]
+    span = f"loss {total[0]:.4g} → {total[-1]:.4g}" if total else "no steps run"
+    click.echo(f"{out}: {mode} stylizer, {result.steps} steps, {span}")
+
+
+@vis.command()
+@click.argument("model_file")
+@click.argument("inputs", nargs=-1)
+@click.option("--out", default="stylized", show_default=True, help="output folder (PNG per input)")
+@click.option("--strength", default=1.0, show_default=True, help="0 = input, 1 = stylised; blends between")
+@click.option("--batch-size", default=4, show_default=True, help="equal-size images run together")
+@click.option("--noise", is_flag=True, help="texture stylizer: synthesise from noise instead of inputs")
+@click.option("--size", default=512, show_default=True, help="--noise: texture side")
+@click.option("--count", default=1, show_default=True, help="--noise: number of textures")
+@click.option("--seed", default=0, show_default=True, help="--noise: noise seed")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
+@click.option("--max-pixels", default=64_000_000, show_default=True, help="refuse larger input images")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def stylize(model_file: str, inputs: tuple[str, ...], out: str, strength: float, batch_size: int, noise: bool,
+            size: int, count: int, seed: int, device: str, max_pixels: int, quiet: bool) -> None:
+    """Apply a trained stylizer to INPUT images (same size out), or make textures with --noise."""
+    from .errors import VisUsageError
+    from .models import resolve_device
+    from .style.stylizer import load_stylizer, stylize_files, texture_files
+
+    stylizer = load_stylizer(model_file, device=resolve_device(device))
+    if noise:
+        if inputs:
+            raise VisUsageError("--noise makes textures from noise; give no INPUT images with it")
+        paths = texture_files(stylizer, out, size=size, count=count, seed=seed)
+    else:
+        paths = stylize_files(stylizer, inputs, out, strength=strength, batch_size=batch_size,
+                              max_pixels=max_pixels, quiet=quiet)
+    for path in paths:
+        click.echo(str(path))
 
 
 def main(argv: list[str] | None = None) -> None:
