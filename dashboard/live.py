@@ -24,7 +24,7 @@ from .context import Context
 from .serving import run_url
 from .uploads import cache_image, load_cached, store_upload
 
-MAX_TILE = 64          # px per channel tile in the montage
+MIN_TILE, MAX_TILE = 24, 64   # px per channel tile in the montage
 PAD = 2
 _FORWARD = threading.Lock()   # one forward pass at a time through the shared model (hooks are shared)
 _CACHE: "OrderedDict[tuple, dict]" = OrderedDict()
@@ -95,7 +95,7 @@ def class_names(model: LoadedModel) -> list[str] | None:
 
 def tile_layout(channels: int, height: int, width: int) -> dict[str, int]:
     """Montage geometry: tile size (≤ MAX_TILE), columns and rows."""
-    tile = max(8, min(MAX_TILE, max(height, width)))
+    tile = max(MIN_TILE, min(MAX_TILE, max(height, width)))
     ncols = math.ceil(math.sqrt(channels))
     return {"tile": tile, "pad": PAD, "ncols": ncols, "nrows": math.ceil(channels / ncols), "channels": channels}
 

@@ -1,0 +1,154 @@
+"""Dashboard callbacks and helpers without a browser: uploads, file serving, unit navigation,
+Live-tab activations against an independent conv, montage geometry."""
+from __future__ import annotations
+
+import base64
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from dashboard import live, units
+from dashboard.context import make_context
+from dashboard.serving import inside
+from dashboard.uploads import decode_upload
+from vistoolbox.errors import VisUsageError
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- uploads
+
+def test_upload_decodes_a_real_image(astronaut):
+    img = Image.fromarray((astronaut[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    out = decode_upload(data_url(png(img)), 8 * 2**20, 25_000_000)
+    assert out.size == (512, 512) and out.mode == "RGB"
+    assert np.array_equal(np.asarray(out), np.asarray(img))
+
+
+@pytest.mark.parametrize("contents, message", [
+    (data_url(b"not an image at all" * 10, "image/png"), "not an image"),
+    (data_url(b"\x80\x04\x95pickle", "application/octet-stream"), "not an image"),
+    ("data:image/png;base64,%%%notbase64", "not valid base64"),
+    ("hello", "not a file"),
+])
+def test_upload_rejects_non_images_with_a_message(contents, message):
+    with pytest.raises(VisUsageError, match=message):
+        decode_upload(contents, 8 * 2**20, 25_000_000)
+
+
+def test_upload_size_cap():
+    data = png(Image.new("RGB", (64, 64)))
+    with pytest.raises(VisUsageError, match="larger than the limit of 0 MiB"):
+        decode_upload(data_url(data), len(data) - 1, 25_000_000)
+    assert decode_upload(data_url(data), len(data), 25_000_000).size == (64, 64)
+
+
+def test_upload_decompression_bomb_is_refused_before_decoding():
+    bomb = png(Image.new("1", (8000, 8000)))           # 64 Mpx that compress to a few kB
+    assert len(bomb) < 200_000
+    with pytest.raises(VisUsageError, match="above the limit"):
+        decode_upload(data_url(bomb), 8 * 2**20, 25_000_000)
+
+
+# --------------------------------------------------------------------------- file serving
+
+def test_inside_refuses_traversal_absolute_and_symlinks(tmp_path):
+    root = tmp_path / "run"
+    (root / "layers").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(root / "layers" / "a.png")
+    Image.new("RGB", (4, 4)).save(tmp_path / "secret.png")
+    (root / "manifest.json").write_text("{}")
+    os.symlink(tmp_path / "secret.png", root / "layers" / "link.png")
+    assert inside(root, "layers/a.png") == (root / "layers" / "a.png").resolve()
+    for bad in ("../secret.png", "layers/../../secret.png", str(tmp_path / "secret.png"), "/etc/passwd",
+                "layers/link.png", "manifest.json", "layers", "", "layers/a.png\x00"):
+        assert inside(root, bad) is None, bad
+
+
+# --------------------------------------------------------------------------- navigation helpers
+
+def test_arrow_keys_move_in_a_16_column_grid():
+    assert units.step_unit(5, "ArrowRight", 256) == 6
+    assert units.step_unit(5, "ArrowLeft", 256) == 4
+    assert units.step_unit(5, "ArrowDown", 256) == 21
+    assert units.step_unit(5, "ArrowUp", 256) == 0          # clamped at the first unit
+    assert units.step_unit(250, "ArrowDown", 256) == 255    # clamped at the last unit
+    assert units.step_unit(0, "ArrowLeft", 256) == 0
+    assert units.step_unit(7, "Enter", 256) == 7
+
+
+def test_query_round_trip():
+    query = units.make_query(1, "features.3", 12, n_runs=2)
+    assert query == "?run=1&layer=features.3&unit=12"
+    assert units.parse_query(query) == {"run": "1", "layer": "features.3", "unit": "12"}
+    assert units.make_query(0, "conv1", 3, n_runs=1) == "?layer=conv1&unit=3"
+    assert units.parse_query("") == {}
+
+
+# --------------------------------------------------------------------------- live tab
+
+@pytest.fixture(scope="module")
+def live_ctx(tmp_path_factory, alexnet_random):
+    ctx = make_context(None, "alexnet", "random", cache_dir=tmp_path_factory.mktemp("dash-cache"))
+    ctx._model = alexnet_random
+    return ctx
+
+
+def test_live_activations_match_an_independent_convolution(live_ctx, astronaut):
+    from dashboard.uploads import cache_image
+    from vistoolbox.images import to_pil, to_tensor
+
+    key, url = cache_image(live_ctx, to_pil(astronaut))
+    assert url == f"/vis/cache/{key}.png"
+    result = live.activations(live_ctx, key, "features.0")
+    model = live_ctx.model
+    conv = model.module.features[0]
+    x = model.preprocessing.normalize(to_tensor(result["image"]))
+    expected = F.conv2d(x, conv.weight, conv.bias, stride=conv.stride, padding=conv.padding)[0]
+    assert result["maps"].shape == tuple(expected.shape) == (64, 55, 55)
+    assert np.allclose(result["maps"], expected.numpy(), atol=1e-4)
+    assert result["image"].size == (224, 224)
+    probs = [p for _, p in result["classes"]]
+    assert len(probs) == 5 and probs == sorted(probs, reverse=True)
+    full = torch.softmax(model.module(x), 1)[0]
+    assert abs(probs[0] - float(full.max())) < 1e-5
+
+
+def test_live_layer_options_are_spatial_layers(live_ctx):
+    options = live.live_layers(live_ctx.model)
+    values = [o["value"] for o in options]
+    assert "features.0" in values and "features.12" in values
+    assert not any(v.startswith("classifier") for v in values)
+    assert any("conv1" in o["label"] for o in options)
+
+
+def test_montage_tiles_are_where_channel_at_says():
+    channels, meta = 10, live.tile_layout(10, 5, 5)
+    maps = np.stack([np.full((5, 5), float(c + 1)) for c in range(channels)])
+    image = np.asarray(Image.open(io.BytesIO(live.montage_png(maps, meta))).convert("L"), dtype=float)
+    step = meta["tile"] + meta["pad"]
+    found = {}
+    for y in range(0, image.shape[0]):
+        for x in range(0, image.shape[1]):
+            c = live.channel_at(meta, x, y)
+            if c is None:
+                continue
+            found.setdefault(c, set()).add(image[y, x])
+    assert sorted(found) == list(range(channels))
+    for c, values in found.items():   # every pixel of a tile has the channel's brightness (c+1)/10
+        assert values == {round((c + 1) / channels * 255)} or values == {np.floor((c + 1) / channels * 255)}
+    assert live.channel_at(meta, meta["tile"], 0) is None           # gutter
+    assert live.channel_at(meta, 0, step * meta["nrows"]) is None   # below the last row
