@@ -111,9 +111,10 @@ def channel_at(meta: dict[str, int], x: float, y: float) -> int | None:
 
 
 def montage_png(maps: np.ndarray, meta: dict[str, int]) -> bytes:
-    """Grey-scale montage of ReLU'd maps, all scaled by the layer's maximum (channels comparable)."""
+    """Grey-scale montage of ReLU'd maps, all scaled by the layer's 99.5th percentile (channels stay
+    comparable; one outlier does not darken the rest)."""
     positive = np.maximum(maps, 0)
-    scale = float(positive.max()) or 1.0
+    scale = float(np.percentile(positive, 99.5)) or float(positive.max()) or 1.0
     tile, pad, ncols = meta["tile"], meta["pad"], meta["ncols"]
     canvas = np.full((meta["nrows"] * (tile + pad) - pad, ncols * (tile + pad) - pad), 60, np.uint8)
     for c, channel in enumerate(positive):
@@ -249,7 +250,9 @@ def run_top9(ctx: Context, layer: str, channel: int) -> list:
             montage = run.patch(layer, channel)
             children: list = [html.H4(f"top-9 in run {i}")]
             if montage.is_file():
-                children.append(html.Img(src=run_url(ctx, i, montage), className="live-input", id="live-top9-img"))
+                children.append(html.Img(src=run_url(ctx, i, montage), className="live-input pixelated",
+                                         id="live-top9-img"))
+            children.append(html.Br())
             children.append(dcc.Link("open in Units", href=f"?{'run=%d&' % i if len(ctx.runs) > 1 else ''}"
                                      f"layer={layer}&unit={channel}", id="live-open-unit"))
             return children

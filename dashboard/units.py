@@ -86,6 +86,13 @@ def layer_label(run: Run, layer: str) -> str:
     return " · ".join(bits)
 
 
+def layer_summary(run: Run, layer: str) -> str:
+    """``256 units · top-9 over 12 images``."""
+    counts = run.manifest.get("counts", {})
+    images = counts.get("seen", counts.get("images", len(run.images)))
+    return f"{run.units(layer)} units · top-{run.manifest.get('k', 9)} over {images} images"
+
+
 def thumbnail(run: Run, layer: str, unit: int) -> Path | None:
     """The optimised image when cached, else the top-1 patch, else the montage."""
     for path in (run.maximized(layer, unit), run.patch(layer, unit, 0), run.patch(layer, unit)):
@@ -146,8 +153,8 @@ def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: i
 def model_view(run: Run, image):  # noqa: ANN001, ANN201
     """The image as the miner fed it to the model (resize + centre crop from the manifest)."""
     pre = run.manifest.get("preprocessing", {})
-    size = int(pre.get("input_size", 224))
-    return resize_center_crop(image, int(pre.get("resize_size", size)), size)
+    crop = int(pre.get("crop") or pre.get("input_size") or 224)
+    return resize_center_crop(image, int(pre.get("resize") or pre.get("resize_size") or crop), crop)
 
 
 # --------------------------------------------------------------------------- layout
@@ -227,7 +234,7 @@ def register(app: dash.Dash, ctx: Context) -> None:
     def grid(key):  # noqa: ANN001, ANN202
         if not key:
             raise dash.exceptions.PreventUpdate
-        return unit_grid(ctx, key["run"], key["layer"]), layer_label(ctx.runs[key["run"]], key["layer"])
+        return unit_grid(ctx, key["run"], key["layer"]), layer_summary(ctx.runs[key["run"]], key["layer"])
 
     app.clientside_callback(
         "function(sel) { return window.visMarkSelected(sel); }",

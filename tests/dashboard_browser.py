@@ -56,3 +56,42 @@ def screenshot(duo, name: str) -> Path:  # noqa: ANN001
     path = ARTIFACTS / f"{name}.png"
     duo.driver.save_screenshot(str(path))
     return path
+
+
+SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
+           "colorwheel", "retina", "coins", "camera", "clock", "brick")
+RUN_LAYERS = "conv1_1,conv3_3"
+
+
+def write_dataset(folder: Path, count: int = 12, longest: int = 160) -> Path:
+    """A few real scikit-image photos written as PNG files (the dataset of the test run)."""
+    from PIL import Image
+    from skimage import data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SAMPLES[:count]:
+        image = Image.fromarray(getattr(data, name)()).convert("RGB")
+        image.thumbnail((longest, longest))
+        image.save(folder / f"{name}.png")
+    return folder
+
+
+def mine_run(root: Path) -> Path:
+    """A real run made by the real ``vis mine`` (default model vgg16/hed, 2 layers, small crop)."""
+    import subprocess
+    import sys
+
+    dataset = write_dataset(root / "images")
+    out = root / "run"
+    cmd = [sys.executable, "-m", "vistoolbox.cli", "mine", "--dataset", str(dataset), "--out", str(out),
+           "--layers", RUN_LAYERS, "--resize", "128", "--crop", "112", "--batch-size", "12", "--quiet",
+           "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+                          timeout=300)
+    if proc.returncode != 0:
+        if "No such command 'mine'" in proc.stderr:
+            pytest.skip("`vis mine` is not in this build yet")
+        if "hed" in proc.stderr and "fetch" in proc.stderr:
+            pytest.skip(f"hed weights unavailable: {proc.stderr.strip()}")
+        raise AssertionError(f"vis mine failed: {proc.stderr}")
+    return out

@@ -1,0 +1,158 @@
+"""Real-browser tests of the dashboard (dash.testing + headless Chromium) on a run made by `vis mine`.
+
+Screenshots of every tab go to test-artifacts/."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from dashboard_browser import dash_browser, mine_run, needs_browser, screenshot
+
+pytestmark = [pytest.mark.browser, needs_browser]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return mine_run(tmp_path_factory.mktemp("dash-run"))
+
+
+@pytest.fixture(scope="module")
+def duo(run_dir, tmp_path_factory):
+    from dashboard import create_app
+
+    app = create_app([run_dir], device="cpu", cache_dir=tmp_path_factory.mktemp("dash-cache"))
+    with dash_browser(app) as browser:
+        browser.app = app
+        yield browser
+
+
+def natural_widths(duo, selector: str) -> list[int]:
+    return duo.driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(i => i.complete ? i.naturalWidth : -1)",
+        selector)
+
+
+def wait_images(duo, selector: str, count: int, timeout: float = 20) -> list[int]:
+    """Wait until `count` images match `selector` and all decoded (naturalWidth > 0)."""
+    end = time.time() + timeout
+    widths: list[int] = []
+    while time.time() < end:
+        widths = natural_widths(duo, selector)
+        if len(widths) == count and all(w > 0 for w in widths):
+            return widths
+        time.sleep(0.1)
+    raise AssertionError(f"{selector}: wanted {count} loaded images, got {widths}")
+
+
+def search(duo) -> str:
+    return duo.driver.execute_script("return window.location.search")
+
+
+def test_units_tab_layer_unit_top9_keys_and_source(duo):
+    app = duo.app
+    run = app.vis_context.runs[0]
+    first, second = run.layers
+    duo.wait_for_text_to_equal("#detail-title", f"{run.aliases(first)[0]} · unit 0 (unit_0000)", timeout=20)
+    wait_images(duo, "#unit-grid .unit-cell img", run.units(first))
+    assert search(duo) == f"?layer={first}&unit=0"
+
+    duo.select_dcc_dropdown("#layer-select", index=1)
+    wait_images(duo, "#unit-grid .unit-cell img", run.units(second))      # 256 thumbnails
+    assert run.units(second) == 256
+    duo.find_element('.unit-cell[data-unit="21"]').click()
+    duo.wait_for_contains_text("#detail-title", "unit 21")
+    widths = wait_images(duo, "#top9 img", 9)
+    assert len(widths) == 9 and min(widths) > 0
+    assert search(duo) == f"?layer={second}&unit=21"
+    values = [float(e.text.split(": ")[1]) for e in duo.find_elements("#top9 figcaption")]
+    topk = run.topk(second)["values"][21]
+    assert values == pytest.approx([float(v) for v in topk[:9]], rel=5e-3)
+    assert "selected" in duo.find_element('.unit-cell[data-unit="21"]').get_attribute("class")
+
+    body = duo.find_element("body")
+    body.send_keys(Keys.ARROW_RIGHT)
+    duo.wait_for_contains_text("#detail-title", "unit 22")
+    body.send_keys(Keys.ARROW_DOWN)
+    duo.wait_for_contains_text("#detail-title", "unit 38")
+    assert search(duo) == f"?layer={second}&unit=38"
+
+    duo.find_elements("#top9 img")[2].click()
+    wait_images(duo, "#source-view", 1)
+    duo.wait_for_element("#unit-hist .main-svg")
+    screenshot(duo, "units")
+
+
+def test_deep_link_reloads_to_the_same_view(duo):
+    run = duo.app.vis_context.runs[0]
+    layer = run.layers[1]
+    alias = run.aliases(layer)[0]
+    duo.driver.get(f"{duo.server_url}/?layer={alias}&unit=17")
+    duo.wait_for_text_to_equal("#detail-title", f"{alias} · unit 17 (unit_0017)", timeout=20)
+    wait_images(duo, "#top9 img", 9)
+    assert search(duo) == f"?layer={layer}&unit=17"
+    duo.wait_for_element('.unit-cell.selected[data-unit="17"]')
+    duo.driver.refresh()
+    duo.wait_for_text_to_equal("#detail-title", f"{alias} · unit 17 (unit_0017)", timeout=20)
+    # a bad link falls back to something valid instead of breaking
+    duo.driver.get(f"{duo.server_url}/?layer=nope&unit=99999")
+    duo.wait_for_contains_text("#detail-title", f"unit {run.units(run.layers[0]) - 1}", timeout=20)
+
+
+def test_live_tab_maps_click_overlay_and_top9(duo):
+    duo.driver.get(duo.server_url + "/")
+    duo.wait_for_element("#tab-live").click()
+    duo.select_dcc_dropdown("#live-pick", index=0)
+    duo.wait_for_element("#live-maps .main-svg image", timeout=30)
+    drag = duo.wait_for_element("#live-maps .nsewdrag")
+    ActionChains(duo.driver).move_to_element_with_offset(drag, 5, 5).click().perform()  # a tile near a corner
+    wait_images(duo, "#live-overlay", 1)
+    wait_images(duo, "#live-top9-img", 1)
+    channel = int(duo.find_element("#live-channel").get_attribute("value"))
+    assert channel >= 0
+    assert duo.find_element("#live-channel-title").text == f"channel {channel}"
+    screenshot(duo, "live")
+
+
+def test_live_upload_rejects_a_non_image(duo, tmp_path):
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"this is not a png" * 20)
+    duo.driver.get(duo.server_url + "/")
+    duo.wait_for_element("#tab-live").click()
+    duo.find_element("#live-upload input[type=file]").send_keys(str(fake))
+    duo.wait_for_contains_text("#live-message", "not an image")
+
+
+def test_texture_job_shows_progress_and_result(duo):
+    duo.driver.get(duo.server_url + "/")
+    duo.wait_for_element("#tab-texture").click()
+    duo.wait_for_element("#tex-thumbs img")
+    for ident, value in (("#tex-size", "48"), ("#tex-steps", "12")):
+        box = duo.find_element(ident)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(value)
+    duo.find_element("#tex-run").click()
+    wait_images(duo, "#tex-result", 1, timeout=120)
+    duo.wait_for_contains_text("#tex-status", "done")
+    assert duo.find_element("#tex-progress").get_attribute("value") == "12"
+    duo.wait_for_element("#tex-loss .main-svg .scatterlayer .trace")
+    screenshot(duo, "texture")
+
+
+def test_transfer_job_shows_result(duo):
+    duo.driver.get(duo.server_url + "/")
+    duo.wait_for_element("#tab-transfer").click()
+    duo.wait_for_element("#tr-content-thumbs img")
+    duo.wait_for_element("#tr-style-thumbs img")
+    for ident, value in (("#tr-size", "96"), ("#tr-steps", "25")):
+        box = duo.find_element(ident)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(value)
+    duo.find_element("#tr-run").click()
+    wait_images(duo, "#tr-result", 1, timeout=150)
+    duo.wait_for_contains_text("#tr-status", "done")
+    screenshot(duo, "transfer")
