@@ -50,7 +50,7 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
             dcc.Tab(label="Transfer", value="transfer", id="tab-transfer", children=transfer.layout(ctx)),
         ]),
     ])
-    units.register(app, ctx)
+    units.register(app, ctx, manager)
     live.register(app, ctx)
     texture.register(app, ctx, manager)
     transfer.register(app, ctx, manager)

@@ -31,6 +31,7 @@ class Context:
     cache_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vis-dashboard-")))
     _model: LoadedModel | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _others: dict = field(default_factory=dict, repr=False)
 
     @property
     def model(self) -> LoadedModel:
@@ -40,6 +41,18 @@ class Context:
                 self._model = load_model(self.model_name, self.weights, device=self.device, seed=self.seed,
                                          input_size=self.input_size, quiet=True)
             return self._model
+
+    def model_for(self, run: Run) -> LoadedModel:
+        """The model a run was mined with (the shared model when it is the same one)."""
+        name, weights = run.manifest.get("model"), run.manifest.get("weights")
+        if (name, weights) == (self.model_name, self.weights) or not name:
+            return self.model
+        with self._lock:
+            key = (name, weights)
+            if key not in self._others:
+                self._others[key] = load_model(name, weights or "random", device=self.device, seed=self.seed,
+                                               input_size=run.manifest.get("input_size"), quiet=True)
+            return self._others[key]
 
     def run(self, index: int | None) -> Run | None:
         """Run number `index` (None when there is no such run)."""

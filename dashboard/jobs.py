@@ -14,15 +14,15 @@ from typing import Any, Callable
 import dash
 import plotly.graph_objects as go
 import torch
-from dash import ALL, Input, Output, State, ctx as cb, dcc, html
+from dash import Input, Output, State, ctx as cb, dcc, html
 
-from vistoolbox.errors import VisError
+from vistoolbox.errors import VisError, VisUsageError
 from vistoolbox.files import write_json
 from vistoolbox.images import open_image, png_bytes, save_png
 
 from .context import Context, content_key
 from .serving import _HEX, cache_url
-from .uploads import cache_image, load_cached, store_upload
+from .uploads import cache_image, cached_path, store_upload
 
 #: Cached job results expire after a week.
 CACHE_EXPIRE_S = 7 * 24 * 3600
@@ -210,9 +210,9 @@ def register_job(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager, p
         return dcc.send_file(str(path), filename=f"{kind}_{key[:8]}.png")
 
 
-def images_of(ctx: Context, store: dict | None, what: str) -> list:
-    """PIL images of a picker store, or a usage error naming what is missing."""
+def images_of(ctx: Context, store: dict | None, what: str) -> list[Path]:
+    """Files of the images in a picker store (cached PNGs), or a usage error naming what is missing."""
     keys = (store or {}).get("keys") or []
     if not keys:
-        raise VisError(f"choose a {what} image first")
-    return [load_cached(ctx, k) for k in keys]
+        raise VisUsageError(f"choose a {what} image first")
+    return [cached_path(ctx, k) for k in keys]

@@ -6,12 +6,11 @@ from typing import Any, Callable
 
 import dash
 from dash import State, dcc, html
-from torch import nn
-
 from vistoolbox import LoadedModel
 
 from . import jobs
 from .context import Context
+from .live import live_layers
 
 
 def style_api():  # noqa: ANN201
@@ -24,10 +23,9 @@ def style_api():  # noqa: ANN201
 
 
 def layer_options(model: LoadedModel) -> tuple[list[dict[str, str]], list[str]]:
-    """Conv layers (labelled with aliases) and the default style layers that this model has."""
-    convs = model.layers_of_type(nn.Conv2d)
-    options = [{"label": ", ".join(model.aliases_of(n)) + f" · {n}" if model.aliases_of(n) else n, "value": n}
-               for n in convs]
+    """The Live tab's layer options and the library's default style layers (resolved) for this model."""
+    options = live_layers(model)
+    valid = {o["value"] for o in options}
     style = style_api()
     default: list[str] = []
     for name in (style.DEFAULT_STYLE_LAYERS if style else []):
@@ -35,7 +33,8 @@ def layer_options(model: LoadedModel) -> tuple[list[dict[str, str]], list[str]]:
             default.append(model.resolve(name))
         except ValueError:
             pass
-    return options, [d for d in default if d in convs] or convs[:3]
+    default = [d for d in default if d in valid]
+    return options, default or [o["value"] for o in options[:3]]
 
 
 def unavailable() -> html.Div:

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx as cb, dcc, html
 from PIL import ImageDraw
 
+from vistoolbox.errors import VisError
 from vistoolbox.files import write_bytes
 from vistoolbox.images import open_image, png_bytes, resize_center_crop
 from vistoolbox.receptive import Field, unit_box
@@ -185,9 +186,14 @@ def layout(ctx: Context) -> html.Div:
                 html.H4("optimised image"),
                 html.Img(id="max-view", className="max-view"),
                 html.Div(id="max-status", className="status"),
-                html.Button("compute optimised image", id="max-run", n_clicks=0),
-                html.Button("cancel", id="max-cancel", n_clicks=0),
-                html.Progress(id="max-progress", value="0", max="100")]),
+                html.Div(className="pickers", children=[
+                    html.Label(["steps ", dcc.Input(id="max-steps", type="number", min=8, max=4096, step=1,
+                                                    value=128, style={"width": "5em"})]),
+                    html.Button("compute optimised image", id="max-run", n_clicks=0,
+                                disabled=maximize_api() is None),
+                    html.Button("cancel", id="max-cancel", n_clicks=0, disabled=True),
+                    html.Progress(id="max-progress", style={"display": "none"})]),  # indeterminate while running
+            ]),
         ]),
         dcc.Graph(id="unit-hist", config={"displayModeBar": False}),
     ])
@@ -208,7 +214,26 @@ def layout(ctx: Context) -> html.Div:
 
 # --------------------------------------------------------------------------- callbacks
 
-def register(app: dash.Dash, ctx: Context) -> None:
+def maximize_api():  # noqa: ANN201
+    """``vistoolbox.maximize.maximize_layer`` (None when this build has no activation maximization)."""
+    try:
+        from vistoolbox.maximize import maximize_layer
+    except ImportError:
+        return None
+    return maximize_layer
+
+
+def optimise_unit(ctx: Context, run_index: int, layer: str, unit: int, steps: int) -> Path:
+    """The unit's optimised image, computed with the library (``maximize_layer``) into the run
+    (``RUN/layers/<name>/maximize/unit_NNNN.png``) unless already there."""
+    run = ctx.runs[run_index]
+    path = run.maximized(layer, unit)
+    if not path.is_file():
+        maximize_api()(ctx.model_for(run), layer, run.root, units=[unit], steps=int(steps), quiet=True)
+    return path
+
+
+def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None = None) -> None:
     """Wire the Units tab."""
     if not ctx.runs:
         return
@@ -250,6 +275,23 @@ def register(app: dash.Dash, ctx: Context) -> None:
         if not sel:
             raise dash.exceptions.PreventUpdate
         return unit_detail(ctx, sel["run"], sel["layer"], sel["unit"])
+
+    if maximize_api() is not None:
+        @app.callback(
+            Output("max-view", "src", allow_duplicate=True), Output("max-status", "children", allow_duplicate=True),
+            Input("max-run", "n_clicks"), State("selection", "data"), State("max-steps", "value"),
+            background=True, manager=manager, prevent_initial_call=True,
+            running=[(Output("max-run", "disabled"), True, False), (Output("max-cancel", "disabled"), False, True),
+                     (Output("max-progress", "style"), {"display": "inline-block"}, {"display": "none"})],
+            cancel=[Input("max-cancel", "n_clicks")])
+        def optimise(n, sel, steps):  # noqa: ANN001, ANN202
+            if not n or not sel:
+                raise dash.exceptions.PreventUpdate
+            try:
+                path = optimise_unit(ctx, sel["run"], sel["layer"], sel["unit"], steps or 128)
+            except VisError as exc:
+                return dash.no_update, f"⚠ {exc}"
+            return run_url(ctx, sel["run"], path), f"unit {sel['unit']}: computed and cached in the run"
 
     @app.callback(Output("source-view", "src"), Input({"type": "top9-img", "rank": ALL}, "n_clicks"),
                   State("selection", "data"), prevent_initial_call=True)
@@ -318,7 +360,8 @@ def unit_detail(ctx: Context, run_index: int, layer: str, unit: int) -> tuple:
                 html.H4(view), *[html.Img(src=run_url(ctx, run_index, p), className="view-img") for p in paths]]))
     maximized = run.maximized(layer, unit)
     max_src = run_url(ctx, run_index, maximized) if maximized.is_file() else None
-    status = "cached in the run" if max_src else "not computed yet"
+    status = "cached in the run" if max_src else (
+        "not computed yet" if maximize_api() else "activation maximization is not in this build")
     aliases = run.aliases(layer)
     title = f"{aliases[0] if aliases else layer} · unit {unit} ({unit_stem(unit)})"
     return title, srcs, captions, views, histogram_figure(run, layer, unit), max_src, status, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from pathlib import Path
 
 from PIL import Image
 
@@ -67,8 +68,8 @@ def cache_image(ctx: Context, image: Image.Image, longest: int = 512) -> tuple[s
     return key, cache_url(key)
 
 
-def load_cached(ctx: Context, key: str) -> Image.Image:
-    """An image stored by :func:`store_upload` (or a job) by its key."""
+def cached_path(ctx: Context, key: str) -> Path:
+    """The PNG stored by :func:`cache_image` (or a job) under `key`."""
     from .serving import _HEX
 
     if not key or not _HEX.match(key):
@@ -76,5 +77,10 @@ def load_cached(ctx: Context, key: str) -> Image.Image:
     for folder in (ctx.uploads, ctx.jobs_dir):
         path = folder / f"{key}.png"
         if path.is_file():
-            return open_image(path)
+            return path
     raise VisUsageError("the image is no longer cached; upload it again")
+
+
+def load_cached(ctx: Context, key: str) -> Image.Image:
+    """An image stored by :func:`cache_image` (or a job) by its key."""
+    return open_image(cached_path(ctx, key))

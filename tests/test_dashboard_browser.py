@@ -104,17 +104,28 @@ def test_deep_link_reloads_to_the_same_view(duo):
 
 
 def test_live_tab_maps_click_overlay_and_top9(duo):
+    from dashboard.live import tile_layout
+
+    run = duo.app.vis_context.runs[0]
     duo.driver.get(duo.server_url + "/")
     duo.wait_for_element("#tab-live").click()
     duo.select_dcc_dropdown("#live-pick", index=0)
-    duo.wait_for_element("#live-maps .main-svg image", timeout=30)
-    drag = duo.wait_for_element("#live-maps .nsewdrag")
-    ActionChains(duo.driver).move_to_element_with_offset(drag, 5, 5).click().perform()  # a tile near a corner
+    image = duo.wait_for_element("#live-maps .main-svg image", timeout=30)
+    meta = tile_layout(run.units(run.layers[0]), 224, 224)      # Live shows the run's first layer
+    step = meta["tile"] + meta["pad"]
+    montage_width = meta["ncols"] * step - meta["pad"]
+    rect = duo.driver.execute_script("return arguments[0].getBoundingClientRect().toJSON()", image)
+    scale = rect["width"] / montage_width
+    target = meta["ncols"] + 2                                     # row 1, column 2
+    x, y = (2 * step + meta["tile"] / 2) * scale, (step + meta["tile"] / 2) * scale
+    ActionChains(duo.driver).move_to_element(image).move_by_offset(
+        int(x - rect["width"] / 2), int(y - rect["height"] / 2)).click().perform()
+    duo.wait_for_text_to_equal("#live-channel-title", f"channel {target}")
+    assert int(duo.find_element("#live-channel").get_attribute("value")) == target
     wait_images(duo, "#live-overlay", 1)
     wait_images(duo, "#live-top9-img", 1)
-    channel = int(duo.find_element("#live-channel").get_attribute("value"))
-    assert channel >= 0
-    assert duo.find_element("#live-channel-title").text == f"channel {channel}"
+    assert duo.find_element("#live-top9-img").get_attribute("src").endswith(
+        f"/layers/{run.layers[0]}/patches/unit_{target:04d}.png")
     screenshot(duo, "live")
 
 
@@ -156,3 +167,27 @@ def test_transfer_job_shows_result(duo):
     wait_images(duo, "#tr-result", 1, timeout=150)
     duo.wait_for_contains_text("#tr-status", "done")
     screenshot(duo, "transfer")
+
+
+def test_optimised_image_is_computed_on_demand_and_cached_in_the_run(duo):
+    from dashboard.units import maximize_api
+
+    if maximize_api() is None:
+        pytest.skip("activation maximization (vistoolbox.maximize) is not in this build")
+    run = duo.app.vis_context.runs[0]
+    layer = run.layers[0]
+    target = run.maximized(layer, 3)
+    assert not target.exists()
+    duo.driver.get(f"{duo.server_url}/?layer={layer}&unit=3")
+    duo.wait_for_contains_text("#max-status", "not computed yet", timeout=20)
+    box = duo.find_element("#max-steps")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("16")
+    duo.find_element("#max-run").click()
+    wait_images(duo, "#max-view", 1, timeout=120)
+    duo.wait_for_contains_text("#max-status", "cached in the run")
+    assert target.is_file()
+    duo.driver.refresh()                       # now it comes from the run, and is the grid thumbnail
+    duo.wait_for_text_to_equal("#max-status", "cached in the run", timeout=20)
+    assert duo.find_element('.unit-cell[data-unit="3"] img').get_attribute("src").endswith(
+        f"/layers/{layer}/maximize/unit_0003.png")
