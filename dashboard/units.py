@@ -215,9 +215,9 @@ def layout(ctx: Context) -> html.Div:
 # --------------------------------------------------------------------------- callbacks
 
 def maximize_api():  # noqa: ANN201
-    """``vistoolbox.maximize.maximize_layer`` (None when this build has no activation maximization)."""
+    """``vistoolbox.maximize_layer`` (None when this build has no activation maximization)."""
     try:
-        from vistoolbox.maximize import maximize_layer
+        from vistoolbox import maximize_layer
     except ImportError:
         return None
     return maximize_layer

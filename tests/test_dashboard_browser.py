@@ -173,7 +173,7 @@ def test_optimised_image_is_computed_on_demand_and_cached_in_the_run(duo):
     from dashboard.units import maximize_api
 
     if maximize_api() is None:
-        pytest.skip("activation maximization (vistoolbox.maximize) is not in this build")
+        pytest.skip("activation maximization (vistoolbox.maximize_layer) is not in this build")
     run = duo.app.vis_context.runs[0]
     layer = run.layers[0]
     target = run.maximized(layer, 3)
