@@ -7,6 +7,7 @@ Public API (everything else is internal)::
     with FeatureExtractor(model, ["conv5_3"]) as fx:
         feats = fx(model.preprocessing.normalize(images))
 """
+from .actmax import MaximizeResult, dream, maximize, maximize_layer
 from .errors import VisError, VisRuntimeError, VisUsageError
 from .extractor import FeatureExtractor
 from .images import load_tensor, montage, open_image, save_png, to_pil, to_tensor
@@ -21,5 +22,5 @@ __all__ = [
     "Box", "FeatureExtractor", "Field", "LayerInfo", "LoadedModel", "Preprocessing", "VisError",
     "VisRuntimeError", "VisUsageError", "layer_field", "layer_table", "load_model", "resolve_device",
     "torchvision_names", "trace_geometry", "unit_box", "Run", "open_run", "load_tensor", "montage",
-    "open_image", "save_png", "to_pil", "to_tensor",
+    "open_image", "save_png", "to_pil", "to_tensor", "MaximizeResult", "dream", "maximize", "maximize_layer",
 ]

@@ -71,6 +71,111 @@ def layers(model_name: str, weights: str, device: str, seed: int, input_size: in
 
 
 # === maximize / dream (issue 3) =========================================================
+def knob_options(func: Callable) -> Callable:
+    """Optimisation knobs shared by maximize and dream; unset ones keep the preset's value."""
+    knobs = [
+        ("--steps", int, "optimisation steps"), ("--lr", float, "learning rate / step size"),
+        ("--size", int, "image size in px (default: the model's input size)"),
+        ("--decay", float, "L2 decay per step (pixel presets)"),
+        ("--blur-radius", float, "Gaussian blur sigma (pixel presets)"),
+        ("--blur-every", int, "blur every N steps (pixel presets)"),
+        ("--norm-pct", float, "zero pixels below this norm percentile (pixel presets)"),
+        ("--contrib-pct", float, "zero pixels below this contribution percentile (pixel presets)"),
+        ("--pad", int, "transform: pad px (lucid presets)"), ("--jitter", int, "transform: jitter px (lucid presets)"),
+    ]
+    for flag, kind, text in reversed(knobs):
+        func = click.option(flag, type=kind, default=None, help=text)(func)
+    return func
+
+
+def _knobs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    names = ("steps", "lr", "size", "decay", "blur_radius", "blur_every", "norm_pct", "contrib_pct", "pad", "jitter")
+    return {k: kwargs[k] for k in names if kwargs.get(k) is not None}
+
+
+def _report(paths: list, record: dict) -> None:
+    for path in paths:
+        click.echo(str(path))
+    init, final = record["activation_initial"], record["activation_final"]
+    pairs = ", ".join(f"{a:.4g} -> {b:.4g}" for a, b in list(zip(init, final))[:8])
+    click.echo(f"activation (initial -> final): {pairs}{' …' if len(init) > 8 else ''}", err=True)
+
+
+@vis.command()
+@model_options
+@click.option("--layer", required=False, help="layer name or alias (e.g. conv4, fc8, features.8)")
+@click.option("--unit", type=int, default=None, help="one unit (channel) index")
+@click.option("--units", "units_spec", default=None, help="several units in one batch: 0-63 or 1,5,9")
+@click.option("--all", "all_units", is_flag=True, help="every unit of the layer(s) into --run")
+@click.option("--layers", "layers_spec", default=None, help="with --all: comma-separated layers")
+@click.option("--run", "run_dir", default=None, type=click.Path(file_okay=False),
+              help="with --all: run directory (RUN/layers/<name>/maximize/)")
+@click.option("--batch", default=16, show_default=True, type=int, help="with --all: units per pass")
+@click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True,
+              help="where --all runs (only local is implemented)")
+@click.option("--neuron", default=None, is_flag=False, flag_value="centre",
+              help="optimise one spatial position: the centre (bare --neuron) or Y,X")
+@click.option("--negate", is_flag=True, help="minimise instead of maximise")
+@click.option("--diversity", default=0.0, show_default=True, type=float,
+              help="weight of the Gram-cosine diversity term across the batch")
+@click.option("--preset", default="lucid", show_default=True,
+              help="lucid | distill | yosinski1 | yosinski2 | yosinski3 | yosinski4")
+@knob_options
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="output PNG (JSON beside it)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def maximize(model_name: str, weights: str, device: str, seed: int, input_size: int | None, layer: str | None,
+             unit: int | None, units_spec: str | None, all_units: bool, layers_spec: str | None,
+             run_dir: str | None, batch: int, backend: str, neuron: str | None, negate: bool,
+             diversity: float, preset: str, out: str | None, quiet: bool, **kwargs: Any) -> None:
+    """Optimise the image that maximises a unit (or a batch of units) of a layer."""
+    from .errors import VisUsageError
+    from .actmax import api
+
+    knobs = _knobs(kwargs)
+    api.settings_for(preset, **knobs)  # fail fast on bad settings, before loading the model
+    position = api.parse_neuron(neuron)
+    if all_units:
+        layers = [l for l in (layers_spec or layer or "").split(",") if l]
+        if not layers or not run_dir:
+            raise VisUsageError("--all needs --layer (or --layers a,b) and --run RUN")
+        model = load_from_options(model_name, weights, device, seed, input_size, quiet)
+        units = api.parse_units(units_spec) if units_spec else None
+        for name in layers:
+            for path in api.maximize_layer(model, name, run_dir, units, batch=batch, preset=preset, seed=seed,
+                                           quiet=quiet, neuron=position, negate=negate, diversity=diversity,
+                                           **knobs):
+                click.echo(str(path))
+        return
+    if not layer:
+        raise VisUsageError("--layer is required (e.g. --layer conv4 --unit 12)")
+    if (unit is None) == (units_spec is None):
+        raise VisUsageError("give exactly one of --unit N or --units SPEC (or --all --run RUN)")
+    chosen = [unit] if unit is not None else api.parse_units(units_spec or "")
+    model = load_from_options(model_name, weights, device, seed, input_size, quiet)
+    result = api.maximize(model, layer, chosen, preset=preset, neuron=position, negate=negate,
+                          diversity=diversity, seed=seed, quiet=quiet, **knobs)
+    _report(result.save(out or api.default_out("maximize", layer, chosen, preset)), result.record)
+
+
+@vis.command()
+@model_options
+@click.argument("image", type=click.Path())
+@click.option("--layer", required=True, help="layer to amplify (e.g. conv4_3)")
+@click.option("--preset", default="dream", show_default=True, help="dream | yosinski1..4")
+@knob_options
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="output PNG (JSON beside it)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def dream(model_name: str, weights: str, device: str, seed: int, input_size: int | None, image: str,
+          layer: str, preset: str, out: str | None, quiet: bool, **kwargs: Any) -> None:
+    """DeepDream: amplify what a layer sees in IMAGE."""
+    from .actmax import api
+
+    knobs = _knobs(kwargs)
+    api.settings_for(preset, **knobs)
+    model = load_from_options(model_name, weights, device, seed, input_size, quiet)
+    result = api.dream(model, image, layer, preset=preset, seed=seed, quiet=quiet, **knobs)
+    _report(result.save(out or api.default_out("dream", layer, None, preset)), result.record)
+
 
 
 # === mine / merge (issue 4) =============================================================

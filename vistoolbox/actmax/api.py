@@ -1,0 +1,274 @@
+"""Public entry points: :func:`maximize`, :func:`dream`, :func:`maximize_layer`.
+
+They parse and check the request (one-line :class:`VisUsageError` for anything invalid), build the
+objective, run the matching loop from :mod:`.render` and return a :class:`MaximizeResult`.
+"""
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..errors import VisUsageError
+from ..extractor import FeatureExtractor
+from ..images import load_tensor, to_tensor
+from ..models import LoadedModel, load_model
+from ..store import maximize_path
+from .params import FourierImage, PixelImage
+from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
+from .presets import Settings, settings_for
+from .render import Trace, measure, quantize, run_lucid, run_pixel, unit_generator
+from .result import MaximizeResult
+
+
+def parse_units(text: str) -> list[int]:
+    """``"12"`` → [12]; ``"0-3"`` → [0, 1, 2, 3]; ``"1,5,7-8"`` → [1, 5, 7, 8]."""
+    units: list[int] = []
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                if int(hi) < int(lo):
+                    raise ValueError
+                units.extend(range(int(lo), int(hi) + 1))
+            else:
+                units.append(int(part))
+    except ValueError:
+        raise VisUsageError(f"cannot read units {text!r}; use a number (12), a range (0-63) or a list (1,5,7-9)") from None
+    return units
+
+
+def parse_neuron(text: str | None) -> bool | tuple[int, int] | None:
+    """CLI ``--neuron``: None → channel objective; ``"centre"`` → True; ``"Y,X"`` → (y, x)."""
+    if text is None:
+        return None
+    if text in ("centre", "center"):
+        return True
+    try:
+        y, x = (int(v) for v in text.split(","))
+    except ValueError:
+        raise VisUsageError(f"cannot read --neuron {text!r}; use Y,X (e.g. 6,6) or a bare --neuron for the centre") from None
+    return (y, x)
+
+
+def default_out(kind: str, layer: str, units: Sequence[int] | None, preset: str) -> Path:
+    """``vis-out/maximize_conv4_12_lucid.png`` and the like."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in layer)
+    if units:
+        text = str(units[0]) if len(units) == 1 else (
+            f"{units[0]}-{units[-1]}" if units == list(range(units[0], units[-1] + 1)) else f"{units[0]}-etc{len(units)}")
+        safe += f"_{text}"
+    return Path("vis-out") / f"{kind}_{safe}_{preset}.png"
+
+
+def parse_target(target: str) -> tuple[str, list[int] | None]:
+    """``"conv4:12"`` → ("conv4", [12]); ``"conv4"`` → ("conv4", None)."""
+    layer, sep, units = target.rpartition(":")
+    if not sep:
+        return target, None
+    return layer, parse_units(units)
+
+
+def layer_shape(model: LoadedModel, layer: str, size: tuple[int, int]) -> tuple[int, ...]:
+    """Output shape (without batch) of `layer` for a `size` input; too-small sizes raise a usage error."""
+    model.resolve(layer)
+    x = torch.zeros(1, 3, *size, device=model.device)
+    try:
+        with torch.no_grad(), FeatureExtractor(model, [layer]) as fx:
+            out = fx(model.preprocessing.normalize(x))[layer]
+    except RuntimeError as exc:
+        raise VisUsageError(f"image size {size[0]}x{size[1]} is too small for layer {layer!r} "
+                            f"({str(exc).splitlines()[0][:120]}); use a larger --size, e.g. "
+                            f"{model.input_size}") from None
+    if out.dim() > 2 and min(out.shape[2:]) < 1:
+        raise VisUsageError(f"image size {size[0]}x{size[1]} is too small for layer {layer!r} (empty output); "
+                            f"use a larger --size, e.g. {model.input_size}")
+    return tuple(out.shape[1:])
+
+
+def _as_model(model: LoadedModel | str) -> LoadedModel:
+    return load_model(model) if isinstance(model, str) else model
+
+
+def _size(settings: Settings, model: LoadedModel) -> tuple[int, int]:
+    s = settings.size or model.input_size
+    return (s, s)
+
+
+def build_objectives(model: LoadedModel, layer: str, units: Sequence[int], size: tuple[int, int],
+                     neuron: bool | tuple[int, int] | None = None, negate: bool = False,
+                     diversity: float = 0.0) -> tuple[Objective, Objective, dict[str, Any]]:
+    """Check the request against the layer's shape and return (objective to maximise, primary
+    activation to report, description). `neuron` True means the spatial centre."""
+    shape = layer_shape(model, layer, size)
+    channels = shape[0]
+    bad = [u for u in units if not 0 <= u < channels]
+    if bad:
+        raise VisUsageError(f"unit {bad[0]} is out of range for layer {layer!r} with {channels} units; "
+                            f"valid: 0-{channels - 1}")
+    if diversity < 0:
+        raise VisUsageError(f"--diversity must be ≥ 0, got {diversity}")
+    info: dict[str, Any] = {"layer_shape": list(shape)}
+    if neuron:
+        if len(shape) < 3:
+            raise VisUsageError(f"--neuron needs a layer with spatial dimensions; {layer!r} has output "
+                                f"shape {list(shape)} (use a channel objective: drop --neuron)")
+        h, w = shape[1], shape[2]
+        y, x = (None, None) if neuron is True else neuron
+        if y is not None and not (0 <= y < h and 0 <= x < w):  # type: ignore[operator]
+            raise VisUsageError(f"--neuron {y},{x} is outside layer {layer!r}'s {h}x{w} map; "
+                                f"valid: 0-{h - 1},0-{w - 1}")
+        primary: Objective = Neuron(layer, tuple(units), y, x)
+        info["neuron"] = list(primary.position(h, w))  # type: ignore[attr-defined]
+    else:
+        primary = Channel(layer, tuple(units))
+        info["neuron"] = None
+    objective = -primary if negate else primary
+    if diversity > 0 and len(units) > 1:
+        objective = objective + diversity * Diversity(layer)
+    return objective, primary, info
+
+
+def _record(model: LoadedModel, settings: Settings, preset: str, seed: int, objective: Objective,
+            extra: dict[str, Any], trace: Trace, initial: list[float], final: list[float],
+            seconds: float) -> dict[str, Any]:
+    from .. import __version__
+
+    return {
+        "tool": "vistoolbox", "version": __version__, **model.describe(), **extra,
+        "objective": objective.describe(), "preset": preset, "settings": settings.to_dict(),
+        "seed": seed, "device": str(model.device), "torch_version": torch.__version__,
+        "python_version": platform.python_version(), "threads": torch.get_num_threads(),
+        "seconds": round(seconds, 3), "steps_per_second": round(settings.steps / max(seconds, 1e-9), 4),
+        "activation_initial": initial, "activation_final": final, "history": trace.history,
+    }
+
+
+def _run(model: LoadedModel, settings: Settings, objective: Objective, primary: Objective,
+         units: Sequence[int], seed: int, size: tuple[int, int], init: torch.Tensor | None,
+         quiet: bool, desc: str) -> tuple[Trace, list[float], list[float], float]:
+    seeds = [unit_generator(seed, u) for u in units]
+    start = time.perf_counter()
+    if settings.family == "lucid":
+        trace = run_lucid(model, objective, primary, settings, seeds, seed, size, quiet=quiet, desc=desc)
+        with torch.no_grad():
+            first = FourierImage([unit_generator(seed, u) for u in units], size, sd=settings.sd,
+                                 decay_power=settings.decay_power, decorrelate=settings.decorrelate)()
+    else:
+        trace = run_pixel(model, objective, primary, settings, seeds, seed, size, init=init, quiet=quiet, desc=desc)
+        start_img = PixelImage([unit_generator(seed, u) for u in units], size, model.preprocessing,
+                               settings.init_std, init)
+        start_img.clamp_()
+        with torch.no_grad():
+            first = start_img()
+    seconds = time.perf_counter() - start
+    trace.images = quantize(trace.images)
+    return trace, measure(model, primary, quantize(first)), measure(model, primary, trace.images), seconds
+
+
+def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None = None, *,
+             preset: str = "lucid", neuron: bool | tuple[int, int] | None = None, negate: bool = False,
+             diversity: float = 0.0, seed: int = 0, quiet: bool = True, **overrides: Any) -> MaximizeResult:
+    """Optimise an image (one per unit, in one batch) that maximises units of a layer.
+
+    Args:
+        model: a :class:`LoadedModel` or a model name (loaded with its default weights).
+        target: ``"layer:unit"``, ``"layer:0-7"`` or ``"layer"`` together with `units`.
+        units: unit indices (channels of a conv layer, outputs of an fc layer).
+        preset: ``lucid`` (default), ``distill``, ``yosinski1..4``.
+        neuron: ``True`` for the spatially central unit, ``(y, x)`` for a position, else the
+            channel mean.
+        negate: minimise instead. diversity: weight of the Gram-cosine diversity term.
+        seed: fixes the start images and the random transforms (same seed ⇒ same bytes).
+        quiet: hide the progress bar.
+        **overrides: any :class:`Settings` field (``steps=64``, ``lr=0.1``, ``size=128``, …).
+
+    Returns:
+        :class:`MaximizeResult` with ``images`` ``[N, 3, H, W]`` and the ``record``.
+
+    Example:
+        >>> res = maximize(load_model("alexnet", "random"), "conv4:12", steps=32)
+        >>> res.image.save("unit12.png"); res.record["activation_final"]
+    """
+    model = _as_model(model)
+    layer, from_target = parse_target(target)
+    chosen = list(units) if units is not None else from_target
+    if not chosen:
+        raise VisUsageError(f"no unit given for layer {layer!r}; use 'layer:12' or units=[...]")
+    settings = settings_for(preset, **overrides)
+    size = _size(settings, model)
+    objective, primary, info = build_objectives(model, layer, chosen, size, neuron, negate, diversity)
+    trace, initial, final, seconds = _run(model, settings, objective, primary, chosen, seed, size, None,
+                                          quiet, f"maximize {layer}")
+    extra = {"kind": "maximize", "layer": layer, "layer_canonical": model.resolve(layer), "units": chosen,
+             "negate": negate, "diversity": diversity, "size": list(size), **info}
+    return MaximizeResult(trace.images, chosen,
+                          _record(model, settings, preset, seed, objective, extra, trace, initial, final, seconds))
+
+
+def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tensor, layer: str, *,
+          preset: str = "dream", seed: int = 0, quiet: bool = True, **overrides: Any) -> MaximizeResult:
+    """DeepDream: amplify everything `layer` sees in `image` (mean squared activation), by gradient
+    ascent on the image's pixels with normalised steps and random shifts.
+
+    `image` is a path, PIL image or 0–1 tensor; it is scaled so its longest side is ``size``
+    (default: the model's input size).
+    """
+    model = _as_model(model)
+    settings = settings_for(preset, **overrides)
+    if settings.family != "pixel":
+        raise VisUsageError(f"dream needs a pixel-space preset (dream, yosinski1..4), not {preset!r}")
+    longest = settings.size or model.input_size
+    if isinstance(image, (str, Path)):
+        start = load_tensor(image, size=longest)
+        source = str(image)
+    else:
+        tensor = to_tensor(image) if isinstance(image, Image.Image) else image.detach().float()
+        start = tensor if tensor.dim() == 4 else tensor.unsqueeze(0)
+        scale = longest / max(start.shape[-2:])
+        if scale != 1:
+            start = torch.nn.functional.interpolate(start, scale_factor=scale, mode="bilinear",
+                                                    align_corners=False, antialias=True).clamp(0, 1)
+        source = "tensor"
+    size = (int(start.shape[-2]), int(start.shape[-1]))
+    layer_shape(model, layer, size)
+    objective = DeepDream(layer)
+    trace, initial, final, seconds = _run(model, settings, objective, objective, [0], seed, size,
+                                          start.to(model.device), quiet, f"dream {layer}")
+    extra = {"kind": "dream", "layer": layer, "layer_canonical": model.resolve(layer), "units": [0],
+             "image": source, "size": list(size)}
+    return MaximizeResult(trace.images, [0],
+                          _record(model, settings, preset, seed, objective, extra, trace, initial, final, seconds))
+
+
+def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units: Iterable[int] | None = None,
+                   *, batch: int = 16, preset: str = "lucid", seed: int = 0, quiet: bool = True,
+                   **options: Any) -> list[Path]:
+    """Render every unit of `layer` (or `units`) into ``RUN/layers/<name>/maximize/unit_0012.png``
+    (+ ``.json``), `batch` units per pass. Units whose PNG already exists are skipped, so an
+    interrupted run resumes where it stopped. Returns the PNGs written now."""
+    model = _as_model(model)
+    if batch < 1:
+        raise VisUsageError(f"--batch must be at least 1, got {batch}")
+    settings = settings_for(preset, **{k: v for k, v in options.items() if k not in ("neuron", "negate", "diversity")})
+    channels = layer_shape(model, layer, _size(settings, model))[0]
+    wanted = list(units) if units is not None else list(range(channels))
+    canonical = model.resolve(layer)
+    todo = [u for u in wanted if not maximize_path(run, canonical, u).exists()]
+    written: list[Path] = []
+    with tqdm(total=len(wanted), initial=len(wanted) - len(todo), disable=quiet, desc=f"units {layer}",
+              unit="unit", file=sys.stderr, dynamic_ncols=True) as bar:
+        for i in range(0, len(todo), batch):
+            chunk = todo[i:i + batch]
+            result = maximize(model, layer, chunk, preset=preset, seed=seed, quiet=quiet, **options)
+            for j, unit in enumerate(chunk):
+                written.append(result.save_unit(j, maximize_path(run, canonical, unit)))
+            bar.update(len(chunk))
+    return written

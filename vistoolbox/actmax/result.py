@@ -1,0 +1,67 @@
+"""The result of an optimisation: images plus a JSON-able record, and how both are written."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..files import write_json
+from ..images import montage, save_png, to_pil
+from ..store import unit_stem
+
+
+@dataclass
+class MaximizeResult:
+    """``images`` ``[N, 3, H, W]`` in 0–1 (already 8-bit quantised), one per entry of ``units``;
+    ``record`` holds every setting, the seed, device, versions, ``activation_initial`` /
+    ``activation_final`` (one per unit) and ``history`` (per step, one value per unit)."""
+
+    images: torch.Tensor
+    units: list[int]
+    record: dict[str, Any]
+
+    @property
+    def image(self) -> Image.Image:
+        """The first image as PIL (the only one for a single unit)."""
+        return to_pil(self.images[0])
+
+    def grid(self) -> torch.Tensor:
+        """All images tiled into one ``[3, H, W]`` montage."""
+        return montage(list(self.images))
+
+    def unit_record(self, i: int) -> dict[str, Any]:
+        """The record of batch element `i` alone: scalar activations and its own history."""
+        rec = dict(self.record)
+        rec.update(unit=self.units[i], units=[self.units[i]], batch_units=self.units,
+                   activation_initial=self.record["activation_initial"][i],
+                   activation_final=self.record["activation_final"][i],
+                   history=[row[i] for row in self.record["history"]])
+        return rec
+
+    def save(self, path: str | Path) -> list[Path]:
+        """Write ``path`` (.png) and its ``.json`` sidecar. For several units the PNG is the grid
+        and every unit also gets ``<stem>/unit_0012.png`` + ``.json``. Returns the PNGs written."""
+        path = Path(path)
+        if path.suffix.lower() != ".png":
+            path = path.with_suffix(".png")
+        written: list[Path] = []
+        if len(self.units) == 1:
+            save_png(self.images[0], path)
+            write_json(path.with_suffix(".json"), self.unit_record(0))
+            return [path]
+        folder = path.with_suffix("")
+        for i, unit in enumerate(self.units):
+            written.append(self.save_unit(i, folder / f"{unit_stem(unit)}.png"))
+        save_png(self.grid(), path)
+        write_json(path.with_suffix(".json"), {**self.record, "grid": True,
+                                               "unit_files": [str(p) for p in written]})
+        return [path, *written]
+
+    def save_unit(self, i: int, path: str | Path) -> Path:
+        """Write batch element `i` as a PNG and its sidecar (JSON first, so a PNG implies a record)."""
+        path = Path(path)
+        write_json(path.with_suffix(".json"), self.unit_record(i))
+        return save_png(self.images[i], path)
