@@ -76,10 +76,17 @@ def write_dataset(folder: Path, count: int = 12, longest: int = 160) -> Path:
     return folder
 
 
+_MINED: dict[str, Path] = {}
+
+
 def mine_run(root: Path) -> Path:
-    """A real run made by the real ``vis mine`` (default model vgg16/hed, 2 layers, small crop)."""
+    """A real run made by the real ``vis mine`` (default model vgg16/hed, 2 layers, small crop);
+    made once per test session and shared by the dashboard's test modules."""
     import subprocess
     import sys
+
+    if "run" in _MINED:
+        return _MINED["run"]
 
     dataset = write_dataset(root / "images")
     out = root / "run"
@@ -94,4 +101,5 @@ def mine_run(root: Path) -> Path:
         if "hed" in proc.stderr and "fetch" in proc.stderr:
             pytest.skip(f"hed weights unavailable: {proc.stderr.strip()}")
         raise AssertionError(f"vis mine failed: {proc.stderr}")
+    _MINED["run"] = out
     return out

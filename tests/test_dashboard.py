@@ -152,3 +152,89 @@ def test_montage_tiles_are_where_channel_at_says():
         assert values == {round((c + 1) / channels * 255)} or values == {np.floor((c + 1) / channels * 255)}
     assert live.channel_at(meta, meta["tile"], 0) is None           # gutter
     assert live.channel_at(meta, 0, step * meta["nrows"]) is None   # below the last row
+
+
+# --------------------------------------------------------------------------- on a real run (vis mine)
+
+@pytest.fixture(scope="module")
+def mined(tmp_path_factory):
+    from dashboard import create_app
+    from dashboard_browser import mine_run
+
+    run_dir = mine_run(tmp_path_factory.mktemp("mined"))
+    app = create_app([run_dir], device="cpu", cache_dir=tmp_path_factory.mktemp("mined-cache"))
+    return app, app.vis_context
+
+
+def test_run_files_are_served_only_from_inside_the_run(mined):
+    app, ctx = mined
+    run = ctx.runs[0]
+    client = app.server.test_client()
+    layer = run.layers[1]
+    ok = client.get(f"/vis/run/0/layers/{layer}/patches/unit_0005_0.png")
+    assert ok.status_code == 200 and ok.mimetype == "image/png"
+    assert ok.data == run.patch(layer, 5, 0).read_bytes()
+    secret = run.root.parent / "secret.png"
+    Image.new("RGB", (2, 2)).save(secret)
+    for bad in ("/vis/run/0/../secret.png", "/vis/run/0/%2e%2e/secret.png", "/vis/run/0/..%2fsecret.png",
+                f"/vis/run/0/{secret}", f"/vis/run/0//{secret}", "/vis/run/0/manifest.json",
+                "/vis/run/1/manifest.json", "/vis/run/0/layers/../../secret.png", "/vis/cache/..%2f..%2fsecret",
+                "/vis/cache/not-hex.png"):
+        response = client.get(bad, follow_redirects=True)
+        # refused (404) or, for URLs no route of ours matches, Dash's own HTML page — never the file
+        assert response.status_code == 404 or response.mimetype == "text/html", bad
+        assert secret.read_bytes() not in response.data, bad
+
+
+def test_url_selection_keys_and_clicks(mined):
+    _, ctx = mined
+    run = ctx.runs[0]
+    first, second = run.layers
+    alias = run.aliases(second)[-1]
+    sel = units.select_from_trigger(ctx, "url", f"?layer={alias}&unit=40", None, None, None, None, "units")
+    assert sel == {"run": 0, "layer": second, "unit": 40}
+    assert units.select_from_trigger(ctx, "keys", "", 0, second, {"key": "ArrowUp"}, sel, "units")["unit"] == 24
+    assert units.select_from_trigger(ctx, "keys", "", 0, second, {"key": "ArrowUp"}, sel, "live") is None
+    moved = units.select_from_trigger(ctx, "layer-select", "", 0, first, None, sel, "units")
+    assert moved == {"run": 0, "layer": first, "unit": 0}
+    bad = units.select_from_trigger(ctx, "url", "?layer=nope&unit=-4", None, None, None, None, "units")
+    assert bad == {"run": 0, "layer": first, "unit": 0}
+
+
+def test_unit_detail_lists_the_top9_in_order(mined):
+    _, ctx = mined
+    run = ctx.runs[0]
+    layer = run.layers[1]
+    title, srcs, captions, views, fig, max_src, status, source = units.unit_detail(ctx, 0, layer, 7)
+    assert "unit 7" in title and len(srcs) == 9 and all(srcs)
+    assert srcs == [f"/vis/run/0/layers/{layer}/patches/unit_0007_{r}.png" for r in range(9)]
+    values = run.topk(layer)["values"][7]
+    assert [float(c.split(": ")[1]) for c in captions] == pytest.approx(values[:9].tolist(), rel=5e-3)
+    counts = run.stats(layer)["hist_counts"][7]
+    assert list(fig.data[0].y) == counts.tolist()
+
+
+def test_source_image_has_the_receptive_field_box(mined):
+    """The red box drawn on the preprocessed source sits where unit_box says (independently of the
+    patch renderer): the patch PNG equals the crop inside the box."""
+    from vistoolbox.images import open_image
+    from vistoolbox.receptive import Field, unit_box
+
+    _, ctx = mined
+    run = ctx.runs[0]
+    layer = run.layers[1]
+    topk = run.topk(layer)
+    unit, rank = 11, 0
+    info = run.layer_info(layer)
+    field = Field(tuple(info["rf_size"]), tuple(info["rf_stride"]), tuple(info["rf_offset"]))
+    path = units.source_with_box(ctx, 0, layer, unit, rank)
+    drawn = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    plain = np.asarray(units.model_view(run, open_image(run.image_path(int(topk["image_index"][unit, rank]))))).astype(int)
+    box = unit_box(field, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), plain.shape[:2])
+    changed = np.argwhere(np.abs(drawn - plain).sum(-1) > 0)
+    assert changed[:, 0].min() == box.top and changed[:, 0].max() == box.bottom - 1
+    assert changed[:, 1].min() == box.left and changed[:, 1].max() == box.right - 1
+    patch = np.asarray(Image.open(run.patch(layer, unit, rank)).convert("RGB")).astype(int)
+    inner = plain[box.top:box.bottom, box.left:box.right]
+    crop = patch[box.pad_top:patch.shape[0] - box.pad_bottom, box.pad_left:patch.shape[1] - box.pad_right]
+    assert crop.shape == inner.shape and np.abs(crop - inner).max() <= 1
