@@ -182,6 +182,141 @@ def dream(model_name: str, weights: str, device: str, seed: int, input_size: int
 
 
 # === texture / transfer (issue 5) =======================================================
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    """``"256,512"`` → ``[256, 512]``; anything else is a usage error naming the option."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}",
+                                 param_hint=option) from None
+
+
+def _float_list(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
+
+
+def _style_options(func: Callable) -> Callable:
+    """Options texture and transfer share."""
+    @click.option("--statistic", type=click.Choice(["gram", "mean_std", "histogram"]), default="gram",
+                  show_default=True, help="style statistic")
+    @click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default="lbfgs", show_default=True)
+    @click.option("--lr", type=float, default=None, help="step size (default: lbfgs 1, adam 0.02)")
+    @click.option("--pooling", type=click.Choice(["max", "avg"]), default="max", show_default=True)
+    @click.option("--style-scale", type=float, default=1.0, show_default=True,
+                  help="style image longest side = F × output longest side")
+    @click.option("--max-pixels", type=int, default=None,
+                  help="refuse larger optimised/style images (default 4194304 = 2048²)")
+    @click.option("--snapshot-every", type=int, default=0, show_default=True,
+                  help="write the current image every N steps to OUT_snapshots/")
+    @click.option("--quiet", is_flag=True, help="no progress bar")
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+    return wrapper
+
+
+def _run_style(job: Callable, out: str, quiet: bool) -> None:
+    """Run a style job with a progress bar and snapshot writer, then write PNG + JSON sidecar."""
+    from tqdm import tqdm
+
+    from .style.transfer import check_output_path, save_result, snapshot_writer
+
+    check_output_path(out)
+    snapshots: list[str] = []
+    write_snapshot = snapshot_writer(out, snapshots)
+    with tqdm(disable=quiet, file=sys.stderr, unit="step") as bar:
+        def progress(info: dict) -> None:
+            bar.total = info["steps_total"]
+            bar.update(1)
+            bar.set_postfix(loss=f"{info['losses']['total']:.4g}")
+            write_snapshot(info)
+        image, record = job(progress)
+    record["snapshots"] = snapshots
+    png, sidecar = save_result(image, record, out)
+    click.echo(f"wrote {png} and {sidecar} ({record['status']}, {record['timings']['total_seconds']:.1f} s)")
+    if record["status"] == "interrupted":
+        click.echo("vis: interrupted (the best image so far was saved)", err=True)
+        sys.exit(130)
+
+
+@vis.command()
+@model_options
+@click.argument("style", nargs=-1, required=True)
+@click.option("--size", default=256, show_default=True, type=int, help="output side (square)")
+@click.option("--steps", default=300, show_default=True, type=int, help="loss evaluations")
+@click.option("--layers", default=None, help="style layers, LAYER[:WEIGHT],… (default relu1_1,…,relu5_1)")
+@click.option("--style-blend", default=None, help="weights of several style images, e.g. 0.7,0.3")
+@click.option("--tv-weight", default=0.0, show_default=True, type=float)
+@_style_options
+@click.option("--out", default="texture.png", show_default=True, help="output PNG (JSON sidecar beside it)")
+def texture(model_name: str, weights: str, device: str, seed: int, input_size: int | None, style: tuple[str, ...],
+            size: int, steps: int, layers: str | None, style_blend: str | None, tv_weight: float, statistic: str,
+            optimizer: str, lr: float | None, pooling: str, style_scale: float, max_pixels: int | None,
+            snapshot_every: int, quiet: bool, out: str) -> None:
+    """Synthesize a texture from noise with the style statistics of STYLE (Gatys et al. 2015)."""
+    from .style.losses import DEFAULT_STYLE_LAYERS, parse_layer_weights
+    from .style.transfer import MAX_PIXELS, synthesize_texture
+
+    model = load_from_options(model_name, weights, device, seed, input_size, quiet)
+    job = functools.partial(
+        synthesize_texture, model, list(style), size=size, steps=steps,
+        layers=parse_layer_weights(layers) if layers else DEFAULT_STYLE_LAYERS, statistic=statistic,
+        tv_weight=tv_weight, optimizer=optimizer, lr=lr, pooling=pooling, style_scale=style_scale,
+        style_blend=_float_list(style_blend, "--style-blend"), max_pixels=max_pixels or MAX_PIXELS,
+        seed=seed, snapshot_every=snapshot_every)
+    _run_style(lambda progress: job(progress=progress), out, quiet)
+
+
+@vis.command()
+@model_options
+@click.argument("content")
+@click.argument("style", nargs=-1, required=True)
+@click.option("--style-blend", default=None, help="weights of several style images, e.g. 0.7,0.3")
+@click.option("--content-layer", default="relu4_2", show_default=True)
+@click.option("--style-layers", default=None, help="LAYER[:WEIGHT],… (default relu1_1,…,relu5_1, equal)")
+@click.option("--content-weight", default=1.0, show_default=True, type=float)
+@click.option("--style-weight", default=None, type=float, help="default 1e3 (normalised losses)")
+@click.option("--tv-weight", default=None, type=float, help="default 1")
+@click.option("--init", "init", type=click.Choice(["content", "noise", "style"]), default="content",
+              show_default=True)
+@click.option("--preserve-colors", type=click.Choice(["none", "luminance", "histogram"]), default="none",
+              show_default=True)
+@click.option("--sizes", default=None, help="coarse-to-fine longest sides, e.g. 256,512")
+@click.option("--steps", default=None, help="steps per size, e.g. 300,100 (default 300, then 100)")
+@click.option("--size", default=None, type=int, help="output longest side (default: content's, ≤ 512)")
+@_style_options
+@click.option("--out", default="transfer.png", show_default=True, help="output PNG (JSON sidecar beside it)")
+def transfer(model_name: str, weights: str, device: str, seed: int, input_size: int | None, content: str,
+             style: tuple[str, ...], style_blend: str | None, content_layer: str, style_layers: str | None,
+             content_weight: float, style_weight: float | None, tv_weight: float | None, init: str,
+             preserve_colors: str, sizes: str | None, steps: str | None, size: int | None, statistic: str,
+             optimizer: str, lr: float | None, pooling: str, style_scale: float, max_pixels: int | None,
+             snapshot_every: int, quiet: bool, out: str) -> None:
+    """Paint CONTENT in the style of STYLE [STYLE2 …] (Gatys et al. 2016)."""
+    from .style.losses import DEFAULT_STYLE_LAYERS, parse_layer_weights
+    from .style.transfer import DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, MAX_PIXELS, transfer_style
+
+    size_list, step_list = _int_list(sizes, "--sizes"), _int_list(steps, "--steps")
+    kwargs = dict(
+        style_blend=_float_list(style_blend, "--style-blend"), content_layer=content_layer,
+        style_layers=parse_layer_weights(style_layers) if style_layers else DEFAULT_STYLE_LAYERS,
+        statistic=statistic, content_weight=content_weight,
+        style_weight=DEFAULT_STYLE_WEIGHT if style_weight is None else style_weight,
+        tv_weight=DEFAULT_TV_WEIGHT if tv_weight is None else tv_weight, init=init, optimizer=optimizer,
+        lr=lr, pooling=pooling, style_scale=style_scale, preserve_colors=preserve_colors, sizes=size_list,
+        steps=step_list, size=size, max_pixels=max_pixels or MAX_PIXELS, seed=seed,
+        snapshot_every=snapshot_every)
+    model = load_from_options(model_name, weights, device, seed, input_size, quiet)
+    _run_style(lambda progress: transfer_style(model, content, list(style), progress=progress, **kwargs),
+               out, quiet)
+
 
 
 # === dashboard (issue 6) ================================================================
