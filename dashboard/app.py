@@ -38,7 +38,7 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
     register_routes(app.server, ctx)
     app.layout = html.Div(className="app", children=[
         dcc.Location(id="url", refresh=False),
-        dcc.Store(id="selection"), dcc.Store(id="grid-key"), dcc.Store(id="keys"),
+        dcc.Store(id="selection"), dcc.Store(id="grid-key"), dcc.Store(id="keys"), dcc.Store(id="grid-click"),
         html.Header(className="header", children=[
             html.B("vistoolbox"), html.Span(f" · {ctx.model_name} / {ctx.weights}"),
             html.Span(f" · {len(ctx.runs)} run{'s' if len(ctx.runs) != 1 else ''}" if ctx.runs else

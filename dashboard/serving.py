@@ -79,5 +79,5 @@ def register_routes(server: flask.Flask, ctx: Context) -> None:
         for folder in (ctx.uploads, ctx.jobs_dir):
             target = folder / f"{key}.png"
             if target.is_file():
-                return send(target, max_age=0)
+                return send(target)   # content-addressed: a key never changes its bytes
         flask.abort(404)

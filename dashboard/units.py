@@ -2,6 +2,7 @@
 optimised image). The selection lives in the URL (``?run=<i>&layer=<name>&unit=<n>``)."""
 from __future__ import annotations
 
+import math
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import dash
 import numpy as np
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx as cb, dcc, html
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 
 from vistoolbox.errors import VisError
 from vistoolbox.files import write_bytes
@@ -19,9 +20,10 @@ from vistoolbox.receptive import Field, unit_box
 from vistoolbox.store import Run, unit_stem
 
 from .context import Context, content_key
-from .serving import run_url
+from .serving import cache_url, run_url
 
 GRID_COLUMNS = 16
+THUMB = 48          # px per unit in the grid sprite
 VIEWS = ("deconv", "backprop", "guided")
 
 
@@ -242,11 +244,11 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         Output("url", "search"), Output("run-select", "value"), Output("layer-select", "options"),
         Output("layer-select", "value"), Output("selection", "data"), Output("grid-key", "data"),
         Input("url", "search"), Input("run-select", "value"), Input("layer-select", "value"),
-        Input({"type": "unit-cell", "unit": ALL}, "n_clicks"), Input("keys", "data"),
+        Input("grid-click", "data"), Input("keys", "data"),
         State("selection", "data"), State("grid-key", "data"), State("tabs", "value"))
-    def select(search, run_value, layer_value, _clicks, keys, current, grid_key, tab):  # noqa: ANN001, ANN202
+    def select(search, run_value, layer_value, click, keys, current, grid_key, tab):  # noqa: ANN001, ANN202
         trigger = cb.triggered_id
-        new = select_from_trigger(ctx, trigger, search, run_value, layer_value, keys, current, tab)
+        new = select_from_trigger(ctx, trigger, search, run_value, layer_value, keys, current, tab, click)
         if new is None:
             raise dash.exceptions.PreventUpdate
         run = ctx.runs[new["run"]]
@@ -303,7 +305,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
 
 
 def select_from_trigger(ctx: Context, trigger: Any, search: str | None, run_value: Any, layer_value: Any,
-                        keys: Any, current: dict | None, tab: str | None) -> dict | None:
+                        keys: Any, current: dict | None, tab: str | None, click: Any = None) -> dict | None:
     """The new selection for whatever fired the selection callback (None: nothing changes)."""
     if current is None or trigger in (None, "url"):
         return resolve_selection(ctx, parse_query(search))
@@ -321,23 +323,52 @@ def select_from_trigger(ctx: Context, trigger: Any, search: str | None, run_valu
             return None
         unit = step_unit(current["unit"], keys.get("key", ""), run.units(current["layer"]))
         return None if unit == current["unit"] else {**current, "unit": unit}
-    if isinstance(trigger, dict) and trigger.get("type") == "unit-cell":
-        if not cb.triggered[0]["value"]:
+    if trigger == "grid-click":
+        if not click or click.get("unit") is None:
             return None
-        return {**current, "unit": clamp(trigger["unit"], run.units(current["layer"]))}
+        return {**current, "unit": clamp(int(click["unit"]), run.units(current["layer"]))}
     return None
 
 
-def unit_grid(ctx: Context, run_index: int, layer: str) -> list:
-    """One clickable thumbnail per unit (image URLs, so the browser fetches them in parallel)."""
+def sprite(ctx: Context, run_index: int, layer: str) -> tuple[Path, int]:
+    """One PNG holding every unit's thumbnail (THUMB px, GRID_COLUMNS per row) → (path, rows).
+
+    Cached under a key of the thumbnails' paths and modification times, so a newly optimised image
+    shows up on the next render. One request instead of one per unit keeps a 256-unit grid fast."""
     run = ctx.runs[run_index]
-    cells = []
-    for unit in range(run.units(layer)):
-        thumb = thumbnail(run, layer, unit)
-        image = html.Img(src=run_url(ctx, run_index, thumb), alt=str(unit)) if thumb else html.Span("–")
-        cells.append(html.Div([image, html.Span(str(unit), className="unit-no")],
-                              id={"type": "unit-cell", "unit": unit}, className="unit-cell", n_clicks=0,
-                              title=f"unit {unit}", **{"data-unit": unit}))
+    thumbs = [thumbnail(run, layer, unit) for unit in range(run.units(layer))]
+    rows = max(1, math.ceil(len(thumbs) / GRID_COLUMNS))
+    key = content_key("sprite", run.root, layer, THUMB,
+                      *[(str(p), p.stat().st_mtime_ns) if p else None for p in thumbs])
+    out = ctx.jobs_dir / f"{key}.png"
+    if not out.is_file():
+        canvas = Image.new("RGB", (GRID_COLUMNS * THUMB, rows * THUMB), (255, 255, 255))
+        for unit, path in enumerate(thumbs):
+            if path is None:
+                continue
+            tile = open_image(path)
+            small = max(tile.size) < THUMB
+            tile = tile.resize((THUMB, THUMB), Image.Resampling.NEAREST if small else Image.Resampling.BILINEAR)
+            row, col = divmod(unit, GRID_COLUMNS)
+            canvas.paste(tile, (col * THUMB, row * THUMB))
+        write_bytes(out, png_bytes(canvas))
+    return out, rows
+
+
+def unit_grid(ctx: Context, run_index: int, layer: str) -> list:
+    """One cell per unit, each showing its tile of the layer's sprite (see :func:`sprite`). Cells are
+    plain elements (no callback per cell): assets/keys.js reports clicks through the ``grid-click`` store."""
+    path, rows = sprite(ctx, run_index, layer)
+    url = cache_url(path.stem)
+    size = f"{GRID_COLUMNS * 100}% {rows * 100}%"
+    cells: list = [html.Img(id="grid-sprite", src=url, alt="", style={"display": "none"})]
+    for unit in range(ctx.runs[run_index].units(layer)):
+        row, col = divmod(unit, GRID_COLUMNS)
+        position = f"{100 * col / (GRID_COLUMNS - 1):.4f}% {100 * row / (rows - 1) if rows > 1 else 0:.4f}%"
+        cells.append(html.Div(html.Span(str(unit), className="unit-no"), className="unit-cell",
+                              title=f"unit {unit}", **{"data-unit": unit},
+                              style={"backgroundImage": f"url({url})", "backgroundSize": size,
+                                     "backgroundPosition": position}))
     return cells
 
 

@@ -197,6 +197,8 @@ def test_url_selection_keys_and_clicks(mined):
     assert units.select_from_trigger(ctx, "keys", "", 0, second, {"key": "ArrowUp"}, sel, "live") is None
     moved = units.select_from_trigger(ctx, "layer-select", "", 0, first, None, sel, "units")
     assert moved == {"run": 0, "layer": first, "unit": 0}
+    clicked = units.select_from_trigger(ctx, "grid-click", "", 0, second, None, sel, "units", {"unit": 300})
+    assert clicked == {"run": 0, "layer": second, "unit": 255}
     bad = units.select_from_trigger(ctx, "url", "?layer=nope&unit=-4", None, None, None, None, "units")
     assert bad == {"run": 0, "layer": first, "unit": 0}
 

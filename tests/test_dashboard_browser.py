@@ -3,8 +3,12 @@
 Screenshots of every tab go to test-artifacts/."""
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
@@ -50,6 +54,12 @@ def wait_images(duo, selector: str, count: int, timeout: float = 20) -> list[int
     raise AssertionError(f"{selector}: wanted {count} loaded images, got {widths}")
 
 
+def wait_grid(duo, units: int) -> None:
+    """The grid has one cell per unit and its thumbnail sprite has loaded."""
+    wait_images(duo, "#grid-sprite", 1)
+    assert len(duo.find_elements("#unit-grid .unit-cell")) == units
+
+
 def search(duo) -> str:
     return duo.driver.execute_script("return window.location.search")
 
@@ -59,11 +69,11 @@ def test_units_tab_layer_unit_top9_keys_and_source(duo):
     run = app.vis_context.runs[0]
     first, second = run.layers
     duo.wait_for_text_to_equal("#detail-title", f"{run.aliases(first)[0]} · unit 0 (unit_0000)", timeout=20)
-    wait_images(duo, "#unit-grid .unit-cell img", run.units(first))
+    wait_grid(duo, run.units(first))
     assert search(duo) == f"?layer={first}&unit=0"
 
     duo.select_dcc_dropdown("#layer-select", index=1)
-    wait_images(duo, "#unit-grid .unit-cell img", run.units(second))      # 256 thumbnails
+    wait_grid(duo, run.units(second))      # 256 thumbnails
     assert run.units(second) == 256
     duo.find_element('.unit-cell[data-unit="21"]').click()
     duo.wait_for_contains_text("#detail-title", "unit 21")
@@ -196,7 +206,18 @@ def test_optimised_image_is_computed_on_demand_and_cached_in_the_run(duo):
     wait_images(duo, "#max-view", 1, timeout=120)
     duo.wait_for_contains_text("#max-status", "cached in the run")
     assert target.is_file()
-    duo.driver.refresh()                       # now it comes from the run, and is the grid thumbnail
+    duo.driver.refresh()                       # now it comes from the run, and is the unit's grid tile
     duo.wait_for_text_to_equal("#max-status", "cached in the run", timeout=20)
-    assert duo.find_element('.unit-cell[data-unit="3"] img').get_attribute("src").endswith(
-        f"/layers/{layer}/maximize/unit_0003.png")
+    wait_images(duo, "#grid-sprite", 1)
+    sprite = duo.find_element("#grid-sprite").get_attribute("src")
+    tile = sprite_tile(duo.app.server.test_client().get(sprite[sprite.index("/vis/"):]).data, 3)
+    expected = np.asarray(Image.open(target).convert("RGB").resize(tile.size, Image.Resampling.BILINEAR))
+    assert np.abs(np.asarray(tile).astype(int) - expected).max() <= 1
+
+
+def sprite_tile(png: bytes, unit: int):  # noqa: ANN201
+    from dashboard.units import GRID_COLUMNS, THUMB
+
+    row, col = divmod(unit, GRID_COLUMNS)
+    return Image.open(io.BytesIO(png)).convert("RGB").crop((col * THUMB, row * THUMB, (col + 1) * THUMB,
+                                                            (row + 1) * THUMB))

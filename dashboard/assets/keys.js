@@ -1,4 +1,4 @@
-// Arrow keys move between units (Units tab); the selected grid cell is highlighted and kept in view.
+// Units tab: clicks on grid cells and arrow keys select units; the selected cell is highlighted and kept in view.
 (function () {
   document.addEventListener("keydown", function (event) {
     var keys = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"];
@@ -9,6 +9,11 @@
     if (!window.dash_clientside || !window.dash_clientside.set_props) { return; }
     event.preventDefault();
     window.dash_clientside.set_props("keys", {data: {key: event.key, t: Date.now()}});
+  });
+  document.addEventListener("click", function (event) {
+    var cell = event.target && event.target.closest && event.target.closest("#unit-grid .unit-cell");
+    if (!cell || !window.dash_clientside || !window.dash_clientside.set_props) { return; }
+    window.dash_clientside.set_props("grid-click", {data: {unit: Number(cell.dataset.unit), t: Date.now()}});
   });
   window.visMarkSelected = function (sel) {
     document.querySelectorAll(".unit-cell.selected").forEach(function (el) { el.classList.remove("selected"); });
