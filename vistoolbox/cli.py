@@ -179,6 +179,69 @@ def dream(model_name: str, weights: str, device: str, seed: int, input_size: int
 
 
 # === mine / merge (issue 4) =============================================================
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    from .errors import VisUsageError
+
+    if value is None:
+        return None
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise VisUsageError(f"--shard must look like i/n (e.g. 0/4), got {value!r}") from None
+    return index, count
+
+
+@vis.command()
+@model_options
+@click.option("--dataset", required=True, help="folder of images (recursive), ImageFolder tree, or text file of paths")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="run directory to write")
+@click.option("--layers", "layer_list", default=None, help="comma-separated layers/aliases (default: every conv and fc layer)")
+@click.option("--k", default=9, show_default=True, type=int, help="top images kept per unit")
+@click.option("--limit", default=None, type=int, help="use only the first N images")
+@click.option("--resize", default=None, type=int, help="shorter side before the crop (default: the model's)")
+@click.option("--crop", default=None, type=int, help="centre-crop size (default: the model's input size)")
+@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--workers", default=0, show_default=True, type=int, help="DataLoader decoding processes")
+@click.option("--with", "views", default=None, help="extra views of each patch: deconv,backprop,guided")
+@click.option("--shard", default=None, help="i/n: mine only shard i of n (merge with `vis merge`)")
+@click.option("--checkpoint-every", default=20, show_default=True, type=int, help="batches between checkpoints")
+@click.option("--backend", default="local", show_default=True, type=click.Choice(["local", "ray"]))
+@click.option("--address", default=None, help="Ray cluster address (default: start a local one)")
+@click.option("--ray-tasks", default=None, type=int, help="Ray tasks to split the dataset into (default: cluster CPUs)")
+@click.option("--no-patches", is_flag=True, help="write top-k and stats only")
+@click.option("--overwrite", is_flag=True, help="replace a different run already in --out")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def mine(model_name: str, weights: str, device: str, seed: int, input_size: int | None, dataset: str, out: str,
+         layer_list: str | None, k: int, limit: int | None, resize: int | None, crop: int | None,
+         batch_size: int, workers: int, views: str | None, shard: str | None, checkpoint_every: int,
+         backend: str, address: str | None, ray_tasks: int | None, no_patches: bool, overwrite: bool,
+         quiet: bool) -> None:
+    """Top-k images and patches of every unit over a dataset (resumable)."""
+    from .mining import mine as run_mine
+
+    model = load_from_options(model_name, weights, device, seed, input_size, quiet=quiet)
+    layers_arg = [name.strip() for name in layer_list.split(",") if name.strip()] if layer_list else None
+    path = run_mine(model, dataset, out, layers=layers_arg, k=k, limit=limit, resize=resize, crop=crop,
+                    batch_size=batch_size, workers=workers, views=views, shard=_parse_shard(shard),
+                    checkpoint_every=checkpoint_every, overwrite=overwrite, patches=not no_patches,
+                    backend=backend, address=address, ray_tasks=ray_tasks, seed=seed, quiet=quiet)
+    click.echo(str(path))
+
+
+@vis.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="merged run directory")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda (for --with views)")
+@click.option("--no-patches", is_flag=True, help="write top-k and stats only")
+@click.option("--overwrite", is_flag=True, help="replace an existing run in --out")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def merge(runs: tuple[str, ...], out: str, device: str, no_patches: bool, overwrite: bool, quiet: bool) -> None:
+    """Merge the shard runs of `vis mine --shard i/n` into one run (exact)."""
+    from .mining import merge_runs
+
+    click.echo(str(merge_runs(list(runs), out, device=device, patches=not no_patches, overwrite=overwrite,
+                              quiet=quiet)))
+
 
 
 # === texture / transfer (issue 5) =======================================================

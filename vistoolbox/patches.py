@@ -1,0 +1,142 @@
+"""Patches of a mined run: each top-k hit cropped to its unit's receptive-field box.
+
+The box of unit (y, x) comes from :func:`~vistoolbox.receptive.unit_box` on the preprocessed image
+(the resized, centre-cropped RGB the model saw); where it leaves the image it is padded with the
+model's mean colour, so every patch of a layer has the layer's full receptive-field size. fc layers
+show the whole image. Pixels are copied, not resampled: a patch equals the box of the image exactly.
+"""
+from __future__ import annotations
+
+import io
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .datasets import ImageList, Transform
+from .files import write_bytes
+from .images import normalize_visual, to_pil
+from .models import LoadedModel
+from .receptive import GLOBAL, Box, Field, unit_box
+from .store import layer_dir, patch_path
+
+
+def field_of(entry: dict) -> Field:
+    """The receptive field stored in a manifest layer entry (global for fc layers)."""
+    if entry.get("rf_size") is None:
+        return GLOBAL
+    return Field(tuple(entry["rf_size"]), tuple(entry["rf_stride"]), tuple(entry["rf_offset"]))  # type: ignore[arg-type]
+
+
+def crop_padded(image: np.ndarray | torch.Tensor, box: Box, fill) -> np.ndarray | torch.Tensor:
+    """Cut `box` out of an ``[C, H, W]`` image and pad it to the box's full size with `fill` (per channel)."""
+    channels = image.shape[0]
+    height, width = box.full_size
+    inner = image[:, box.top:box.bottom, box.left:box.right]
+    if isinstance(image, torch.Tensor):
+        out = torch.as_tensor(fill, dtype=image.dtype).view(channels, 1, 1).repeat(1, height, width)
+    else:
+        out = np.broadcast_to(np.asarray(fill, dtype=image.dtype).reshape(channels, 1, 1),
+                              (channels, height, width)).copy()
+    out[:, box.pad_top:box.pad_top + inner.shape[1], box.pad_left:box.pad_left + inner.shape[2]] = inner
+    return out
+
+
+def mean_colour_u8(mean: Sequence[float]) -> np.ndarray:
+    """The model's mean colour (0–1 RGB) as uint8, the padding of patches."""
+    return np.round(np.clip(np.asarray(mean, dtype=np.float64), 0, 1) * 255).astype(np.uint8)
+
+
+class _ImageCache:
+    """Preprocessed uint8 images by index, least recently used dropped beyond `size`."""
+
+    def __init__(self, images: ImageList, transform: Transform, size: int = 256):
+        self.images, self.transform, self.size = images, transform, size
+        self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __call__(self, index: int) -> np.ndarray:
+        if index in self.cache:
+            self.cache.move_to_end(index)
+            return self.cache[index]
+        array = self.transform(self.images.absolute(index)).numpy()
+        self.cache[index] = array
+        if len(self.cache) > self.size:
+            self.cache.popitem(last=False)
+        return array
+
+
+def grid_u8(tiles: Sequence[np.ndarray], ncols: int, pad: int = 2) -> np.ndarray:
+    """uint8 ``[3, h, w]`` tiles → one ``[3, H, W]`` grid with white `pad` px gutters (the uint8 twin of
+    :func:`vistoolbox.images.montage`, which works in float)."""
+    nrows = -(-len(tiles) // ncols)
+    channels, height, width = tiles[0].shape
+    out = np.full((channels, nrows * height + (nrows - 1) * pad, ncols * width + (ncols - 1) * pad), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        row, col = divmod(i, ncols)
+        out[:, row * (height + pad): row * (height + pad) + height, col * (width + pad): col * (width + pad) + width] = tile
+    return out
+
+
+def _png(array: np.ndarray) -> bytes:
+    """uint8 ``[3, H, W]`` → PNG bytes (fast compression: runs write many patches)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array.transpose(1, 2, 0)), "RGB").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def render_patches(run: str | Path, layers: dict[str, dict], images: ImageList, transform: Transform,
+                   mean: Sequence[float], model: LoadedModel | None = None, views: Sequence[str] = (),
+                   quiet: bool = False) -> None:
+    """Write every patch, view and 3×3 montage of a run whose ``topk.npz`` files exist."""
+    run = Path(run)
+    fill = mean_colour_u8(mean)
+    cache = _ImageCache(images, transform)
+    whole: dict[int, bytes] = {}
+    grids: dict[tuple, bytes] = {}
+    for name, entry in layers.items():
+        with np.load(layer_dir(run, name) / "topk.npz") as data:
+            index, ys, xs = data["image_index"], data["y"], data["x"]
+        field = field_of(entry)
+        size = (transform.crop, transform.crop)
+        for unit in tqdm(range(index.shape[0]), desc=f"patches {name}", unit="unit", disable=quiet, leave=False):
+            ranks = [r for r in range(index.shape[1]) if index[unit, r] >= 0]
+            boxes = [unit_box(field, int(ys[unit, r]), int(xs[unit, r]), size) for r in ranks]
+            tiles: list[np.ndarray] = []
+            for rank, box in zip(ranks, boxes):
+                image_index = int(index[unit, rank])
+                if field.is_global:  # the whole image: encode it once per image, not once per unit
+                    patch = cache(image_index)
+                    encoded = whole.get(image_index) or whole.setdefault(image_index, _png(patch))
+                else:
+                    patch = crop_padded(cache(image_index), box, fill)
+                    encoded = _png(patch)
+                write_bytes(patch_path(run, name, unit, rank), encoded)
+                tiles.append(patch)
+            if views and model is not None and ranks:
+                _render_views(run, model, name, unit, ranks, boxes, [cache(int(index[unit, r])) for r in ranks],
+                              ys[unit], xs[unit], views)
+            if tiles:
+                key = (name, tuple(int(index[unit, r]) for r in ranks)) if field.is_global else None
+                if key is None or key not in grids:
+                    grid = _png(grid_u8(tiles, int(np.ceil(np.sqrt(index.shape[1])))))
+                    if key is not None:  # fc montages repeat whenever units share their top images
+                        grids[key] = grid
+                write_bytes(patch_path(run, name, unit), grids[key] if key is not None else grid)
+
+
+def _render_views(run: Path, model: LoadedModel, layer: str, unit: int, ranks: list[int], boxes: list[Box],
+                  pictures: list[np.ndarray], ys: np.ndarray, xs: np.ndarray, views: Sequence[str]) -> None:
+    from .attribution import batch_views
+
+    batch = torch.from_numpy(np.stack(pictures)).float().div(255).to(model.device)
+    maps = batch_views(model, batch, layer, [unit] * len(ranks), [int(ys[r]) for r in ranks],
+                       [int(xs[r]) for r in ranks], views)
+    for mode, tensor in maps.items():
+        for i, (rank, box) in enumerate(zip(ranks, boxes)):
+            shown = normalize_visual(tensor[i].cpu())
+            patch = crop_padded(shown, box, [0.5, 0.5, 0.5])
+            write_bytes(patch_path(run, layer, unit, rank, mode), _png(np.asarray(to_pil(patch)).transpose(2, 0, 1)))

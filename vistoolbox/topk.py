@@ -1,0 +1,153 @@
+"""Streaming, vectorised per-unit top-k with exact merges, plus per-unit statistics.
+
+Each image contributes one candidate per unit: its spatial maximum and where it is (first position
+in row-major order on exact ties). Candidates are ranked by value, descending; equal values rank
+the lower image index first. Because that order is total, the top-k of a union is the top-k of the
+parts' top-ks: batches, checkpoints, shards and Ray tasks all merge to the same result.
+
+Statistics are kept in exact integer form (counts, and the sum of spatial maxima in fixed point at
+``2**-16``) so they merge exactly too. Histogram edges are fixed and symmetric-log spaced
+(``±2**-8 … ±2**12`` in half-octave steps, plus 0), shared by every unit of every run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+SUM_SCALE = 2.0 ** 16
+SUM_CLAMP = 2.0 ** 24
+_POS = 2.0 ** np.arange(-8.0, 12.5, 0.5)
+HIST_EDGES = np.concatenate([-_POS[::-1], [0.0], _POS]).astype(np.float64)
+BINS = len(HIST_EDGES) - 1
+_ARRAYS = ("values", "index", "y", "x", "sum_q", "active", "hist")
+
+
+@dataclass
+class UnitTopK:
+    """Running top-k of one layer: ``values/index/y/x [U, k]`` plus statistics over `seen` images.
+
+    Empty slots (fewer than k images so far) have value ``-inf`` and index ``-1``.
+    """
+
+    values: torch.Tensor   # float32 [U, k], descending
+    index: torch.Tensor    # int64 [U, k]
+    y: torch.Tensor        # int64 [U, k]; -1 for layers without spatial dimensions
+    x: torch.Tensor
+    sum_q: torch.Tensor    # int64 [U]: sum of round(spatial max · 2**16)
+    active: torch.Tensor   # int64 [U]: images with spatial max > 0
+    hist: torch.Tensor     # int64 [U, BINS]
+
+    @classmethod
+    def empty(cls, units: int, k: int) -> "UnitTopK":
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        full = lambda v: torch.full((units, k), v, dtype=torch.int64)  # noqa: E731
+        return cls(torch.full((units, k), -float("inf")), full(-1), full(-1), full(-1),
+                   torch.zeros(units, dtype=torch.int64), torch.zeros(units, dtype=torch.int64),
+                   torch.zeros(units, BINS, dtype=torch.int64))
+
+    @property
+    def k(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def units(self) -> int:
+        return self.values.shape[0]
+
+    # ----------------------------------------------------------------- streaming
+    def update(self, activations: torch.Tensor, image_index: torch.Tensor,
+               valid: torch.Tensor | None = None) -> None:
+        """Add a batch: `activations` ``[B, U, H, W]`` or ``[B, U]``, `image_index` ``[B]`` ascending
+        and above every index seen so far (the streaming order); rows where `valid` is False
+        (skipped files) are left out."""
+        values, y, x = spatial_max(activations)
+        if valid is not None and not bool(valid.all()):
+            keep = valid.to(values.device)
+            values, y, x, image_index = values[keep], y[keep], x[keep], image_index[valid.cpu()]
+        self.add(values, y, x, image_index, presorted=True)
+
+    def add(self, values: torch.Tensor, y: torch.Tensor, x: torch.Tensor, image_index: torch.Tensor,
+            presorted: bool = False) -> None:
+        """Add per-image candidates ``[B, U]`` (values float, y/x int64) for images `image_index` [B]."""
+        values = values.detach().float().cpu()
+        image_index = image_index.cpu()
+        batch = values.shape[0]
+        if batch == 0:
+            return
+        cand_v = values.t()
+        cand_i = image_index.view(1, -1).expand(self.units, batch)
+        self._select(torch.cat([self.values, cand_v], 1), torch.cat([self.index, cand_i], 1),
+                     torch.cat([self.y, y.cpu().t()], 1), torch.cat([self.x, x.cpu().t()], 1), presorted)
+        self._accumulate(values)
+
+    def _accumulate(self, values: torch.Tensor) -> None:
+        q = torch.round(values.double().clamp(-SUM_CLAMP, SUM_CLAMP) * SUM_SCALE).long()
+        self.sum_q += q.sum(0)
+        self.active += (values > 0).sum(0)
+        inner = torch.from_numpy(HIST_EDGES[1:-1]).float()
+        bins = torch.bucketize(values.clamp(float(HIST_EDGES[0]), float(HIST_EDGES[-1])), inner, right=True)
+        flat = (torch.arange(self.units).view(1, -1) * BINS + bins).flatten()
+        self.hist.view(-1).index_add_(0, flat, torch.ones_like(flat))
+
+    def _select(self, values: torch.Tensor, index: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
+                presorted: bool) -> None:
+        """Keep the k best of the candidate columns: value descending, then image index ascending.
+
+        With `presorted` the columns are already in ascending image-index order (streaming), so one
+        stable sort by value suffices; otherwise sort by index first (empty slots last)."""
+        if not presorted:
+            key = torch.where(index < 0, torch.iinfo(torch.int64).max, index)
+            order = torch.sort(key, dim=1, stable=True).indices
+            values, index, y, x = (t.gather(1, order) for t in (values, index, y, x))
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, : self.k]
+        self.values, self.index, self.y, self.x = (t.gather(1, order) for t in (values, index, y, x))
+
+    def merge(self, other: "UnitTopK") -> "UnitTopK":
+        """The exact top-k and statistics of the union of two disjoint image sets."""
+        if other.values.shape != self.values.shape:
+            raise ValueError(f"cannot merge top-k of shape {tuple(other.values.shape)} into "
+                             f"{tuple(self.values.shape)}")
+        out = UnitTopK(*(getattr(self, name).clone() for name in _ARRAYS))
+        out._select(torch.cat([self.values, other.values], 1), torch.cat([self.index, other.index], 1),
+                    torch.cat([self.y, other.y], 1), torch.cat([self.x, other.x], 1), presorted=False)
+        out.sum_q = self.sum_q + other.sum_q
+        out.active = self.active + other.active
+        out.hist = self.hist + other.hist
+        return out
+
+    # ----------------------------------------------------------------- (de)serialisation
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name).numpy() for name in _ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "UnitTopK":
+        return cls(*(torch.from_numpy(np.array(arrays[name])) for name in _ARRAYS))
+
+    def topk_file(self) -> dict[str, np.ndarray]:
+        """Contents of ``topk.npz``: values float32, image_index, y, x int64, all ``[U, k]``."""
+        return {"values": self.values.numpy().astype(np.float32), "image_index": self.index.numpy(),
+                "y": self.y.numpy(), "x": self.x.numpy()}
+
+    def stats_file(self, seen: int) -> dict[str, np.ndarray]:
+        """Contents of ``stats.npz``: mean_max, frac_active [U], hist_edges [BINS+1], hist_counts [U, BINS]."""
+        n = max(seen, 1)
+        return {"mean_max": (self.sum_q.double().numpy() / SUM_SCALE / n).astype(np.float64),
+                "frac_active": self.active.double().numpy() / n,
+                "hist_edges": HIST_EDGES.copy(), "hist_counts": self.hist.numpy()}
+
+
+def spatial_max(activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per image and unit: maximum over space and its (y, x) (first in row-major order on ties).
+
+    ``[B, U, H, W]`` → three ``[B, U]`` tensors; ``[B, U]`` (fc) → the values with y = x = −1."""
+    if activations.dim() == 2:
+        minus = torch.full(activations.shape, -1, dtype=torch.int64, device=activations.device)
+        return activations, minus, minus
+    if activations.dim() != 4:
+        raise ValueError(f"cannot mine a layer with output shape {tuple(activations.shape)}; "
+                         "need [N, C, H, W] or [N, C]")
+    width = activations.shape[-1]
+    values, position = activations.flatten(2).max(dim=2)
+    return values, position // width, position % width
