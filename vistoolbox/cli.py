@@ -345,7 +345,7 @@ def texture(model_name: str, weights: str, device: str, seed: int, input_size: i
 @click.option("--content-layer", default="relu4_2", show_default=True)
 @click.option("--style-layers", default=None, help="LAYER[:WEIGHT],… (default relu1_1,…,relu5_1, equal)")
 @click.option("--content-weight", default=1.0, show_default=True, type=float)
-@click.option("--style-weight", default=None, type=float, help="default 1e3 (normalised losses)")
+@click.option("--style-weight", default=None, type=float, help="default 10 (normalised losses)")
 @click.option("--tv-weight", default=None, type=float, help="default 1")
 @click.option("--init", "init", type=click.Choice(["content", "noise", "style"]), default="content",
               show_default=True)

@@ -36,7 +36,7 @@ MAX_PIXELS = 2048 * 2048
 DEFAULT_MAX_SIDE = 512
 MIN_SIDE = 16
 DEFAULT_CONTENT_WEIGHT = 1.0
-DEFAULT_STYLE_WEIGHT = 1e3
+DEFAULT_STYLE_WEIGHT = 10.0
 DEFAULT_TV_WEIGHT = 1.0
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 INITS = ("content", "noise", "style")
@@ -309,7 +309,7 @@ def transfer_style(model: LoadedModel, content: ImageLike, styles: Sequence[Imag
         content_layer / style_layers: names or aliases; style layers may be ``{name: weight}``.
         statistic: ``gram`` (default), ``mean_std`` or ``histogram`` (see :mod:`vistoolbox.style.stats`).
         content_weight, style_weight, tv_weight: weights of the normalised terms (see
-            :class:`~vistoolbox.style.losses.StyleLoss`); defaults 1, 1e3, 1.
+            :class:`~vistoolbox.style.losses.StyleLoss`); defaults 1, 10, 1.
         init: ``content`` | ``noise`` | ``style`` (first style image resized to the output).
         optimizer: ``lbfgs`` (strong-Wolfe line search) | ``adam`` (lr 0.02 on 0–1 pixels, clamped).
         pooling: ``max`` | ``avg`` (average pooling on a copy of the model).
