@@ -7,8 +7,6 @@
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -45,14 +43,14 @@ class FourierImage(nn.Module):
         fx = torch.fft.rfftfreq(w)[None, :]
         freqs = torch.sqrt(fx * fx + fy * fy)
         scale = 1.0 / torch.clamp(freqs, min=1.0 / max(h, w)) ** decay_power
-        self.register_buffer("scale", (scale * math.sqrt(h * w))[None, None, :, :, None], persistent=False)
+        self.register_buffer("scale", scale[None, None, :, :, None], persistent=False)
         self.spectrum = nn.Parameter(_generator_normal((3, h, w // 2 + 1, 2), generators, sd))
         matrix = COLOR_CORRELATION_SQRT / COLOR_CORRELATION_SQRT.norm(dim=0).max()
         self.register_buffer("color", matrix if decorrelate else torch.eye(3), persistent=False)
 
     def forward(self) -> torch.Tensor:
         spectrum = torch.view_as_complex((self.spectrum * self.scale).contiguous())
-        image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho") / 4.0
+        image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho") / 4.0  # unitary FFT; Lucid's /4
         image = torch.einsum("nchw,dc->ndhw", image, self.color)
         return torch.sigmoid(image)
 

@@ -50,32 +50,45 @@ def _bar(steps: int, quiet: bool, desc: str) -> tqdm:
 
 
 class _Step:
-    """One forward pass: image → (optional) transforms → model input → scores."""
+    """One forward pass: image → model input → scores.
+
+    While it is open the model's 4-D weights are in channels-last layout (faster convolutions on
+    CPU and GPU); :meth:`close` puts them back, so the caller's model is left as it was.
+    """
 
     def __init__(self, model: LoadedModel, objective: Objective, primary: Objective):
         layers = list(dict.fromkeys(objective.layers + primary.layers))
+        self.module = model.module
+        self.module.to(memory_format=torch.channels_last)
         self.fx = FeatureExtractor(model, layers)
         self.normalize = model.preprocessing.normalize
         self.objective = objective
         self.primary = primary
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        acts = self.fx(self.normalize(image))
+        acts = self.fx(self.normalize(image).contiguous(memory_format=torch.channels_last))
         return self.objective(acts), self.primary(acts)
 
     def close(self) -> None:
         self.fx.close()
+        self.module.to(memory_format=torch.contiguous_format)
 
 
 def run_lucid(model: LoadedModel, objective: Objective, primary: Objective, settings: Settings,
               seeds: list[torch.Generator], transform_seed: int, size: tuple[int, int],
               quiet: bool = True, desc: str = "maximize",
-              callback: Callable[[int, torch.Tensor], None] | None = None) -> Trace:
-    """Adam on a decorrelated Fourier image under Lucid's random transforms."""
+              callback: Callable[[int, torch.Tensor], None] | None = None,
+              transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None) -> Trace:
+    """Adam on a decorrelated Fourier image under Lucid's random transforms.
+
+    `callback(step, activations)` runs after every step; `transform` replaces the transforms the
+    settings describe (the benchmark passes Lucent's own).
+    """
     device = model.device
     image = FourierImage(seeds, size, sd=settings.sd, decay_power=settings.decay_power,
                          decorrelate=settings.decorrelate).to(device)
-    transform = robustness(settings.pad, settings.jitter, settings.scales, settings.angles, settings.jitter2)
+    if transform is None:
+        transform = robustness(settings.pad, settings.jitter, settings.scales, settings.angles, settings.jitter2)
     tgen = torch.Generator().manual_seed(transform_seed)
     optimizer = torch.optim.Adam(image.parameters(), lr=settings.lr)
     step_fn = _Step(model, objective, primary)

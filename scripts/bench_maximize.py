@@ -1,0 +1,145 @@
+"""Benchmark: our ``lucid`` loop vs torch-lucent's ``render_vis``, interleaved step by step.
+
+Same model (deep-copied for Lucent, so its leaked hooks stay on its copy; its copy keeps
+trainable parameters as a torchvision model has, since Lucent never freezes them), same
+objective (pre-ReLU channel mean: our models have out-of-place ReLUs, so Lucent's hook sees the
+conv output too), same 224 px Fourier/decorrelated image, Adam lr 0.05, same steps, and Lucent's
+own ``standard_transforms`` on both sides. Lucent's ImageNet ``preprocess`` is off; both sides
+append the model's own normalisation (Caffe-style for the ``hed`` VGG16). A 224 px image means
+Lucent does not upsample. One thread. Lucent runs in a worker thread that hands control back at
+the start of each of its steps, so the two sides alternate (A, B, A, B …) and each step is timed
+alone; we report medians of per-step times and of per-step ratios (first step excluded).
+Final images are judged by one shared function (``vistoolbox.actmax.measure``, our extractor).
+
+Usage: python scripts/bench_maximize.py [--steps-alexnet 128] [--steps-vgg 48] [--seed 0]
+The last line of output is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import threading
+import time
+import warnings
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))  # this checkout's vistoolbox
+warnings.filterwarnings("ignore")  # kornia 0.4.1 (Lucent's pin) warns about deprecated torch APIs
+
+
+def lucent_side(module, layer_name: str, unit: int, steps: int, normalize, size: int, gate):
+    """Run Lucent's render_vis in this thread, pausing at the start of every step."""
+    from lucent.optvis import param, render, transform
+
+    def marker(x):
+        gate.lucent_paused()
+        return x
+
+    transforms = [marker, *transform.standard_transforms, normalize]
+    images = render.render_vis(module, f"{layer_name}:{unit}", param_f=lambda: param.image(size),
+                               transforms=transforms, thresholds=(steps,), preprocess=False,
+                               progress=False, show_image=False)
+    gate.lucent_paused(final=True)
+    return images
+
+
+class Gate:
+    """Baton between the main thread (ours) and Lucent's thread; times Lucent's steps."""
+
+    def __init__(self) -> None:
+        self.go = threading.Semaphore(0)
+        self.done = threading.Semaphore(0)
+        self.started = 0.0
+        self.lucent_times: list[float] = []
+        self.result = None
+
+    def lucent_paused(self, final: bool = False) -> None:
+        now = time.perf_counter()
+        if self.started:
+            self.lucent_times.append(now - self.started)
+        self.done.release()
+        if not final:
+            self.go.acquire()
+            self.started = time.perf_counter()
+
+    def lucent_step(self) -> None:
+        self.go.release()
+        self.done.acquire()
+
+
+def run_case(model_name: str, weights: str, layer: str, unit: int, steps: int, seed: int, size: int = 224) -> dict:
+    from vistoolbox import load_model
+    from vistoolbox.actmax import Channel, measure, settings_for
+    from vistoolbox.actmax.render import quantize, run_lucid, unit_generator
+    from lucent.optvis import transform as ltransform
+
+    model = load_model(model_name, weights)
+    canonical = model.resolve(layer)
+    # Lucent gets the model as a user hands it over: trainable parameters (torchvision's default),
+    # but with our out-of-place ReLUs so that its hook sees the same pre-ReLU output we optimise.
+    lucent_module = copy.deepcopy(model.module).requires_grad_(True)
+    lucent_layer = canonical.replace(".", "_")
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+    gate = Gate()
+
+    def lucent_thread() -> None:
+        torch.set_num_threads(1)
+        gate.result = lucent_side(lucent_module, lucent_layer, unit, steps, model.preprocessing.normalize, size, gate)
+
+    worker = threading.Thread(target=lucent_thread, daemon=True)
+    worker.start()
+    gate.done.acquire()  # Lucent has built its image and waits before step 1
+
+    ours_times: list[float] = []
+    last = [time.perf_counter()]
+
+    def callback(step: int, act: torch.Tensor) -> None:
+        ours_times.append(time.perf_counter() - last[0])
+        gate.lucent_step()
+        last[0] = time.perf_counter()
+
+    lucent_tf = ltransform.compose(list(ltransform.standard_transforms))
+    objective = Channel(layer, (unit,))
+    settings = settings_for("lucid", steps=steps, size=size)
+    trace = run_lucid(model, objective, objective, settings, [unit_generator(seed, unit)], seed, (size, size),
+                      callback=callback, transform=lambda x, g: lucent_tf(x))
+    worker.join()
+    lucent_image = torch.from_numpy(np.ascontiguousarray(gate.result[-1])).permute(0, 3, 1, 2).float()
+    ours_final = measure(model, objective, quantize(trace.images))[0]
+    lucent_final = measure(model, objective, quantize(lucent_image))[0]
+    ours, theirs = ours_times[1:], gate.lucent_times[1:]
+    ratios = [b / a for a, b in zip(ours, theirs)]
+    return {"model": model_name, "weights": weights, "layer": layer, "canonical": canonical, "unit": unit,
+            "size": size, "steps": steps, "ours_s_per_step": round(statistics.median(ours), 5),
+            "lucent_s_per_step": round(statistics.median(theirs), 5),
+            "speedup": round(statistics.median(theirs) / statistics.median(ours), 3),
+            "median_step_ratio": round(statistics.median(ratios), 3),
+            "ours_final": round(ours_final, 4), "lucent_final": round(lucent_final, 4),
+            "activation_ratio": round(ours_final / lucent_final, 3) if lucent_final > 0 else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps-alexnet", type=int, default=128)
+    parser.add_argument("--steps-vgg", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cases = [run_case("alexnet", "random", "conv4", 12, args.steps_alexnet, args.seed),
+             run_case("vgg16", "hed", "conv4_3", 12, args.steps_vgg, args.seed)]
+    for case in cases:
+        print(f"{case['model']} {case['layer']}:{case['unit']}  ours {case['ours_s_per_step']:.4f} s/step  "
+              f"lucent {case['lucent_s_per_step']:.4f} s/step  speedup {case['speedup']}x  "
+              f"final {case['ours_final']} vs {case['lucent_final']}")
+    print(json.dumps({"torch": torch.__version__, "threads": 1, "cases": cases}))
+
+
+if __name__ == "__main__":
+    main()
