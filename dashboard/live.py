@@ -18,7 +18,7 @@ from torch import nn
 
 from vistoolbox import FeatureExtractor, LoadedModel, layer_table
 from vistoolbox.errors import VisError
-from vistoolbox.images import open_image, png_bytes, resize_center_crop, to_tensor
+from vistoolbox.images import normalize_visual, open_image, png_bytes, resize_center_crop, to_tensor
 
 from .context import Context
 from .serving import run_url
@@ -89,6 +89,21 @@ def class_names(model: LoadedModel) -> list[str] | None:
         return list(torchvision.models.get_model_weights(model.name).DEFAULT.meta["categories"])
     except (ValueError, KeyError, AttributeError):
         return None
+
+
+def channel_views(ctx: Context, key: str, layer: str, channel: int) -> dict[str, bytes]:
+    """Deconv / backprop / guided views (PNG) of the channel's strongest position in this image,
+    from :func:`vistoolbox.attribution.unit_views` (empty when this build has no attribution)."""
+    try:
+        from vistoolbox.attribution import MODES, unit_views
+    except ImportError:
+        return {}
+    result = activations(ctx, key, layer)
+    y, x = np.unravel_index(int(np.argmax(result["maps"][channel])), result["maps"][channel].shape)
+    with _FORWARD:
+        views = unit_views(ctx.model, to_tensor(result["image"]).to(ctx.model.device), layer, channel,
+                           int(y), int(x), MODES)
+    return {mode: png_bytes(normalize_visual(view.cpu())) for mode, view in views.items()}
 
 
 # --------------------------------------------------------------------------- pictures
@@ -180,6 +195,7 @@ def layout(ctx: Context) -> html.Div:
                                                      dcc.Graph(id="live-maps", config={"displayModeBar": False})]),
             html.Div(className="col", children=[html.H4(id="live-channel-title"),
                                                 html.Img(id="live-overlay", className="live-input"),
+                                                html.Div(id="live-views", className="live-views"),
                                                 html.Div(id="live-top9")]),
         ]),
     ])
@@ -227,7 +243,7 @@ def register(app: dash.Dash, ctx: Context) -> None:
         return channel
 
     @app.callback(Output("live-overlay", "src"), Output("live-channel-title", "children"),
-                  Output("live-top9", "children"),
+                  Output("live-top9", "children"), Output("live-views", "children"),
                   Input("live-channel", "value"), Input("live-meta", "data"),
                   State("live-image", "data"), State("live-layer", "value"), prevent_initial_call=True)
     def channel(value, meta, image, layer):  # noqa: ANN001, ANN202
@@ -235,7 +251,11 @@ def register(app: dash.Dash, ctx: Context) -> None:
             raise dash.exceptions.PreventUpdate
         ch = max(0, min(int(value), meta["channels"] - 1))
         result = activations(ctx, image["key"], layer)
-        return data_uri(overlay_png(result["image"], result["maps"][ch])), f"channel {ch}", run_top9(ctx, layer, ch)
+        views = [html.Figure(className="view", children=[html.Img(src=data_uri(png), id=f"live-view-{mode}"),
+                                                         html.Figcaption(mode)])
+                 for mode, png in channel_views(ctx, image["key"], layer, ch).items()]
+        return (data_uri(overlay_png(result["image"], result["maps"][ch])), f"channel {ch}",
+                run_top9(ctx, layer, ch), views)
 
 
 def store_run_image(ctx: Context, run_index: int, index: int) -> tuple[str, str]:

@@ -240,3 +240,20 @@ def test_source_image_has_the_receptive_field_box(mined):
     inner = plain[box.top:box.bottom, box.left:box.right]
     crop = patch[box.pad_top:patch.shape[0] - box.pad_bottom, box.pad_left:patch.shape[1] - box.pad_right]
     assert crop.shape == inner.shape and np.abs(crop - inner).max() <= 1
+
+
+def test_live_views_are_the_gradient_of_the_strongest_position(live_ctx, astronaut):
+    """The backprop view equals d(channel at its argmax)/d(input), computed here with autograd."""
+    from dashboard.uploads import cache_image
+    from vistoolbox.images import normalize_visual, png_bytes, to_pil, to_tensor
+
+    key, _ = cache_image(live_ctx, to_pil(astronaut))
+    views = live.channel_views(live_ctx, key, "features.3", 5)
+    assert set(views) == {"deconv", "backprop", "guided"}
+    result = live.activations(live_ctx, key, "features.3")
+    model = live_ctx.model
+    x = model.preprocessing.normalize(to_tensor(result["image"])).requires_grad_(True)
+    out = model.module.features[:4](x)[0, 5]
+    y, xx = np.unravel_index(int(out.detach().argmax()), out.shape)
+    (grad,) = torch.autograd.grad(out[y, xx], x)
+    assert views["backprop"] == png_bytes(normalize_visual(grad[0]))

@@ -56,8 +56,11 @@ def wait_images(duo, selector: str, count: int, timeout: float = 20) -> list[int
 
 def wait_grid(duo, units: int) -> None:
     """The grid has one cell per unit and its thumbnail sprite has loaded."""
-    wait_images(duo, "#grid-sprite", 1)
+    end = time.time() + 20
+    while len(duo.find_elements("#unit-grid .unit-cell")) != units and time.time() < end:
+        time.sleep(0.1)
     assert len(duo.find_elements("#unit-grid .unit-cell")) == units
+    wait_images(duo, "#grid-sprite", 1)
 
 
 def search(duo) -> str:
@@ -135,6 +138,7 @@ def test_live_tab_maps_click_overlay_and_top9(duo):
     assert int(duo.find_element("#live-channel").get_attribute("value")) == target
     wait_images(duo, "#live-overlay", 1)
     wait_images(duo, "#live-top9-img", 1)
+    wait_images(duo, "#live-views img", 3)          # deconv, backprop, guided for this image
     assert duo.find_element("#live-top9-img").get_attribute("src").endswith(
         f"/layers/{run.layers[0]}/patches/unit_{target:04d}.png")
     screenshot(duo, "live")
