@@ -153,42 +153,42 @@ def test_live_upload_rejects_a_non_image(duo, tmp_path):
     duo.wait_for_contains_text("#live-message", "not an image")
 
 
-def test_texture_job_shows_progress_and_result(duo):
+def run_job(duo, tab: str, prefix: str, pickers: list[str], values: dict[str, str], timeout: float = 150) -> None:
+    """Open a job tab, wait for its default images, type `values` into inputs, run, wait for the result."""
     from dashboard.texture import style_api
 
     if style_api() is None:
         pytest.skip("texture synthesis / style transfer (vistoolbox.style) is not in this build")
     duo.driver.get(duo.server_url + "/")
-    duo.wait_for_element("#tab-texture").click()
-    duo.wait_for_element("#tex-thumbs img")
-    for ident, value in (("#tex-size", "48"), ("#tex-steps", "12")):
-        box = duo.find_element(ident)
+    duo.wait_for_element(f"#tab-{tab}").click()
+    for picker in pickers:
+        duo.wait_for_element(f"#{picker}-thumbs img")
+    for ident, value in values.items():
+        box = duo.find_element(f"#{prefix}-{ident}")
         box.send_keys(Keys.CONTROL, "a")
         box.send_keys(value)
-    duo.find_element("#tex-run").click()
-    wait_images(duo, "#tex-result", 1, timeout=120)
-    duo.wait_for_contains_text("#tex-status", "done")
+    duo.find_element(f"#{prefix}-run").click()
+    wait_images(duo, f"#{prefix}-result", 1, timeout=timeout)
+    duo.wait_for_contains_text(f"#{prefix}-status", "done")
+    duo.wait_for_element(f"#{prefix}-loss .main-svg .scatterlayer .trace")
+
+
+def test_texture_job_shows_progress_result_and_download(duo):
+    run_job(duo, "texture", "tex", ["tex"], {"size": "48", "steps": "12"})
     assert duo.find_element("#tex-progress").get_attribute("value") == "12"
-    duo.wait_for_element("#tex-loss .main-svg .scatterlayer .trace")
+    assert duo.find_element("#tex-progress").get_attribute("max") == "12"
     screenshot(duo, "texture")
+    duo.find_element("#tex-download-btn").click()
+    folder = Path(duo.download_path)
+    end = time.time() + 20
+    while not list(folder.glob("texture_*.png")) and time.time() < end:
+        time.sleep(0.2)
+    (saved,) = folder.glob("texture_*.png")
+    assert Image.open(saved).size == (48, 48)
 
 
 def test_transfer_job_shows_result(duo):
-    from dashboard.texture import style_api
-
-    if style_api() is None:
-        pytest.skip("texture synthesis / style transfer (vistoolbox.style) is not in this build")
-    duo.driver.get(duo.server_url + "/")
-    duo.wait_for_element("#tab-transfer").click()
-    duo.wait_for_element("#tr-content-thumbs img")
-    duo.wait_for_element("#tr-style-thumbs img")
-    for ident, value in (("#tr-size", "96"), ("#tr-steps", "25")):
-        box = duo.find_element(ident)
-        box.send_keys(Keys.CONTROL, "a")
-        box.send_keys(value)
-    duo.find_element("#tr-run").click()
-    wait_images(duo, "#tr-result", 1, timeout=150)
-    duo.wait_for_contains_text("#tr-status", "done")
+    run_job(duo, "transfer", "tr", ["tr-content", "tr-style"], {"size": "96", "steps": "25"})
     screenshot(duo, "transfer")
 
 
