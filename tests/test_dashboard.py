@@ -257,3 +257,39 @@ def test_live_views_are_the_gradient_of_the_strongest_position(live_ctx, astrona
     y, xx = np.unravel_index(int(out.detach().argmax()), out.shape)
     (grad,) = torch.autograd.grad(out[y, xx], x)
     assert views["backprop"] == png_bytes(normalize_visual(grad[0]))
+
+
+def test_jobs_are_cached_by_their_parameters(mined):
+    """A texture job through the library: progress reaches the last step, the result file is
+    written, and the same parameters again reuse it without running the work."""
+    from dashboard import jobs, texture
+
+    if texture.style_api() is None:
+        pytest.skip("texture synthesis (vistoolbox.style) is not in this build")
+    _, ctx = mined
+    key_in = jobs.resolve_pick(ctx, "sample:brick")
+    params = {"images": {"keys": [key_in]}, "size": 32, "steps": 4, "seed": 0, "layers": ["relu1_1", "relu2_1"]}
+    calls, progress = [], []
+
+    def work(c, p, report):  # noqa: ANN001, ANN202
+        calls.append(p)
+        return texture.work(c, p, report)
+
+    key, record = jobs.run_job(ctx, "texture", params, work, progress.append)
+    assert len(calls) == 1 and progress[-1][:2] == ("4", "4") and record["status"] == "complete"
+    assert Image.open(ctx.jobs_dir / f"{key}.png").size == (32, 32)
+    again, _ = jobs.run_job(ctx, "texture", params, work, progress.append)
+    assert again == key and len(calls) == 1
+    other, _ = jobs.run_job(ctx, "texture", {**params, "seed": 1}, work, progress.append)
+    assert other != key and len(calls) == 2
+
+
+def test_blend_weights_are_parsed_and_checked():
+    from dashboard.transfer import parse_blend
+
+    assert parse_blend("0.7, 0.3", 2) == [0.7, 0.3]
+    assert parse_blend("  ", 3) is None
+    with pytest.raises(VisUsageError, match="2 blend weights for 3 style images"):
+        parse_blend("1,2", 3)
+    with pytest.raises(VisUsageError, match="numbers separated by commas"):
+        parse_blend("a,b", 2)

@@ -225,3 +225,29 @@ def sprite_tile(png: bytes, unit: int):  # noqa: ANN201
     row, col = divmod(unit, GRID_COLUMNS)
     return Image.open(io.BytesIO(png)).convert("RGB").crop((col * THUMB, row * THUMB, (col + 1) * THUMB,
                                                             (row + 1) * THUMB))
+
+
+def test_a_running_job_can_be_cancelled(duo):
+    from dashboard.texture import style_api
+
+    if style_api() is None:
+        pytest.skip("texture synthesis (vistoolbox.style) is not in this build")
+    duo.driver.get(duo.server_url + "/")
+    duo.wait_for_element("#tab-texture").click()
+    duo.wait_for_element("#tex-thumbs img")
+    for ident, value in (("#tex-size", "64"), ("#tex-steps", "5000"), ("#tex-seed", "7")):
+        box = duo.find_element(ident)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(value)
+    duo.find_element("#tex-run").click()
+    duo.wait_for_contains_text("#tex-status", "step ", timeout=60)       # progress is arriving
+    assert duo.find_element("#tex-run").get_attribute("disabled") == "true"
+    duo.find_element("#tex-cancel").click()
+    end = time.time() + 20
+    while duo.find_element("#tex-run").get_attribute("disabled") and time.time() < end:
+        time.sleep(0.2)
+    assert not duo.find_element("#tex-run").get_attribute("disabled")
+    step = int(duo.find_element("#tex-progress").get_attribute("value"))
+    time.sleep(2)
+    assert int(duo.find_element("#tex-progress").get_attribute("value")) == step < 5000   # stopped
+    assert "done" not in duo.find_element("#tex-status").text
