@@ -2,6 +2,7 @@
 Gatys style transfer as a background job (calls :func:`vistoolbox.style.transfer_style`)."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import dash
@@ -30,6 +31,8 @@ def parse_blend(text: str | None, count: int) -> list[float] | None:
 def layout(ctx: Context) -> html.Div:
     if style_api() is None:
         return unavailable()
+    from vistoolbox.style import transfer as defaults
+
     return html.Div(className="transfer", children=[
         html.Div(className="row", children=[
             html.Div(className="col", children=[jobs.image_picker(ctx, "tr-content", "content", value="sample:chelsea")]),
@@ -37,8 +40,10 @@ def layout(ctx: Context) -> html.Div:
                                                                   value="sample:immunohistochemistry")]),
             html.Div(className="col wide", children=[
                 html.Label(["blend weights ", dcc.Input(id="tr-blend", type="text", placeholder="e.g. 0.7, 0.3")]),
-                html.Label(["style weight (log10) ", dcc.Slider(id="tr-style-weight", min=0, max=6, step=0.5, value=3)]),
-                html.Label(["content weight ", dcc.Input(id="tr-content-weight", type="number", min=0, value=1)]),
+                html.Label(["style weight (log10) ", dcc.Slider(id="tr-style-weight", min=-1, max=6, step=0.5,
+                                                                value=math.log10(defaults.DEFAULT_STYLE_WEIGHT))]),
+                html.Label(["content weight ", dcc.Input(id="tr-content-weight", type="number", min=0,
+                                                         value=defaults.DEFAULT_CONTENT_WEIGHT)]),
                 html.Label(["colours ", dcc.Dropdown(id="tr-preserve", value="none", clearable=False,
                                                      options=["none", "luminance", "histogram"])]),
                 html.Label(["size ", dcc.Input(id="tr-size", type="number", min=16, max=1024, step=1, value=192)]),
@@ -56,7 +61,7 @@ def work(ctx: Context, params: dict[str, Any], report: Callable[[dict], None]): 
     styles = jobs.images_of(ctx, params["styles"], "style")
     steps = int(params["steps"] or 100)
     return style.transfer_style(ctx.model, content, styles, style_blend=parse_blend(params["blend"], len(styles)),
-                                style_weight=10 ** float(params["style_weight"] if params["style_weight"] is not None else 3),
+                                style_weight=10 ** float(params["style_weight"] if params["style_weight"] is not None else 1),
                                 content_weight=float(params["content_weight"] if params["content_weight"] is not None else 1),
                                 preserve_colors=params["preserve"] or "none", size=int(params["size"] or 192),
                                 steps=steps, snapshot_every=max(1, steps // 10), progress=report)
