@@ -60,9 +60,13 @@ def work(ctx: Context, params: dict[str, Any], report: Callable[[dict], None]): 
     content = jobs.images_of(ctx, params["content"], "content")[0]
     styles = jobs.images_of(ctx, params["styles"], "style")
     steps = int(params["steps"] or 100)
+    from vistoolbox.style import transfer as defaults
+
+    log_style = params["style_weight"]
+    style_weight = defaults.DEFAULT_STYLE_WEIGHT if log_style is None else 10 ** float(log_style)
+    content_weight = defaults.DEFAULT_CONTENT_WEIGHT if params["content_weight"] is None else float(params["content_weight"])
     return style.transfer_style(ctx.model, content, styles, style_blend=parse_blend(params["blend"], len(styles)),
-                                style_weight=10 ** float(params["style_weight"] if params["style_weight"] is not None else 1),
-                                content_weight=float(params["content_weight"] if params["content_weight"] is not None else 1),
+                                style_weight=style_weight, content_weight=content_weight,
                                 preserve_colors=params["preserve"] or "none", size=int(params["size"] or 192),
                                 steps=steps, snapshot_every=max(1, steps // 10), progress=report)
 
