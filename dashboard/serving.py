@@ -34,7 +34,7 @@ def inside(root: Path, relative: str) -> Path | None:
 
 
 def run_url(ctx: Context, run: int, path: Path) -> str:
-    """URL of a file inside run `run` (cache-busted by its modification time)."""
+    """URL of a file inside run number `run`."""
     rel = path.resolve().relative_to(ctx.runs[run].root).as_posix()
     return f"/vis/run/{run}/{rel}"
 

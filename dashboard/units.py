@@ -167,7 +167,7 @@ def layout(ctx: Context) -> html.Div:
     if not ctx.runs:
         return html.Div(className="empty", children=[
             html.H3("No run open"),
-            html.P(["Mine the top-9 patches of a model's units with ", html.Code("vis mine --data FOLDER --out RUN"),
+            html.P(["Mine the top-9 patches of a model's units with ", html.Code("vis mine --dataset FOLDER --out RUN"),
                     ", then start ", html.Code("vis dashboard --run RUN"), ". Live, Texture and Transfer work without a run."]),
             dcc.Dropdown(id="layer-select", options=[], style={"display": "none"}),
             html.Div(id="unit-grid"), html.Div(id="unit-detail")])

@@ -293,3 +293,21 @@ def test_blend_weights_are_parsed_and_checked():
         parse_blend("1,2", 3)
     with pytest.raises(VisUsageError, match="numbers separated by commas"):
         parse_blend("a,b", 2)
+
+
+def test_cli_refuses_a_folder_that_is_not_a_run(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "vistoolbox.cli", "dashboard", "--run", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"vis: error: {str(tmp_path)!r} is not a vistoolbox run (no manifest.json); make one with `vis mine`"]
+
+
+def test_without_a_run_the_units_tab_says_how_to_make_one(live_ctx):
+    from dashboard.units import layout
+
+    text = str(layout(make_context(None, "alexnet", "random", cache_dir=live_ctx.cache_dir)).to_plotly_json())
+    assert "vis mine --dataset FOLDER --out RUN" in text and "vis dashboard --run RUN" in text
