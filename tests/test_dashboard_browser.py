@@ -12,7 +12,6 @@ from PIL import Image
 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
-from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from dashboard_browser import dash_browser, mine_run, needs_browser, screenshot
@@ -61,6 +60,13 @@ def wait_grid(duo, units: int) -> None:
         time.sleep(0.1)
     assert len(duo.find_elements("#unit-grid .unit-cell")) == units
     wait_images(duo, "#grid-sprite", 1)
+
+
+def set_inputs(duo, values: dict[str, str]) -> None:
+    for ident, value in values.items():
+        box = duo.find_element(ident)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(value)
 
 
 def search(duo) -> str:
@@ -163,10 +169,7 @@ def run_job(duo, tab: str, prefix: str, pickers: list[str], values: dict[str, st
     duo.wait_for_element(f"#tab-{tab}").click()
     for picker in pickers:
         duo.wait_for_element(f"#{picker}-thumbs img")
-    for ident, value in values.items():
-        box = duo.find_element(f"#{prefix}-{ident}")
-        box.send_keys(Keys.CONTROL, "a")
-        box.send_keys(value)
+    set_inputs(duo, {f"#{prefix}-{ident}": value for ident, value in values.items()})
     duo.find_element(f"#{prefix}-run").click()
     wait_images(duo, f"#{prefix}-result", 1, timeout=timeout)
     duo.wait_for_contains_text(f"#{prefix}-status", "done")
@@ -203,9 +206,7 @@ def test_optimised_image_is_computed_on_demand_and_cached_in_the_run(duo):
     assert not target.exists()
     duo.driver.get(f"{duo.server_url}/?layer={layer}&unit=3")
     duo.wait_for_contains_text("#max-status", "not computed yet", timeout=20)
-    box = duo.find_element("#max-steps")
-    box.send_keys(Keys.CONTROL, "a")
-    box.send_keys("16")
+    set_inputs(duo, {"#max-steps": "16"})
     duo.find_element("#max-run").click()
     wait_images(duo, "#max-view", 1, timeout=120)
     duo.wait_for_contains_text("#max-status", "cached in the run")
@@ -227,21 +228,34 @@ def sprite_tile(png: bytes, unit: int):  # noqa: ANN201
                                                             (row + 1) * THUMB))
 
 
-def test_a_running_job_can_be_cancelled(duo):
+def test_jobs_in_two_sessions_do_not_block_each_other_and_can_be_cancelled(duo):
     from dashboard.texture import style_api
 
     if style_api() is None:
         pytest.skip("texture synthesis (vistoolbox.style) is not in this build")
-    duo.driver.get(duo.server_url + "/")
+    run = duo.app.vis_context.runs[0]
+    driver = duo.driver
+    driver.get(duo.server_url + "/")
+    first = driver.current_window_handle
     duo.wait_for_element("#tab-texture").click()
     duo.wait_for_element("#tex-thumbs img")
-    for ident, value in (("#tex-size", "64"), ("#tex-steps", "5000"), ("#tex-seed", "7")):
-        box = duo.find_element(ident)
-        box.send_keys(Keys.CONTROL, "a")
-        box.send_keys(value)
+    set_inputs(duo, {"#tex-size": "64", "#tex-steps": "5000", "#tex-seed": "7"})
     duo.find_element("#tex-run").click()
-    duo.wait_for_contains_text("#tex-status", "step ", timeout=60)       # progress is arriving
-    assert duo.find_element("#tex-run").get_attribute("disabled") == "true"
+    duo.wait_for_contains_text("#tex-status", "step ", timeout=60)       # long job running, progress arriving
+
+    driver.switch_to.new_window("window")                                 # a second browser session
+    driver.get(f"{duo.server_url}/?layer={run.layers[1]}&unit=5")
+    duo.wait_for_contains_text("#detail-title", "unit 5", timeout=20)     # the UI still answers
+    wait_images(duo, "#top9 img", 9)
+    duo.wait_for_element("#tab-texture").click()
+    duo.wait_for_element("#tex-thumbs img")
+    set_inputs(duo, {"#tex-size": "32", "#tex-steps": "5", "#tex-seed": "3"})
+    duo.find_element("#tex-run").click()
+    wait_images(duo, "#tex-result", 1, timeout=90)                        # finishes beside the long one
+    driver.close()
+    driver.switch_to.window(first)
+    assert "done" not in duo.find_element("#tex-status").text             # the long job is still going
+
     duo.find_element("#tex-cancel").click()
     end = time.time() + 20
     while duo.find_element("#tex-run").get_attribute("disabled") and time.time() < end:
