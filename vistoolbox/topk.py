@@ -76,11 +76,27 @@ class UnitTopK:
         batch = values.shape[0]
         if batch == 0:
             return
-        cand_v = values.t()
-        cand_i = image_index.view(1, -1).expand(self.units, batch)
-        self._select(torch.cat([self.values, cand_v], 1), torch.cat([self.index, cand_i], 1),
-                     torch.cat([self.y, y.cpu().t()], 1), torch.cat([self.x, x.cpu().t()], 1), presorted)
         self._accumulate(values)
+        cand_v, cand_y, cand_x = values.t(), y.cpu().t(), x.cpu().t()
+        cand_i = image_index.view(1, -1).expand(self.units, batch)
+        rows = None
+        if presorted:  # a later image enters only by beating the current k-th value outright
+            enter = (cand_v > self.values[:, -1:]).any(1)
+            if not bool(enter.any()):
+                return
+            if not bool(enter.all()):
+                rows = enter.nonzero().squeeze(1)
+                cand_v, cand_i, cand_y, cand_x = cand_v[rows], cand_i[rows], cand_y[rows], cand_x[rows]
+        current = [self.values, self.index, self.y, self.x]
+        if rows is not None:
+            current = [t[rows] for t in current]
+        best = self._select(torch.cat([current[0], cand_v], 1), torch.cat([current[1], cand_i], 1),
+                            torch.cat([current[2], cand_y], 1), torch.cat([current[3], cand_x], 1), presorted)
+        if rows is None:
+            self.values, self.index, self.y, self.x = best
+        else:
+            for target, new in zip((self.values, self.index, self.y, self.x), best):
+                target[rows] = new
 
     def _accumulate(self, values: torch.Tensor) -> None:
         q = torch.round(values.double().clamp(-SUM_CLAMP, SUM_CLAMP) * SUM_SCALE).long()
@@ -92,8 +108,8 @@ class UnitTopK:
         self.hist.view(-1).index_add_(0, flat, torch.ones_like(flat))
 
     def _select(self, values: torch.Tensor, index: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
-                presorted: bool) -> None:
-        """Keep the k best of the candidate columns: value descending, then image index ascending.
+                presorted: bool) -> tuple[torch.Tensor, ...]:
+        """The k best candidate columns: value descending, then image index ascending.
 
         With `presorted` the columns are already in ascending image-index order (streaming), so one
         stable sort by value suffices; otherwise sort by index first (empty slots last)."""
@@ -102,7 +118,7 @@ class UnitTopK:
             order = torch.sort(key, dim=1, stable=True).indices
             values, index, y, x = (t.gather(1, order) for t in (values, index, y, x))
         order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, : self.k]
-        self.values, self.index, self.y, self.x = (t.gather(1, order) for t in (values, index, y, x))
+        return tuple(t.gather(1, order) for t in (values, index, y, x))
 
     def merge(self, other: "UnitTopK") -> "UnitTopK":
         """The exact top-k and statistics of the union of two disjoint image sets."""
@@ -110,8 +126,9 @@ class UnitTopK:
             raise ValueError(f"cannot merge top-k of shape {tuple(other.values.shape)} into "
                              f"{tuple(self.values.shape)}")
         out = UnitTopK(*(getattr(self, name).clone() for name in _ARRAYS))
-        out._select(torch.cat([self.values, other.values], 1), torch.cat([self.index, other.index], 1),
-                    torch.cat([self.y, other.y], 1), torch.cat([self.x, other.x], 1), presorted=False)
+        out.values, out.index, out.y, out.x = out._select(
+            torch.cat([self.values, other.values], 1), torch.cat([self.index, other.index], 1),
+            torch.cat([self.y, other.y], 1), torch.cat([self.x, other.x], 1), presorted=False)
         out.sum_q = self.sum_q + other.sum_q
         out.active = self.active + other.active
         out.hist = self.hist + other.hist
