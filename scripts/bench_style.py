@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import statistics
 import sys
@@ -103,7 +104,8 @@ def bench_case(ps, model, content_full, style_full, size: int, steps: int) -> di
     criterion = pystiche_criterion(ps, model, ours, content, style)
     theirs = content.clone().contiguous()
     opt = ps.optim.default_image_optimizer(theirs)
-    start_ours, start_theirs = measure(ours, content), float(criterion(content.clone()).aggregate(0))
+    with torch.no_grad():
+        start_ours, start_theirs = measure(ours, content), float(criterion(content.clone()).aggregate(0))
     assert abs(start_ours - start_theirs) <= 1e-3 * abs(start_ours), (start_ours, start_theirs)
 
     def closure() -> float:
@@ -149,6 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--sizes", default="256")
+    parser.add_argument("--contents", default="chelsea,astronaut", help="scikit-image content images")
     parser.add_argument("--transfer-sizes", default="256,512")
     parser.add_argument("--transfer-steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
@@ -158,16 +161,19 @@ def main() -> None:
     model = load_model("vgg16", "hed", quiet=True)
     from skimage import data
 
-    content = torch.from_numpy(data.chelsea()).permute(2, 0, 1).float().div(255)[None]
-    style = as_image(PAINTING) if PAINTING.is_file() else \
-        torch.from_numpy(data.coffee()).permute(2, 0, 1).float().div(255)[None]
+    def sk(name: str) -> torch.Tensor:
+        return torch.from_numpy(getattr(data, name)()).permute(2, 0, 1).float().div(255)[None]
+
+    style = as_image(PAINTING) if PAINTING.is_file() else sk("coffee")
     cases = []
-    for size in [int(s) for s in args.sizes.split(",") if s]:
-        case = bench_case(ps, model, content, style, size, args.steps)
-        print(f"{size}px: ours {case['ours_s_per_step']:.3f} s/step, pystiche {case['pystiche_s_per_step']:.3f} "
+    names = [n for n in args.contents.split(",") if n]
+    for name, size in itertools.product(names, [int(s) for s in args.sizes.split(",") if s]):
+        case = {"content": name, **bench_case(ps, model, sk(name), style, size, args.steps)}
+        print(f"{name} {size}px: ours {case['ours_s_per_step']:.3f} s/step, pystiche {case['pystiche_s_per_step']:.3f} "
               f"s/step, speedup {case['speedup']:.2f}x; final loss ours {case['ours_final_loss']:.4g} vs "
               f"pystiche {case['pystiche_final_loss']:.4g}", file=sys.stderr)
         cases.append(case)
+    content = sk("chelsea")
     transfer = []
     for size in [int(s) for s in args.transfer_sizes.split(",") if s]:
         row = bench_transfer(model, content, style, size, args.transfer_steps)

@@ -213,6 +213,27 @@ def test_pyramid_adam_avg_pooling_blend_and_interrupt(hed_vgg16, content, style)
     assert image.shape == (1, 3, SIZE, SIZE)
 
 
+@pytest.mark.hed
+def test_style_scale_init_style_and_output_size(hed_vgg16, content, style):
+    wide = F.interpolate(content, size=(36, 72), mode="bilinear", align_corners=False)
+    calls: list[dict] = []
+    image, record = transfer_style(hed_vgg16, wide, style, size=64, steps=1, style_scale=0.5, init="style",
+                                   tv_weight=0.0, progress=calls.append)
+    assert image.shape == (1, 3, 32, 64) and record["stages"][0]["style_sizes"] == [[32, 32]]
+    assert "tv" not in calls[0]["losses"] and calls[0]["size"] == [32, 64]
+    # the default output size is the content's own size, capped at 512 px on the longest side
+    _, record = transfer_style(hed_vgg16, wide, style, steps=0)
+    assert record["output_size"] == [36, 72]
+
+
+@pytest.mark.hed
+def test_exploding_lbfgs_falls_back_to_a_line_search(hed_vgg16, content, style):
+    image, record = transfer_style(hed_vgg16, content, style, size=40, steps=12, lr=1e4)
+    info, curve = record["stages"][0]["optimizer"], record["stages"][0]["curves"]["total"]
+    assert info["line_search_from_step"] is not None and info["returned"] == "best"
+    assert torch.isfinite(image).all() and min(curve) < curve[0]
+
+
 # ------------------------------------------------------------------ CLI
 @pytest.mark.hed
 def test_cli_texture_writes_png_and_sidecar(tmp_path, style, capsys):

@@ -17,6 +17,7 @@ from .receptive import Box, Field, trace_geometry, unit_box
 from .store import Run, open_run
 from .attribution import batch_views, unit_views
 from .mining import merge_runs, mine
+from .style import StyleLoss, synthesize_texture, transfer_style
 
 __version__ = "0.1.0"
 
@@ -25,5 +26,5 @@ __all__ = [
     "VisRuntimeError", "VisUsageError", "layer_field", "layer_table", "load_model", "resolve_device",
     "torchvision_names", "trace_geometry", "unit_box", "Run", "open_run", "load_tensor", "montage",
     "open_image", "save_png", "to_pil", "to_tensor", "MaximizeResult", "dream", "maximize", "maximize_layer",
-    "mine", "merge_runs", "unit_views", "batch_views",
+    "mine", "merge_runs", "unit_views", "batch_views", "StyleLoss", "synthesize_texture", "transfer_style",
 ]
