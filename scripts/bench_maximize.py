@@ -11,7 +11,8 @@ the start of each of its steps, so the two sides alternate (A, B, A, B …) and 
 alone; we report medians of per-step times and of per-step ratios (first step excluded).
 Final images are judged by one shared function (``vistoolbox.actmax.measure``, our extractor).
 
-Usage: python scripts/bench_maximize.py [--steps-alexnet 128] [--steps-vgg 48] [--seed 0]
+Usage: python scripts/bench_maximize.py [--steps-alexnet 128] [--steps-vgg 128]
+                                        [--seeds-alexnet 0,1,2] [--seeds-vgg 0]
 The last line of output is one JSON object.
 """
 from __future__ import annotations
@@ -29,7 +30,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))  # this checkout's vistoolbox
-warnings.filterwarnings("ignore")  # kornia 0.4.1 (Lucent's pin) warns about deprecated torch APIs
+# torch-lucent 0.1.8 pins kornia 0.4.1, which works on torch 2.14 but uses torch.jit.script at import
+# (a FutureWarning per scripted function); silence exactly that, and kornia's own warnings.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+warnings.filterwarnings("ignore", module=r"kornia(\..*)?")
 
 
 def lucent_side(module, layer_name: str, unit: int, steps: int, normalize, size: int, gate):
@@ -125,19 +129,40 @@ def run_case(model_name: str, weights: str, layer: str, unit: int, steps: int, s
             "activation_ratio": round(ours_final / lucent_final, 3) if lucent_final > 0 else None}
 
 
+def aggregate(runs: list[dict]) -> dict:
+    """One case over several seeds: medians of the per-seed numbers, and the runs themselves."""
+    med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
+    ours, lucent = med("ours_s_per_step"), med("lucent_s_per_step")
+    ratios = [r["ours_final"] / r["lucent_final"] for r in runs if r["lucent_final"] > 0]
+    keep = ("model", "weights", "layer", "canonical", "unit", "size", "steps")
+    return {**{k: runs[0][k] for k in keep}, "seeds": [r["seed"] for r in runs],
+            "ours_s_per_step": round(ours, 5), "lucent_s_per_step": round(lucent, 5),
+            "speedup": round(lucent / ours, 3), "median_step_ratio": round(med("median_step_ratio"), 3),
+            "ours_final": round(med("ours_final"), 4), "lucent_final": round(med("lucent_final"), 4),
+            "activation_ratio": round(statistics.median(ratios), 3) if len(ratios) == len(runs) else None,
+            "ours_final_ge_lucent": sum(r["ours_final"] >= r["lucent_final"] for r in runs), "runs": runs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps-alexnet", type=int, default=128)
-    parser.add_argument("--steps-vgg", type=int, default=48)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps-vgg", type=int, default=128)
+    parser.add_argument("--seeds-alexnet", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--seeds-vgg", default="0", help="comma-separated seeds")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cases = [run_case("alexnet", "random", "conv4", 12, args.steps_alexnet, args.seed),
-             run_case("vgg16", "hed", "conv4_3", 12, args.steps_vgg, args.seed)]
-    for case in cases:
-        print(f"{case['model']} {case['layer']}:{case['unit']}  ours {case['ours_s_per_step']:.4f} s/step  "
-              f"lucent {case['lucent_s_per_step']:.4f} s/step  speedup {case['speedup']}x  "
-              f"final {case['ours_final']} vs {case['lucent_final']}")
+    plan = [("alexnet", "random", "conv4", args.steps_alexnet, args.seeds_alexnet),
+            ("vgg16", "hed", "conv4_3", args.steps_vgg, args.seeds_vgg)]
+    cases = []
+    for model, weights, layer, steps, seeds in plan:
+        runs = []
+        for seed in (int(v) for v in seeds.split(",")):
+            run = {"seed": seed, **run_case(model, weights, layer, 12, steps, seed)}
+            print(f"{model} {layer}:12 seed {seed}  ours {run['ours_s_per_step']:.4f} s/step  lucent "
+                  f"{run['lucent_s_per_step']:.4f} s/step  speedup {run['speedup']}x  final "
+                  f"{run['ours_final']} vs {run['lucent_final']}", flush=True)
+            runs.append(run)
+        cases.append(aggregate(runs))
     print(json.dumps({"torch": torch.__version__, "threads": 1, "cases": cases}))
 
 

@@ -260,3 +260,19 @@ def test_all_units_into_run_directory_resume(alexnet_random, tmp_path):
     first[1].unlink()
     again = maximize_layer(alexnet_random, "conv4", run, units=[0, 1, 2], batch=2, steps=2, size=SIZE)
     assert again == [first[1]]
+
+
+def test_ray_backend_writes_the_same_files_as_local(alexnet_random, tmp_path):
+    ray = pytest.importorskip("ray")
+    local = maximize_layer(alexnet_random, "conv4", tmp_path / "local", units=[0, 1, 2], batch=2, steps=2, size=SIZE)
+    try:
+        remote = maximize_layer(alexnet_random, "conv4", tmp_path / "ray", units=[0, 1, 2], batch=2, steps=2,
+                                size=SIZE, backend="ray")
+    finally:
+        ray.shutdown()
+    assert sorted(p.name for p in remote) == [p.name for p in local]
+    for path in local:
+        twin = tmp_path / "ray" / path.relative_to(tmp_path / "local")
+        assert twin.read_bytes() == path.read_bytes()
+        assert json.loads(twin.with_suffix(".json").read_text())["activation_final"] == \
+            json.loads(path.with_suffix(".json").read_text())["activation_final"]

@@ -111,8 +111,8 @@ def _report(paths: list, record: dict) -> None:
 @click.option("--run", "run_dir", default=None, type=click.Path(file_okay=False),
               help="with --all: run directory (RUN/layers/<name>/maximize/)")
 @click.option("--batch", default=16, show_default=True, type=int, help="with --all: units per pass")
-@click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True,
-              help="where --all runs (only local is implemented)")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="where --all runs: this process, or Ray (RAY_ADDRESS, else a local cluster)")
 @click.option("--neuron", default=None, is_flag=False, flag_value="centre",
               help="optimise one spatial position: the centre (bare --neuron) or Y,X")
 @click.option("--negate", is_flag=True, help="minimise instead of maximise")
@@ -142,8 +142,8 @@ def maximize(model_name: str, weights: str, device: str, seed: int, input_size: 
         units = api.parse_units(units_spec) if units_spec else None
         for name in layers:
             for path in api.maximize_layer(model, name, run_dir, units, batch=batch, preset=preset, seed=seed,
-                                           quiet=quiet, neuron=position, negate=negate, diversity=diversity,
-                                           **knobs):
+                                           quiet=quiet, backend=backend, neuron=position, negate=negate,
+                                           diversity=diversity, **knobs):
                 click.echo(str(path))
         return
     if not layer:

@@ -20,7 +20,7 @@ from ..extractor import FeatureExtractor
 from ..images import load_tensor, to_tensor
 from ..models import LoadedModel, load_model
 from ..store import maximize_path
-from .params import FourierImage, PixelImage
+from .backends import executor
 from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
 from .presets import Settings, settings_for
 from .render import Trace, measure, quantize, run_lucid, run_pixel, unit_generator
@@ -158,19 +158,11 @@ def _run(model: LoadedModel, settings: Settings, objective: Objective, primary: 
     start = time.perf_counter()
     if settings.family == "lucid":
         trace = run_lucid(model, objective, primary, settings, seeds, seed, size, quiet=quiet, desc=desc)
-        with torch.no_grad():
-            first = FourierImage([unit_generator(seed, u) for u in units], size, sd=settings.sd,
-                                 decay_power=settings.decay_power, decorrelate=settings.decorrelate)()
     else:
         trace = run_pixel(model, objective, primary, settings, seeds, seed, size, init=init, quiet=quiet, desc=desc)
-        start_img = PixelImage([unit_generator(seed, u) for u in units], size, model.preprocessing,
-                               settings.init_std, init)
-        start_img.clamp_()
-        with torch.no_grad():
-            first = start_img()
     seconds = time.perf_counter() - start
     trace.images = quantize(trace.images)
-    return trace, measure(model, primary, quantize(first)), measure(model, primary, trace.images), seconds
+    return trace, measure(model, primary, quantize(trace.start)), measure(model, primary, trace.images), seconds
 
 
 def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None = None, *,
@@ -250,24 +242,30 @@ def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tens
 
 def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units: Iterable[int] | None = None,
                    *, batch: int = 16, preset: str = "lucid", seed: int = 0, quiet: bool = True,
-                   **options: Any) -> list[Path]:
+                   backend: str = "local", **options: Any) -> list[Path]:
     """Render every unit of `layer` (or `units`) into ``RUN/layers/<name>/maximize/unit_0012.png``
     (+ ``.json``), `batch` units per pass. Units whose PNG already exists are skipped, so an
-    interrupted run resumes where it stopped. Returns the PNGs written now."""
+    interrupted run resumes where it stopped. `backend` ``"ray"`` spreads the batches over a Ray
+    cluster (``RAY_ADDRESS``, else a local one). Returns the PNGs written now."""
     model = _as_model(model)
     if batch < 1:
         raise VisUsageError(f"--batch must be at least 1, got {batch}")
+    run_batches = executor(backend)
     settings = settings_for(preset, **{k: v for k, v in options.items() if k not in ("neuron", "negate", "diversity")})
     channels = layer_shape(model, layer, _size(settings, model))[0]
     wanted = list(units) if units is not None else list(range(channels))
+    bad = [u for u in wanted if not 0 <= u < channels]
+    if bad:
+        raise VisUsageError(f"unit {bad[0]} is out of range for layer {layer!r} with {channels} units; "
+                            f"valid: 0-{channels - 1}")
     canonical = model.resolve(layer)
     todo = [u for u in wanted if not maximize_path(run, canonical, u).exists()]
+    chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+    kwargs = dict(preset=preset, seed=seed, quiet=quiet or backend != "local", **options)
     written: list[Path] = []
     with tqdm(total=len(wanted), initial=len(wanted) - len(todo), disable=quiet, desc=f"units {layer}",
               unit="unit", file=sys.stderr, dynamic_ncols=True) as bar:
-        for i in range(0, len(todo), batch):
-            chunk = todo[i:i + batch]
-            result = maximize(model, layer, chunk, preset=preset, seed=seed, quiet=quiet, **options)
+        for chunk, result in run_batches(maximize, model, layer, chunks, kwargs):
             for j, unit in enumerate(chunk):
                 written.append(result.save_unit(j, maximize_path(run, canonical, unit)))
             bar.update(len(chunk))

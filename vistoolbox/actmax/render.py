@@ -37,10 +37,11 @@ def unit_generator(seed: int, unit: int) -> torch.Generator:
 
 @dataclass
 class Trace:
-    """What a loop returns: final 0–1 images ``[N, 3, H, W]`` (cpu) and the per-step activations
-    of the primary objective (``history[step][i]``)."""
+    """What a loop returns: final and starting 0–1 images ``[N, 3, H, W]`` (cpu) and the per-step
+    activations of the primary objective (``history[step][i]``)."""
 
     images: torch.Tensor
+    start: torch.Tensor
     history: list[list[float]] = field(default_factory=list)
 
 
@@ -90,6 +91,8 @@ def run_lucid(model: LoadedModel, objective: Objective, primary: Objective, sett
     if transform is None:
         transform = robustness(settings.pad, settings.jitter, settings.scales, settings.angles, settings.jitter2)
     tgen = torch.Generator().manual_seed(transform_seed)
+    with torch.no_grad():
+        start = image().detach().cpu()
     optimizer = torch.optim.Adam(image.parameters(), lr=settings.lr)
     step_fn = _Step(model, objective, primary)
     history: list[list[float]] = []
@@ -110,7 +113,7 @@ def run_lucid(model: LoadedModel, objective: Objective, primary: Objective, sett
             final = image().detach().cpu()
     finally:
         step_fn.close()
-    return Trace(final, history)
+    return Trace(final, start, history)
 
 
 def run_pixel(model: LoadedModel, objective: Objective, primary: Objective, settings: Settings,
@@ -128,6 +131,9 @@ def run_pixel(model: LoadedModel, objective: Objective, primary: Objective, sett
     regs = all_regularizers(settings.decay, settings.blur_radius, settings.blur_every,
                             settings.norm_pct, settings.contrib_pct)
     rgen = torch.Generator().manual_seed(transform_seed)
+    image.clamp_()
+    with torch.no_grad():
+        start = image().detach().cpu()
     step_fn = _Step(model, objective, primary)
     history: list[list[float]] = []
     try:
@@ -159,7 +165,7 @@ def run_pixel(model: LoadedModel, objective: Objective, primary: Objective, sett
             final = image().detach().cpu()
     finally:
         step_fn.close()
-    return Trace(final, history)
+    return Trace(final, start, history)
 
 
 def quantize(images: torch.Tensor) -> torch.Tensor:

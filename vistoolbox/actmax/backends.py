@@ -1,0 +1,69 @@
+"""Where the batches of ``maximize_layer`` run: in this process, or spread over a Ray cluster.
+
+Both yield ``(units, MaximizeResult)`` per batch; the caller writes the files, so the run
+directory is the same whichever backend made it (each unit's start depends only on (seed, unit),
+and Ray workers use the driver's thread count).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from ..errors import VisRuntimeError, VisUsageError
+from ..models import LoadedModel
+from .result import MaximizeResult
+
+Render = Callable[..., MaximizeResult]
+BACKENDS = ("local", "ray")
+
+
+def run_local(render: Render, model: LoadedModel, layer: str, chunks: list[list[int]],
+              kwargs: dict[str, Any]) -> Iterator[tuple[list[int], MaximizeResult]]:
+    """One batch after another in this process."""
+    for chunk in chunks:
+        yield chunk, render(model, layer, chunk, **kwargs)
+
+
+def _remote_render(render: Render, model: LoadedModel, layer: str, chunk: list[int], threads: int,
+                   kwargs: dict[str, Any]) -> MaximizeResult:
+    torch.set_num_threads(threads)
+    return render(model, layer, chunk, **kwargs)
+
+
+def run_ray(render: Render, model: LoadedModel, layer: str, chunks: list[list[int]],
+            kwargs: dict[str, Any]) -> Iterator[tuple[list[int], MaximizeResult]]:
+    """Batches as Ray tasks (``RAY_ADDRESS`` picks a cluster, else a local one), yielded as they
+    finish. The model is put in the object store once."""
+    try:
+        import ray
+    except ImportError:
+        raise VisUsageError("--backend ray needs Ray: pip install 'vistoolbox[ray]'") from None
+    if not ray.is_initialized():
+        root = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        try:
+            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": path}}, configure_logging=False)
+        except Exception as exc:  # noqa: BLE001 - cluster errors vary
+            raise VisRuntimeError(f"cannot start or reach Ray: {str(exc).splitlines()[0][:200]}") from None
+    task = ray.remote(_remote_render)
+    model_ref = ray.put(model)
+    threads = torch.get_num_threads()
+    pending = {task.options(num_cpus=threads).remote(render, model_ref, layer, chunk, threads, kwargs): chunk
+               for chunk in chunks}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            yield pending.pop(ref), ray.get(ref)
+
+
+def executor(backend: str) -> Callable[..., Iterator[tuple[list[int], MaximizeResult]]]:
+    """The runner for a backend name."""
+    if backend == "local":
+        return run_local
+    if backend == "ray":
+        return run_ray
+    raise VisUsageError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
