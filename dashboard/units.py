@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import dash
 import numpy as np
@@ -114,21 +114,29 @@ def histogram_figure(run: Run, layer: str, unit: int) -> go.Figure:
     counts = np.asarray(stats["hist_counts"])[unit]
     edges = np.asarray(stats["hist_edges"])
     edges = edges[unit] if edges.ndim == 2 else edges
-    centers = (edges[:-1] + edges[1:]) / 2
-    fig.add_bar(x=centers, y=counts, width=np.diff(edges), marker_color="#4c78a8")
+    # the run's edges are symmetric-log (half octaves): one bar per bin, labelled by its range
+    labels = [f"{a:.3g} … {b:.3g}" for a, b in zip(edges[:-1], edges[1:])]
+    nonzero = np.flatnonzero(counts)
+    lo, hi = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, len(counts))
+    lo, hi = max(0, lo - 2), min(len(counts), hi + 2)
+    fig.add_bar(x=labels[lo:hi], y=counts[lo:hi], marker_color="#4c78a8")
     title = "activation histogram"
     if "mean_max" in stats:
         title += f" · mean max {float(stats['mean_max'][unit]):.3g}"
     if "frac_active" in stats:
         title += f" · active {100 * float(stats['frac_active'][unit]):.1f}%"
     fig.update_layout(title=title, height=260, margin=dict(l=40, r=10, t=40, b=30), bargap=0,
-                      xaxis_title="activation", yaxis_title="count")
+                      xaxis_title="spatial max of the unit (bin)", yaxis_title="images")
     return fig
 
 
+SOURCE_LONGEST = 512   # px, longest side of the source view
+
+
 def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: int) -> Path:
-    """PNG (cached in the run-independent cache) of the dataset image behind top-k entry `rank`
-    of `unit`, preprocessed as the miner saw it, with the unit's receptive-field box drawn."""
+    """PNG (cached) of the full dataset image behind top-k entry `rank` of `unit` (longest side
+    ≤ SOURCE_LONGEST) with the unit's receptive-field box drawn, mapped back through the miner's
+    resize + centre crop; the dashed rectangle is the crop the model saw."""
     run = ctx.runs[run_index]
     layer = run.resolve(layer)
     topk = run.topk(layer)
@@ -141,16 +149,48 @@ def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: i
     index = int(topk["image_index"][unit, rank])
     if index < 0:
         raise LookupError("empty top-k slot")
-    image = model_view(run, open_image(run.image_path(index)))
+    original = open_image(run.image_path(index))
+    crop, to_original = crop_geometry(run, original.size)
+    shown = original.resize(fit_longest(original.size, SOURCE_LONGEST), Image.Resampling.BILINEAR)
+    sx, sy = shown.width / original.width, shown.height / original.height
+
+    def to_shown(row: float, col: float) -> tuple[float, float]:
+        x, y = to_original(row, col)
+        return x * sx, y * sy
+
+    draw = ImageDraw.Draw(shown)
+    x0, y0 = to_shown(0, 0)
+    x1, y1 = to_shown(crop, crop)
+    draw.rectangle([round(x0), round(y0), round(x1) - 1, round(y1) - 1], outline=(255, 255, 255), width=1)
     info = run.layer_info(layer)
-    y, x = int(topk["y"][unit, rank]), int(topk["x"][unit, rank])
-    draw = ImageDraw.Draw(image)
     if info.get("rf_size"):
         field = Field(size=tuple(info["rf_size"]), stride=tuple(info["rf_stride"]), offset=tuple(info["rf_offset"]))
-        box = unit_box(field, y, x, (image.height, image.width))
-        draw.rectangle([box.left, box.top, box.right - 1, box.bottom - 1], outline=(255, 40, 40), width=2)
-    write_bytes(out, png_bytes(image))
+        box = unit_box(field, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), (crop, crop))
+        left, top = to_shown(box.top, box.left)
+        right, bottom = to_shown(box.bottom, box.right)
+        draw.rectangle([round(left), round(top), round(right) - 1, round(bottom) - 1], outline=(255, 40, 40),
+                       width=2)
+    write_bytes(out, png_bytes(shown))
     return out
+
+
+def fit_longest(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    """(w, h) scaled down so the longest side is at most `longest`."""
+    scale = min(1.0, longest / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def crop_geometry(run: Run, size: tuple[int, int]) -> tuple[int, Callable[[float, float], tuple[float, float]]]:
+    """The miner's crop size and a map from crop pixel (row, col) to original pixel (x, y) for an
+    original image of `size` (w, h), following :func:`resize_center_crop`."""
+    pre = run.manifest.get("preprocessing", {})
+    crop = int(pre.get("crop") or pre.get("input_size") or 224)
+    resize = int(pre.get("resize") or pre.get("resize_size") or crop)
+    width, height = size
+    scale = resize / min(size)
+    new_w, new_h = max(crop, round(width * scale)), max(crop, round(height * scale))
+    left, top = (new_w - crop) // 2, (new_h - crop) // 2
+    return crop, lambda row, col: ((col + left) * width / new_w, (row + top) * height / new_h)
 
 
 def model_view(run: Run, image):  # noqa: ANN001, ANN201

@@ -213,12 +213,13 @@ def test_unit_detail_lists_the_top9_in_order(mined):
     values = run.topk(layer)["values"][7]
     assert [float(c.split(": ")[1]) for c in captions] == pytest.approx(values[:9].tolist(), rel=5e-3)
     counts = run.stats(layer)["hist_counts"][7]
-    assert list(fig.data[0].y) == counts.tolist()
+    assert sum(fig.data[0].y) == counts.sum() == run.manifest["counts"]["seen"]   # every image, one bin each
+    assert max(fig.data[0].y) == counts.max()
 
 
 def test_source_image_has_the_receptive_field_box(mined):
-    """The red box drawn on the preprocessed source sits where unit_box says (independently of the
-    patch renderer): the patch PNG equals the crop inside the box."""
+    """The red box drawn on the full source image frames the same pixels as the unit's patch that
+    `vis mine` cut from the preprocessed image (compared after resampling; a shifted box does not)."""
     from vistoolbox.images import open_image
     from vistoolbox.receptive import Field, unit_box
 
@@ -226,37 +227,31 @@ def test_source_image_has_the_receptive_field_box(mined):
     run = ctx.runs[0]
     layer = run.layers[1]
     topk = run.topk(layer)
-    unit, rank = 11, 0
     info = run.layer_info(layer)
     field = Field(tuple(info["rf_size"]), tuple(info["rf_stride"]), tuple(info["rf_offset"]))
-    path = units.source_with_box(ctx, 0, layer, unit, rank)
-    drawn = np.asarray(Image.open(path).convert("RGB")).astype(int)
-    plain = np.asarray(units.model_view(run, open_image(run.image_path(int(topk["image_index"][unit, rank]))))).astype(int)
-    box = unit_box(field, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), plain.shape[:2])
-    changed = np.argwhere(np.abs(drawn - plain).sum(-1) > 0)
-    assert changed[:, 0].min() == box.top and changed[:, 0].max() == box.bottom - 1
-    assert changed[:, 1].min() == box.left and changed[:, 1].max() == box.right - 1
-    patch = np.asarray(Image.open(run.patch(layer, unit, rank)).convert("RGB")).astype(int)
-    inner = plain[box.top:box.bottom, box.left:box.right]
-    crop = patch[box.pad_top:patch.shape[0] - box.pad_bottom, box.pad_left:patch.shape[1] - box.pad_right]
-    assert crop.shape == inner.shape and np.abs(crop - inner).max() <= 1
-
-
-def test_live_views_are_the_gradient_of_the_strongest_position(live_ctx, astronaut):
-    """The backprop view equals d(channel at its argmax)/d(input), computed here with autograd."""
-    from dashboard.uploads import cache_image
-    from vistoolbox.images import normalize_visual, png_bytes, to_pil, to_tensor
-
-    key, _ = cache_image(live_ctx, to_pil(astronaut))
-    views = live.channel_views(live_ctx, key, "features.3", 5)
-    assert set(views) == {"deconv", "backprop", "guided"}
-    result = live.activations(live_ctx, key, "features.3")
-    model = live_ctx.model
-    x = model.preprocessing.normalize(to_tensor(result["image"])).requires_grad_(True)
-    out = model.module.features[:4](x)[0, 5]
-    y, xx = np.unravel_index(int(out.detach().argmax()), out.shape)
-    (grad,) = torch.autograd.grad(out[y, xx], x)
-    assert views["backprop"] == png_bytes(normalize_visual(grad[0]))
+    checked = 0
+    for unit in range(0, 64, 7):
+        rank = 0
+        crop = int(run.manifest["preprocessing"]["crop"])
+        box = unit_box(field, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), (crop, crop))
+        if box.bottom - box.top < 12 or box.right - box.left < 12:
+            continue
+        drawn = np.asarray(Image.open(units.source_with_box(ctx, 0, layer, unit, rank)).convert("RGB")).astype(int)
+        original = open_image(run.image_path(int(topk["image_index"][unit, rank])))
+        plain = np.asarray(original.resize((drawn.shape[1], drawn.shape[0]), Image.Resampling.BILINEAR)).astype(int)
+        red = np.argwhere((drawn == [255, 40, 40]).all(-1) & (np.abs(drawn - plain).sum(-1) > 0))
+        (t, l), (b, r) = red.min(0), red.max(0)
+        inner = Image.fromarray(plain[t:b + 1, l:r + 1].astype(np.uint8))          # the box, undrawn
+        patch = np.asarray(Image.open(run.patch(layer, unit, rank)).convert("RGB")).astype(int)
+        patch = patch[box.pad_top:patch.shape[0] - box.pad_bottom, box.pad_left:patch.shape[1] - box.pad_right]
+        size = (patch.shape[1], patch.shape[0])
+        same = np.abs(np.asarray(inner.resize(size, Image.Resampling.BILINEAR)).astype(int) - patch).mean()
+        shift = max(4, (r - l) // 2)
+        moved = Image.fromarray(plain[t:b + 1, l + shift:r + 1 + shift].astype(np.uint8))
+        other = np.abs(np.asarray(moved.resize(size, Image.Resampling.BILINEAR)).astype(int) - patch).mean()
+        assert same < 12 and 2 * same < other, (unit, same, other)
+        checked += 1
+    assert checked >= 3
 
 
 def test_jobs_are_cached_by_their_parameters(mined):
