@@ -24,6 +24,8 @@ from .style.generator import GeneratorConfig, StyleGenerator
 from .style.stylizer import Stylizer, generate_texture, load_stylizer, save_stylizer, stylize, stylize_files
 from .style.train_stylizer import train_stylizer
 
+from .style import StyleLoss, synthesize_texture, transfer_style
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -40,4 +42,7 @@ __all__ = [
     # feed-forward stylizer (issue 8)
     "GeneratorConfig", "StyleGenerator", "Stylizer", "generate_texture", "load_stylizer", "save_stylizer",
     "stylize", "stylize_files", "train_stylizer",
+
+    "open_image", "save_png", "to_pil", "to_tensor", "MaximizeResult", "dream", "maximize", "maximize_layer",
+    "mine", "merge_runs", "unit_views", "batch_views", "StyleLoss", "synthesize_texture", "transfer_style",
 ]

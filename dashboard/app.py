@@ -1,0 +1,65 @@
+"""``create_app(...)``: the Dash app of ``vis dashboard`` (Units, Live, Texture, Transfer tabs)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import dash
+from dash import Input, Output, dcc, html
+
+from . import jobs, live, texture, transfer, units
+from .context import DEFAULT_MAX_UPLOAD_BYTES, make_context
+from .serving import register_routes
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def create_app(runs: list[str | Path] | None = None, model: str | None = None, weights: str | None = None, *,
+               device: str = "cpu", seed: int = 0, input_size: int | None = None, cache_dir: str | Path | None = None,
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> dash.Dash:
+    """Build the dashboard for run directories written by ``vis mine``.
+
+    Args:
+        runs: run directories (none: only Live, Texture and Transfer have content).
+        model, weights: the model of the Live/Texture/Transfer tabs; default: the first run's model,
+            else ``vgg16``/``hed``.
+        cache_dir: uploads, job results and the background-job cache (default: a new temp folder).
+        max_upload_bytes: the largest upload accepted (default 8 MiB).
+
+    The app's shared state is ``app.vis_context`` (a :class:`~dashboard.context.Context`).
+    """
+    extra = {"cache_dir": Path(cache_dir)} if cache_dir else {}
+    ctx = make_context(runs, model, weights, device=device, seed=seed, input_size=input_size,
+                       max_upload_bytes=max_upload_bytes, **extra)
+    ctx.cache_dir.mkdir(parents=True, exist_ok=True)
+    manager = jobs.make_manager(ctx)
+    app = dash.Dash(__name__, assets_folder=str(ASSETS), title="vistoolbox", suppress_callback_exceptions=True,
+                    background_callback_manager=manager)
+    app.server.config["MAX_CONTENT_LENGTH"] = max_upload_bytes * 2 + 2**20  # base64 + other form fields
+    register_routes(app.server, ctx)
+    app.layout = html.Div(className="app", children=[
+        dcc.Location(id="url", refresh=False),
+        dcc.Store(id="selection"), dcc.Store(id="grid-key"), dcc.Store(id="keys"), dcc.Store(id="grid-click"),
+        html.Header(className="header", children=[
+            html.B("vistoolbox"), html.Span(f" · {ctx.model_name} / {ctx.weights}"),
+            html.Span(f" · {len(ctx.runs)} run{'s' if len(ctx.runs) != 1 else ''}" if ctx.runs else
+                      " · no run (make one with vis mine)", className="status")]),
+        dcc.Tabs(id="tabs", value="units" if ctx.runs else "live", children=[
+            dcc.Tab(label="Units", value="units", id="tab-units", children=units.layout(ctx)),
+            dcc.Tab(label="Live", value="live", id="tab-live", children=live.layout(ctx)),
+            dcc.Tab(label="Texture", value="texture", id="tab-texture", children=texture.layout(ctx)),
+            dcc.Tab(label="Transfer", value="transfer", id="tab-transfer", children=transfer.layout(ctx)),
+        ]),
+    ])
+    units.register(app, ctx, manager)
+    live.register(app, ctx)
+    texture.register(app, ctx, manager)
+    transfer.register(app, ctx, manager)
+
+    @app.callback(Output("tabs", "value"), Input("live-open-unit", "n_clicks"), prevent_initial_call=True)
+    def open_unit(n):  # noqa: ANN001, ANN202
+        if not n:
+            raise dash.exceptions.PreventUpdate
+        return "units"
+
+    app.vis_context = ctx  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,92 @@
+"""What every tab shares: the opened runs, the (lazily loaded) model, limits and the upload cache."""
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vistoolbox import LoadedModel, Run, load_model, open_run
+from vistoolbox.errors import VisUsageError
+
+#: Largest upload accepted (bytes of the file itself); enforced in the browser and on the server.
+DEFAULT_MAX_UPLOAD_BYTES = 8 * 2**20
+#: Largest decoded upload (pixels); bigger images are refused before decoding (bomb guard).
+DEFAULT_MAX_UPLOAD_PIXELS = 25_000_000
+
+
+@dataclass
+class Context:
+    """Shared state of one dashboard app (read-only after creation, but for the model cache)."""
+
+    runs: list[Run]
+    model_name: str
+    weights: str
+    device: str = "cpu"
+    seed: int = 0
+    input_size: int | None = None
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
+    cache_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vis-dashboard-")))
+    _model: LoadedModel | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _others: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def model(self) -> LoadedModel:
+        """The model of the Live/Texture/Transfer tabs, loaded on first use."""
+        with self._lock:
+            if self._model is None:
+                self._model = load_model(self.model_name, self.weights, device=self.device, seed=self.seed,
+                                         input_size=self.input_size, quiet=True)
+            return self._model
+
+    def model_for(self, run: Run) -> LoadedModel:
+        """The model a run was mined with (the shared model when it is the same one)."""
+        name, weights = run.manifest.get("model"), run.manifest.get("weights")
+        if (name, weights) == (self.model_name, self.weights) or not name:
+            return self.model
+        with self._lock:
+            key = (name, weights)
+            if key not in self._others:
+                self._others[key] = load_model(name, weights or "random", device=self.device, seed=self.seed,
+                                               input_size=run.manifest.get("input_size"), quiet=True)
+            return self._others[key]
+
+    def run(self, index: int | None) -> Run | None:
+        """Run number `index` (None when there is no such run)."""
+        if index is None or not 0 <= int(index) < len(self.runs):
+            return None
+        return self.runs[int(index)]
+
+    @property
+    def uploads(self) -> Path:
+        path = self.cache_dir / "uploads"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def jobs_dir(self) -> Path:
+        path = self.cache_dir / "jobs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def make_context(runs: list[str | Path] | None = None, model: str | None = None, weights: str | None = None,
+                 **kwargs) -> Context:
+    """Open the runs; the model defaults to the first run's model, else ``vgg16``/``hed``."""
+    opened = [open_run(path) for path in runs or []]
+    names = [r.root for r in opened]
+    if len(set(names)) != len(names):
+        raise VisUsageError("the same run was given twice to --run")
+    if model is None:
+        manifest = opened[0].manifest if opened else {}
+        model = manifest.get("model") or "vgg16"
+        weights = weights or manifest.get("weights") or "hed"
+    return Context(runs=opened, model_name=model, weights=weights or "hed", **kwargs)
+
+
+def content_key(*parts: object) -> str:
+    """A short stable hex key for cache files."""
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:24]

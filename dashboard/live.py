@@ -1,0 +1,279 @@
+"""Live tab: an uploaded (or run) image through the model → every channel of a layer as a tiled map;
+a channel → its map over the image and its top-9 from the run; the top-5 classes if any."""
+from __future__ import annotations
+
+import base64
+import math
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import dash
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from dash import Input, Output, State, ctx as cb, dcc, html
+from PIL import Image
+from torch import nn
+
+from vistoolbox import FeatureExtractor, LoadedModel, layer_table
+from vistoolbox.errors import VisError
+from vistoolbox.images import normalize_visual, open_image, png_bytes, resize_center_crop, to_tensor
+
+from .context import Context
+from .serving import run_url
+from .uploads import cache_image, load_cached, store_upload
+
+MIN_TILE, MAX_TILE = 24, 64   # px per channel tile in the montage
+PAD = 2
+_FORWARD = threading.Lock()   # one forward pass at a time through the shared model (hooks are shared)
+_CACHE: "OrderedDict[tuple, dict]" = OrderedDict()
+
+
+# --------------------------------------------------------------------------- library calls
+
+def live_layers(model: LoadedModel) -> list[dict[str, str]]:
+    """Dropdown options: every conv/ReLU/pool layer with a spatial output, labelled with its aliases."""
+    wanted = (nn.Conv2d, nn.ReLU, nn.MaxPool2d)
+    types = {name: module for name, module in model.module.named_modules() if isinstance(module, wanted)}
+    options = []
+    for row in layer_table(model):
+        if row.name in types and row.shape and len(row.shape) == 3:
+            label = f"{', '.join(row.aliases)} · {row.name}" if row.aliases else row.name
+            options.append({"label": f"{label} · {'×'.join(map(str, row.shape))}", "value": row.name})
+    return options
+
+
+def model_input(model: LoadedModel, image: Image.Image) -> Image.Image:
+    """Resize + centre-crop as torchvision's recipe (the model's input size)."""
+    pre = model.preprocessing
+    return resize_center_crop(image, pre.resize_size, pre.input_size)
+
+
+def activations(ctx: Context, key: str, layer: str) -> dict[str, Any]:
+    """``{"maps": [C, h, w] float32, "image": PIL, "classes": [(name, p)]}`` for a cached image (memoised)."""
+    cache_key = (key, layer, ctx.model_name, ctx.weights)
+    if cache_key in _CACHE:
+        _CACHE.move_to_end(cache_key)
+        return _CACHE[cache_key]
+    model = ctx.model
+    image = model_input(model, load_cached(ctx, key))
+    x = model.preprocessing.normalize(to_tensor(image)).to(model.device)
+    with _FORWARD, torch.no_grad(), FeatureExtractor(model, [layer]) as fx:
+        maps = fx(x)[layer][0].float().cpu().numpy()
+        classes = top_classes(model, x) if model.has_classifier else []
+    result = {"maps": maps, "image": image, "classes": classes}
+    _CACHE[cache_key] = result
+    while len(_CACHE) > 16:
+        _CACHE.popitem(last=False)
+    return result
+
+
+def top_classes(model: LoadedModel, x: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
+    """The `k` most probable classes of the full model (names from torchvision's weights metadata)."""
+    logits = model.module(x)
+    probs = torch.softmax(logits.flatten(1).float(), dim=1)[0]
+    values, indices = probs.topk(min(k, probs.numel()))
+    names = class_names(model)
+    return [(names[i] if names and i < len(names) else f"class {i}", float(v))
+            for v, i in zip(values.tolist(), indices.tolist())]
+
+
+def class_names(model: LoadedModel) -> list[str] | None:
+    """ImageNet category names for torchvision models with ``imagenet`` weights, else None."""
+    if model.weights != "imagenet":
+        return None
+    try:
+        import torchvision
+
+        return list(torchvision.models.get_model_weights(model.name).DEFAULT.meta["categories"])
+    except (ValueError, KeyError, AttributeError):
+        return None
+
+
+def channel_views(ctx: Context, key: str, layer: str, channel: int) -> dict[str, bytes]:
+    """Deconv / backprop / guided views (PNG) of the channel's strongest position in this image,
+    from :func:`vistoolbox.attribution.unit_views` (empty when this build has no attribution)."""
+    try:
+        from vistoolbox.attribution import MODES, unit_views
+    except ImportError:
+        return {}
+    result = activations(ctx, key, layer)
+    y, x = np.unravel_index(int(np.argmax(result["maps"][channel])), result["maps"][channel].shape)
+    with _FORWARD:
+        views = unit_views(ctx.model, to_tensor(result["image"]).to(ctx.model.device), layer, channel,
+                           int(y), int(x), MODES)
+    return {mode: png_bytes(normalize_visual(view.cpu())) for mode, view in views.items()}
+
+
+# --------------------------------------------------------------------------- pictures
+
+def tile_layout(channels: int, height: int, width: int) -> dict[str, int]:
+    """Montage geometry: tile size (≤ MAX_TILE), columns and rows."""
+    tile = max(MIN_TILE, min(MAX_TILE, max(height, width)))
+    ncols = math.ceil(math.sqrt(channels))
+    return {"tile": tile, "pad": PAD, "ncols": ncols, "nrows": math.ceil(channels / ncols), "channels": channels}
+
+
+def channel_at(meta: dict[str, int], x: float, y: float) -> int | None:
+    """The channel under montage pixel (x, y), or None in a gutter/outside."""
+    step = meta["tile"] + meta["pad"]
+    col, row = int(x) // step, int(y) // step
+    if int(x) % step >= meta["tile"] or int(y) % step >= meta["tile"] or col >= meta["ncols"]:
+        return None
+    channel = row * meta["ncols"] + col
+    return channel if 0 <= channel < meta["channels"] else None
+
+
+def montage_png(maps: np.ndarray, meta: dict[str, int]) -> bytes:
+    """Grey-scale montage of ReLU'd maps, all scaled by the layer's 99.5th percentile (channels stay
+    comparable; one outlier does not darken the rest)."""
+    positive = np.maximum(maps, 0)
+    scale = float(np.percentile(positive, 99.5)) or float(positive.max()) or 1.0
+    tile, pad, ncols = meta["tile"], meta["pad"], meta["ncols"]
+    canvas = np.full((meta["nrows"] * (tile + pad) - pad, ncols * (tile + pad) - pad), 60, np.uint8)
+    for c, channel in enumerate(positive):
+        img = Image.fromarray((channel / scale * 255).clip(0, 255).astype(np.uint8))
+        img = img.resize((tile, tile), Image.Resampling.NEAREST)
+        r, col = divmod(c, ncols)
+        canvas[r * (tile + pad): r * (tile + pad) + tile, col * (tile + pad): col * (tile + pad) + tile] = np.asarray(img)
+    return png_bytes(Image.fromarray(canvas).convert("RGB"))
+
+
+def overlay_png(image: Image.Image, channel_map: np.ndarray) -> bytes:
+    """The map (ReLU'd, upsampled bilinearly, scaled to its max) as a red-yellow heat over the image."""
+    heat = np.maximum(channel_map, 0)
+    heat = heat / (heat.max() or 1.0)
+    heat = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize(image.size, Image.Resampling.BILINEAR),
+                      np.float32) / 255.0
+    base = np.asarray(image.convert("RGB"), np.float32) / 255.0 * 0.45
+    color = np.stack([np.ones_like(heat), heat, np.zeros_like(heat)], axis=-1)
+    out = base * (1 - heat[..., None]) + color * heat[..., None]
+    return png_bytes(Image.fromarray((out * 255).clip(0, 255).astype(np.uint8)))
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def maps_figure(png: bytes, meta: dict[str, int]) -> go.Figure:
+    """A plotly image of the montage; clicks report pixel coordinates."""
+    fig = go.Figure(go.Image(source=data_uri(png), hovertemplate="x %{x} y %{y}<extra></extra>"))
+    width = meta["ncols"] * (meta["tile"] + meta["pad"])
+    fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), height=min(900, max(300, width)),
+                      xaxis=dict(visible=False), yaxis=dict(visible=False))
+    return fig
+
+
+# --------------------------------------------------------------------------- layout + callbacks
+
+def layout(ctx: Context) -> html.Div:
+    options = live_layers(ctx.model)
+    default = next((o["value"] for o in options if ctx.runs and o["value"] in ctx.runs[0].layers), None)
+    default = default or (options[len(options) // 2]["value"] if options else None)
+    picks = []
+    for i, run in enumerate(ctx.runs):
+        picks += [{"label": f"run {i}: {name}", "value": f"{i}:{j}"} for j, name in enumerate(run.images[:200])]
+    return html.Div(className="live", children=[
+        html.Div(className="pickers", children=[
+            dcc.Upload(id="live-upload", className="upload", max_size=ctx.max_upload_bytes, accept="image/*",
+                       children=html.Div(["drop an image or ", html.A("choose a file"),
+                                          f" (≤ {ctx.max_upload_bytes // 2**20} MiB)"])),
+            dcc.Dropdown(id="live-pick", options=picks, placeholder="…or pick a run image",
+                         style={"minWidth": "260px"}),
+            dcc.Dropdown(id="live-layer", options=options, value=default, clearable=False,
+                         style={"minWidth": "320px"}),
+            html.Label(["channel ", dcc.Input(id="live-channel", type="number", min=0, step=1, value=0,
+                                              debounce=True, style={"width": "6em"})]),
+        ]),
+        html.Div(id="live-message", className="message"),
+        dcc.Store(id="live-image"), dcc.Store(id="live-meta"),
+        html.Div(className="row", children=[
+            html.Div(className="col", children=[html.H4("input"), html.Img(id="live-input", className="live-input"),
+                                                html.Div(id="live-classes")]),
+            html.Div(className="col wide", children=[html.H4("activations (click a channel)"),
+                                                     dcc.Graph(id="live-maps", config={"displayModeBar": False})]),
+            html.Div(className="col", children=[html.H4(id="live-channel-title"),
+                                                html.Img(id="live-overlay", className="live-input"),
+                                                html.Div(id="live-views", className="live-views"),
+                                                html.Div(id="live-top9")]),
+        ]),
+    ])
+
+
+def register(app: dash.Dash, ctx: Context) -> None:
+    @app.callback(Output("live-image", "data"), Output("live-message", "children"),
+                  Input("live-upload", "contents"), Input("live-pick", "value"), prevent_initial_call=True)
+    def choose(contents, pick):  # noqa: ANN001, ANN202
+        try:
+            if cb.triggered_id == "live-upload":
+                key, _ = store_upload(ctx, contents)
+            else:
+                run, index = (int(v) for v in str(pick).split(":"))
+                key, _ = store_run_image(ctx, run, index)
+        except (VisError, ValueError, IndexError) as exc:
+            return dash.no_update, f"⚠ {exc}"
+        return {"key": key}, ""
+
+    @app.callback(Output("live-maps", "figure"), Output("live-meta", "data"), Output("live-input", "src"),
+                  Output("live-classes", "children"), Output("live-message", "children", allow_duplicate=True),
+                  Input("live-image", "data"), Input("live-layer", "value"), prevent_initial_call=True)
+    def maps(image, layer):  # noqa: ANN001, ANN202
+        if not image or not layer:
+            raise dash.exceptions.PreventUpdate
+        try:
+            result = activations(ctx, image["key"], layer)
+        except VisError as exc:
+            return dash.no_update, dash.no_update, dash.no_update, dash.no_update, f"⚠ {exc}"
+        meta = tile_layout(*result["maps"].shape)
+        classes = [html.H4("top-5 classes"), html.Ol([html.Li(f"{name} ({p:.1%})") for name, p in result["classes"]])] \
+            if result["classes"] else []
+        return (maps_figure(montage_png(result["maps"], meta), meta), meta, data_uri(png_bytes(result["image"])),
+                classes, "")
+
+    @app.callback(Output("live-channel", "value"), Input("live-maps", "clickData"), State("live-meta", "data"),
+                  prevent_initial_call=True)
+    def click(data, meta):  # noqa: ANN001, ANN202
+        if not data or not meta:
+            raise dash.exceptions.PreventUpdate
+        point = data["points"][0]
+        channel = channel_at(meta, point["x"], point["y"])
+        if channel is None:
+            raise dash.exceptions.PreventUpdate
+        return channel
+
+    @app.callback(Output("live-overlay", "src"), Output("live-channel-title", "children"),
+                  Output("live-top9", "children"), Output("live-views", "children"),
+                  Input("live-channel", "value"), Input("live-meta", "data"),
+                  State("live-image", "data"), State("live-layer", "value"), prevent_initial_call=True)
+    def channel(value, meta, image, layer):  # noqa: ANN001, ANN202
+        if not image or not meta or value is None:
+            raise dash.exceptions.PreventUpdate
+        ch = max(0, min(int(value), meta["channels"] - 1))
+        result = activations(ctx, image["key"], layer)
+        views = [html.Figure(className="view", children=[html.Img(src=data_uri(png), id=f"live-view-{mode}"),
+                                                         html.Figcaption(mode)])
+                 for mode, png in channel_views(ctx, image["key"], layer, ch).items()]
+        return (data_uri(overlay_png(result["image"], result["maps"][ch])), f"channel {ch}",
+                run_top9(ctx, layer, ch), views)
+
+
+def store_run_image(ctx: Context, run_index: int, index: int) -> tuple[str, str]:
+    """Cache dataset image `index` of a run like an upload → ``(key, url)``."""
+    return cache_image(ctx, open_image(ctx.runs[run_index].image_path(index)))
+
+
+def run_top9(ctx: Context, layer: str, channel: int) -> list:
+    """The channel's top-9 montage from the first run that mined `layer` with the same model."""
+    for i, run in enumerate(ctx.runs):
+        if layer in run.layers and run.manifest.get("model") == ctx.model_name and channel < run.units(layer):
+            montage = run.patch(layer, channel)
+            children: list = [html.H4(f"top-9 in run {i}")]
+            if montage.is_file():
+                children.append(html.Img(src=run_url(ctx, i, montage), className="live-input pixelated",
+                                         id="live-top9-img"))
+            children.append(html.Br())
+            children.append(dcc.Link("open in Units", href=f"?{'run=%d&' % i if len(ctx.runs) > 1 else ''}"
+                                     f"layer={layer}&unit={channel}", id="live-open-unit"))
+            return children
+    return [html.P("no run mined this layer with this model", className="status")] if ctx.runs else []

@@ -1,0 +1,83 @@
+"""Files the browser may fetch: only images inside the run directories or the upload cache.
+
+Routes (all GET, PNG/JPEG only):
+
+- ``/vis/run/<run>/<path>`` a file inside run number `run` (``..``, absolute paths and symlinks that
+  leave the run directory are refused with 404).
+- ``/vis/source/<run>/<layer>/<unit>/<rank>.png`` the dataset image of a top-k entry, preprocessed
+  like the model saw it, with the unit's receptive-field box drawn (looked up by index: no path
+  from the browser reaches the file system).
+- ``/vis/cache/<key>.png`` an image the dashboard made (uploads, job results); `key` is hex.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import flask
+
+from .context import Context
+
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+_HEX = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def inside(root: Path, relative: str) -> Path | None:
+    """``root/relative`` if it is an existing image file inside `root` (after resolving links), else None."""
+    if not relative or relative.startswith(("/", "\\")) or "\x00" in relative:
+        return None
+    root = root.resolve()
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root) or not target.is_file() or target.suffix.lower() not in IMAGE_TYPES:
+        return None
+    return target
+
+
+def run_url(ctx: Context, run: int, path: Path) -> str:
+    """URL of a file inside run number `run`."""
+    rel = path.resolve().relative_to(ctx.runs[run].root).as_posix()
+    return f"/vis/run/{run}/{rel}"
+
+
+def cache_url(key: str) -> str:
+    return f"/vis/cache/{key}.png"
+
+
+def register_routes(server: flask.Flask, ctx: Context) -> None:
+    """Add the file routes to the Flask server."""
+
+    def send(path: Path, max_age: int = 3600) -> flask.Response:
+        response = flask.send_file(path, mimetype=IMAGE_TYPES[path.suffix.lower()], max_age=max_age)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @server.route("/vis/run/<int:run>/<path:relative>")
+    def run_file(run: int, relative: str):  # noqa: ANN202
+        if not 0 <= run < len(ctx.runs):
+            flask.abort(404)
+        target = inside(ctx.runs[run].root, relative)
+        if target is None:
+            flask.abort(404)
+        return send(target)
+
+    @server.route("/vis/source/<int:run>/<layer>/<int:unit>/<int:rank>.png")
+    def source_image(run: int, layer: str, unit: int, rank: int):  # noqa: ANN202
+        from .units import source_with_box
+
+        if not 0 <= run < len(ctx.runs):
+            flask.abort(404)
+        try:
+            path = source_with_box(ctx, run, layer, unit, rank)
+        except (LookupError, ValueError, OSError):
+            flask.abort(404)
+        return send(path)
+
+    @server.route("/vis/cache/<key>.png")
+    def cache_file(key: str):  # noqa: ANN202
+        if not _HEX.match(key):
+            flask.abort(404)
+        for folder in (ctx.uploads, ctx.jobs_dir):
+            target = folder / f"{key}.png"
+            if target.is_file():
+                return send(target)   # content-addressed: a key never changes its bytes
+        flask.abort(404)

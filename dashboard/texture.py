@@ -1,0 +1,80 @@
+"""Texture tab: a texture image → Gatys texture synthesis as a background job (calls
+:func:`vistoolbox.style.synthesize_texture`, the function ``vis texture`` uses)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import dash
+from dash import State, dcc, html
+from vistoolbox import LoadedModel
+
+from . import jobs
+from .context import Context
+from .live import live_layers
+
+
+def style_api():  # noqa: ANN201
+    """The style module, or None when this build has no style transfer."""
+    try:
+        from vistoolbox import style
+    except ImportError:
+        return None
+    return style
+
+
+def layer_options(model: LoadedModel) -> tuple[list[dict[str, str]], list[str]]:
+    """The Live tab's layer options and the library's default style layers (resolved) for this model."""
+    options = live_layers(model)
+    valid = {o["value"] for o in options}
+    style = style_api()
+    default: list[str] = []
+    for name in (style.DEFAULT_STYLE_LAYERS if style else []):
+        try:
+            default.append(model.resolve(name))
+        except ValueError:
+            pass
+    default = [d for d in default if d in valid]
+    return options, default or [o["value"] for o in options[:3]]
+
+
+def unavailable() -> html.Div:
+    return html.Div(className="empty", children=[html.P("Texture synthesis and style transfer are not in this build.")])
+
+
+def layout(ctx: Context) -> html.Div:
+    if style_api() is None:
+        return unavailable()
+    options, default = layer_options(ctx.model)
+    return html.Div(className="texture", children=[
+        html.Div(className="row", children=[
+            html.Div(className="col", children=[jobs.image_picker(ctx, "tex", "texture", value="sample:brick")]),
+            html.Div(className="col wide", children=[
+                html.Label(["size ", dcc.Input(id="tex-size", type="number", min=16, max=1024, step=1, value=128)]),
+                html.Label(["steps ", dcc.Input(id="tex-steps", type="number", min=1, max=5000, step=1, value=100)]),
+                html.Label(["seed ", dcc.Input(id="tex-seed", type="number", min=0, step=1, value=0)]),
+                html.Label(["layers ", dcc.Dropdown(id="tex-layers", options=options, value=default, multi=True)]),
+            ]),
+        ]),
+        jobs.job_panel("tex", "texture synthesis"),
+    ])
+
+
+def work(ctx: Context, params: dict[str, Any], report: Callable[[dict], None]):  # noqa: ANN201
+    """Call the library: ``synthesize_texture`` on the chosen texture."""
+    style = style_api()
+    images = jobs.images_of(ctx, params["images"], "texture")
+    steps = int(params["steps"] or 100)
+    return style.synthesize_texture(ctx.model, images, size=int(params["size"] or 128), steps=steps,
+                                    layers=list(params["layers"] or []) or style.DEFAULT_STYLE_LAYERS,
+                                    seed=int(params["seed"] or 0), snapshot_every=max(1, steps // 10),
+                                    progress=report)
+
+
+def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager) -> None:
+    if style_api() is None:
+        return
+    jobs.register_picker(app, ctx, "tex")
+    names = ["images", "size", "steps", "seed", "layers"]
+    states = [State("tex-images", "data"), State("tex-size", "value"), State("tex-steps", "value"),
+              State("tex-seed", "value"), State("tex-layers", "value")]
+    jobs.register_job(app, ctx, manager, "tex", "texture", states, names, work)

@@ -1,0 +1,438 @@
+"""Units tab: layer picker, a grid of every unit, and a unit's detail (top-9, views, histogram,
+optimised image). The selection lives in the URL (``?run=<i>&layer=<name>&unit=<n>``)."""
+from __future__ import annotations
+
+import math
+import urllib.parse
+from pathlib import Path
+from typing import Any, Callable
+
+import dash
+import numpy as np
+import plotly.graph_objects as go
+from dash import ALL, Input, Output, State, ctx as cb, dcc, html
+from PIL import Image, ImageDraw
+
+from vistoolbox.errors import VisError
+from vistoolbox.files import write_bytes
+from vistoolbox.images import open_image, png_bytes, resize_center_crop
+from vistoolbox.receptive import Field, unit_box
+from vistoolbox.store import Run, unit_stem
+
+from .context import Context, content_key
+from .serving import cache_url, run_url
+
+GRID_COLUMNS = 16
+THUMB = 48          # px per unit in the grid sprite
+VIEWS = ("deconv", "backprop", "guided")
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+def parse_query(search: str | None) -> dict[str, str]:
+    """``?layer=conv1&unit=3`` → ``{"layer": "conv1", "unit": "3"}`` (last value wins)."""
+    query = urllib.parse.parse_qs((search or "").lstrip("?"))
+    return {key: values[-1] for key, values in query.items() if values}
+
+
+def make_query(run: int, layer: str, unit: int, n_runs: int) -> str:
+    """The URL query of a selection (``run`` only when several runs are open)."""
+    parts = ([("run", run)] if n_runs > 1 else []) + [("layer", layer), ("unit", unit)]
+    return "?" + urllib.parse.urlencode(parts)
+
+
+def resolve_selection(ctx: Context, query: dict[str, str]) -> dict[str, Any] | None:
+    """A valid ``{"run", "layer", "unit"}`` from a URL query, falling back to the first of each."""
+    if not ctx.runs:
+        return None
+    try:
+        run_index = int(query.get("run", 0))
+    except ValueError:
+        run_index = 0
+    run = ctx.run(run_index) or ctx.runs[0]
+    run_index = ctx.runs.index(run)
+    layer = run.layers[0]
+    if query.get("layer"):
+        try:
+            layer = run.resolve(query["layer"])
+        except ValueError:
+            pass
+    try:
+        unit = int(query.get("unit", 0))
+    except ValueError:
+        unit = 0
+    return {"run": run_index, "layer": layer, "unit": clamp(unit, run.units(layer))}
+
+
+def clamp(unit: int, units: int) -> int:
+    return max(0, min(int(unit), units - 1))
+
+
+def step_unit(unit: int, key: str, units: int, columns: int = GRID_COLUMNS) -> int:
+    """The unit an arrow key moves to in a grid of `columns` columns (clamped to the layer)."""
+    delta = {"ArrowLeft": -1, "ArrowRight": 1, "ArrowUp": -columns, "ArrowDown": columns}.get(key, 0)
+    return clamp(unit + delta, units)
+
+
+def layer_label(run: Run, layer: str) -> str:
+    """``conv1 · features.0 · 64×55×55 · RF 11 / stride 4``."""
+    info = run.layer_info(layer)
+    bits = [", ".join(run.aliases(layer)) or layer]
+    if run.aliases(layer):
+        bits.append(layer)
+    if info.get("shape"):
+        bits.append("×".join(map(str, info["shape"])))
+    if info.get("rf_size"):
+        size, stride = info["rf_size"], info.get("rf_stride") or "?"
+        pair = lambda v: str(v[0]) if isinstance(v, (list, tuple)) and v[0] == v[1] else str(v)  # noqa: E731
+        bits.append(f"RF {pair(size)} / stride {pair(stride)}")
+    return " · ".join(bits)
+
+
+def layer_summary(run: Run, layer: str) -> str:
+    """``256 units · top-9 over 12 images``."""
+    counts = run.manifest.get("counts", {})
+    images = counts.get("seen", counts.get("images", len(run.images)))
+    return f"{run.units(layer)} units · top-{run.manifest.get('k', 9)} over {images} images"
+
+
+def thumbnail(run: Run, layer: str, unit: int) -> Path | None:
+    """The optimised image when cached, else the top-1 patch, else the montage."""
+    for path in (run.maximized(layer, unit), run.patch(layer, unit, 0), run.patch(layer, unit)):
+        if path.is_file():
+            return path
+    return None
+
+
+def histogram_figure(run: Run, layer: str, unit: int) -> go.Figure:
+    """Bar chart of the unit's activation histogram from ``stats.npz``."""
+    fig = go.Figure()
+    try:
+        stats = run.stats(layer)
+    except OSError:
+        return fig
+    counts = np.asarray(stats["hist_counts"])[unit]
+    edges = np.asarray(stats["hist_edges"])
+    edges = edges[unit] if edges.ndim == 2 else edges
+    # the run's edges are symmetric-log (half octaves): one bar per bin, labelled by its range
+    labels = [f"{a:.3g} … {b:.3g}" for a, b in zip(edges[:-1], edges[1:])]
+    nonzero = np.flatnonzero(counts)
+    lo, hi = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, len(counts))
+    lo, hi = max(0, lo - 2), min(len(counts), hi + 2)
+    fig.add_bar(x=labels[lo:hi], y=counts[lo:hi], marker_color="#4c78a8")
+    title = "activation histogram"
+    if "mean_max" in stats:
+        title += f" · mean max {float(stats['mean_max'][unit]):.3g}"
+    if "frac_active" in stats:
+        title += f" · active {100 * float(stats['frac_active'][unit]):.1f}%"
+    fig.update_layout(title=title, height=260, margin=dict(l=40, r=10, t=40, b=30), bargap=0,
+                      xaxis_title="spatial max of the unit (bin)", yaxis_title="images")
+    return fig
+
+
+SOURCE_LONGEST = 512   # px, longest side of the source view
+
+
+def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: int) -> Path:
+    """PNG (cached) of the full dataset image behind top-k entry `rank` of `unit` (longest side
+    ≤ SOURCE_LONGEST) with the unit's receptive-field box drawn, mapped back through the miner's
+    resize + centre crop; the dashed rectangle is the crop the model saw."""
+    run = ctx.runs[run_index]
+    layer = run.resolve(layer)
+    topk = run.topk(layer)
+    if not (0 <= unit < topk["values"].shape[0] and 0 <= rank < topk["values"].shape[1]):
+        raise LookupError("no such unit or rank")
+    key = content_key(run.root, layer, unit, rank, (run.root / "manifest.json").stat().st_mtime_ns)
+    out = ctx.jobs_dir / f"{key}.png"
+    if out.is_file():
+        return out
+    index = int(topk["image_index"][unit, rank])
+    if index < 0:
+        raise LookupError("empty top-k slot")
+    original = open_image(run.image_path(index))
+    crop, to_original = crop_geometry(run, original.size)
+    shown = original.resize(fit_longest(original.size, SOURCE_LONGEST), Image.Resampling.BILINEAR)
+    sx, sy = shown.width / original.width, shown.height / original.height
+
+    def to_shown(row: float, col: float) -> tuple[float, float]:
+        x, y = to_original(row, col)
+        return x * sx, y * sy
+
+    draw = ImageDraw.Draw(shown)
+    x0, y0 = to_shown(0, 0)
+    x1, y1 = to_shown(crop, crop)
+    draw.rectangle([round(x0), round(y0), round(x1) - 1, round(y1) - 1], outline=(255, 255, 255), width=1)
+    info = run.layer_info(layer)
+    if info.get("rf_size"):
+        field = Field(size=tuple(info["rf_size"]), stride=tuple(info["rf_stride"]), offset=tuple(info["rf_offset"]))
+        box = unit_box(field, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), (crop, crop))
+        left, top = to_shown(box.top, box.left)
+        right, bottom = to_shown(box.bottom, box.right)
+        draw.rectangle([round(left), round(top), round(right) - 1, round(bottom) - 1], outline=(255, 40, 40),
+                       width=2)
+    write_bytes(out, png_bytes(shown))
+    return out
+
+
+def fit_longest(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    """(w, h) scaled down so the longest side is at most `longest`."""
+    scale = min(1.0, longest / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def crop_geometry(run: Run, size: tuple[int, int]) -> tuple[int, Callable[[float, float], tuple[float, float]]]:
+    """The miner's crop size and a map from crop pixel (row, col) to original pixel (x, y) for an
+    original image of `size` (w, h), following :func:`resize_center_crop`."""
+    pre = run.manifest.get("preprocessing", {})
+    crop = int(pre.get("crop") or pre.get("input_size") or 224)
+    resize = int(pre.get("resize") or pre.get("resize_size") or crop)
+    width, height = size
+    scale = resize / min(size)
+    new_w, new_h = max(crop, round(width * scale)), max(crop, round(height * scale))
+    left, top = (new_w - crop) // 2, (new_h - crop) // 2
+    return crop, lambda row, col: ((col + left) * width / new_w, (row + top) * height / new_h)
+
+
+def model_view(run: Run, image):  # noqa: ANN001, ANN201
+    """The image as the miner fed it to the model (resize + centre crop from the manifest)."""
+    pre = run.manifest.get("preprocessing", {})
+    crop = int(pre.get("crop") or pre.get("input_size") or 224)
+    return resize_center_crop(image, int(pre.get("resize") or pre.get("resize_size") or crop), crop)
+
+
+# --------------------------------------------------------------------------- layout
+
+def layout(ctx: Context) -> html.Div:
+    """The Units tab (static skeleton; callbacks fill it)."""
+    if not ctx.runs:
+        return html.Div(className="empty", children=[
+            html.H3("No run open"),
+            html.P(["Mine the top-9 patches of a model's units with ", html.Code("vis mine --dataset FOLDER --out RUN"),
+                    ", then start ", html.Code("vis dashboard --run RUN"), ". Live, Texture and Transfer work without a run."]),
+            dcc.Dropdown(id="layer-select", options=[], style={"display": "none"}),
+            html.Div(id="unit-grid"), html.Div(id="unit-detail")])
+    run_options = [{"label": f"{i}: {r.root.name} ({r.manifest.get('model', '?')})", "value": i}
+                   for i, r in enumerate(ctx.runs)]
+    top9 = html.Div(id="top9", className="top9", children=[
+        html.Figure(className="top9-cell", children=[
+            html.Img(id={"type": "top9-img", "rank": r}, className="top9-img", alt=f"rank {r}"),
+            html.Figcaption(id={"type": "top9-value", "rank": r})]) for r in range(9)])
+    detail = html.Div(id="unit-detail", className="unit-detail", children=[
+        html.H3(id="detail-title"),
+        top9,
+        html.Div(id="unit-views", className="views"),
+        html.Div(className="row", children=[
+            html.Div(className="col", children=[html.H4("source (click a patch)"),
+                                                html.Img(id="source-view", className="source-view")]),
+            html.Div(id="max-panel", className="col", children=[
+                html.H4("optimised image"),
+                html.Img(id="max-view", className="max-view"),
+                html.Div(id="max-status", className="status"),
+                html.Div(className="pickers", children=[
+                    html.Label(["steps ", dcc.Input(id="max-steps", type="number", min=8, max=4096, step=1,
+                                                    value=128, style={"width": "5em"})]),
+                    html.Button("compute optimised image", id="max-run", n_clicks=0,
+                                disabled=maximize_api() is None),
+                    html.Button("cancel", id="max-cancel", n_clicks=0, disabled=True),
+                    html.Progress(id="max-progress", style={"display": "none"})]),  # indeterminate while running
+            ]),
+        ]),
+        dcc.Graph(id="unit-hist", config={"displayModeBar": False}),
+    ])
+    return html.Div(className="units", children=[
+        html.Div(className="pickers", children=[
+            dcc.Dropdown(id="run-select", options=run_options, value=0, clearable=False,
+                         style={"display": "none"} if len(ctx.runs) == 1 else {"minWidth": "260px"}),
+            dcc.Dropdown(id="layer-select", clearable=False, style={"minWidth": "420px"}),
+            html.Span(id="layer-info", className="status"),
+        ]),
+        html.Div(className="units-body", children=[
+            html.Div(id="unit-grid", className="unit-grid",
+                     style={"gridTemplateColumns": f"repeat({GRID_COLUMNS}, 1fr)"}),
+            detail,
+        ]),
+    ])
+
+
+# --------------------------------------------------------------------------- callbacks
+
+def maximize_api():  # noqa: ANN201
+    """``vistoolbox.maximize_layer`` (None when this build has no activation maximization)."""
+    try:
+        from vistoolbox import maximize_layer
+    except ImportError:
+        return None
+    return maximize_layer
+
+
+def optimise_unit(ctx: Context, run_index: int, layer: str, unit: int, steps: int) -> Path:
+    """The unit's optimised image, computed with the library (``maximize_layer``) into the run
+    (``RUN/layers/<name>/maximize/unit_NNNN.png``) unless already there."""
+    run = ctx.runs[run_index]
+    path = run.maximized(layer, unit)
+    if not path.is_file():
+        maximize_api()(ctx.model_for(run), layer, run.root, units=[unit], steps=int(steps), quiet=True)
+    return path
+
+
+def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None = None) -> None:
+    """Wire the Units tab."""
+    if not ctx.runs:
+        return
+
+    @app.callback(
+        Output("url", "search"), Output("run-select", "value"), Output("layer-select", "options"),
+        Output("layer-select", "value"), Output("selection", "data"), Output("grid-key", "data"),
+        Input("url", "search"), Input("run-select", "value"), Input("layer-select", "value"),
+        Input("grid-click", "data"), Input("keys", "data"),
+        State("selection", "data"), State("grid-key", "data"), State("tabs", "value"))
+    def select(search, run_value, layer_value, click, keys, current, grid_key, tab):  # noqa: ANN001, ANN202
+        trigger = cb.triggered_id
+        new = select_from_trigger(ctx, trigger, search, run_value, layer_value, keys, current, tab, click)
+        if new is None:
+            raise dash.exceptions.PreventUpdate
+        run = ctx.runs[new["run"]]
+        options = [{"label": layer_label(run, name), "value": name} for name in run.layers]
+        key = {"run": new["run"], "layer": new["layer"]}
+        return (make_query(new["run"], new["layer"], new["unit"], len(ctx.runs)), new["run"], options,
+                new["layer"], new, dash.no_update if key == grid_key else key)
+
+    @app.callback(Output("unit-grid", "children"), Output("layer-info", "children"), Input("grid-key", "data"))
+    def grid(key):  # noqa: ANN001, ANN202
+        if not key:
+            raise dash.exceptions.PreventUpdate
+        return unit_grid(ctx, key["run"], key["layer"]), layer_summary(ctx.runs[key["run"]], key["layer"])
+
+    app.clientside_callback(
+        "function(sel) { return window.visMarkSelected(sel); }",
+        Output("unit-grid", "className"), Input("selection", "data"), Input("unit-grid", "children"))
+
+    @app.callback(
+        Output("detail-title", "children"),
+        Output({"type": "top9-img", "rank": ALL}, "src"), Output({"type": "top9-value", "rank": ALL}, "children"),
+        Output("unit-views", "children"), Output("unit-hist", "figure"), Output("max-view", "src"),
+        Output("max-status", "children"), Output("source-view", "src", allow_duplicate=True),
+        Input("selection", "data"), prevent_initial_call=True)
+    def detail(sel):  # noqa: ANN001, ANN202
+        if not sel:
+            raise dash.exceptions.PreventUpdate
+        return unit_detail(ctx, sel["run"], sel["layer"], sel["unit"])
+
+    if maximize_api() is not None:
+        @app.callback(
+            Output("max-view", "src", allow_duplicate=True), Output("max-status", "children", allow_duplicate=True),
+            Input("max-run", "n_clicks"), State("selection", "data"), State("max-steps", "value"),
+            background=True, manager=manager, prevent_initial_call=True,
+            running=[(Output("max-run", "disabled"), True, False), (Output("max-cancel", "disabled"), False, True),
+                     (Output("max-progress", "style"), {"display": "inline-block"}, {"display": "none"})],
+            cancel=[Input("max-cancel", "n_clicks")])
+        def optimise(n, sel, steps):  # noqa: ANN001, ANN202
+            if not n or not sel:
+                raise dash.exceptions.PreventUpdate
+            try:
+                path = optimise_unit(ctx, sel["run"], sel["layer"], sel["unit"], steps or 128)
+            except VisError as exc:
+                return dash.no_update, f"⚠ {exc}"
+            return run_url(ctx, sel["run"], path), f"unit {sel['unit']}: computed and cached in the run"
+
+    @app.callback(Output("source-view", "src"), Input({"type": "top9-img", "rank": ALL}, "n_clicks"),
+                  State("selection", "data"), prevent_initial_call=True)
+    def source(_clicks, sel):  # noqa: ANN001, ANN202
+        trigger = cb.triggered_id
+        if not sel or not isinstance(trigger, dict) or not cb.triggered[0]["value"]:
+            raise dash.exceptions.PreventUpdate
+        return f"/vis/source/{sel['run']}/{sel['layer']}/{sel['unit']}/{trigger['rank']}.png"
+
+
+def select_from_trigger(ctx: Context, trigger: Any, search: str | None, run_value: Any, layer_value: Any,
+                        keys: Any, current: dict | None, tab: str | None, click: Any = None) -> dict | None:
+    """The new selection for whatever fired the selection callback (None: nothing changes)."""
+    if current is None or trigger in (None, "url"):
+        return resolve_selection(ctx, parse_query(search))
+    run = ctx.runs[current["run"]]
+    if trigger == "run-select":
+        if run_value == current["run"] or ctx.run(run_value) is None:
+            return None
+        return resolve_selection(ctx, {"run": str(run_value)})
+    if trigger == "layer-select":
+        if not layer_value or layer_value == current["layer"]:
+            return None
+        return resolve_selection(ctx, {"run": str(current["run"]), "layer": layer_value})
+    if trigger == "keys":
+        if tab != "units" or not keys:
+            return None
+        unit = step_unit(current["unit"], keys.get("key", ""), run.units(current["layer"]))
+        return None if unit == current["unit"] else {**current, "unit": unit}
+    if trigger == "grid-click":
+        if not click or click.get("unit") is None:
+            return None
+        return {**current, "unit": clamp(int(click["unit"]), run.units(current["layer"]))}
+    return None
+
+
+def sprite(ctx: Context, run_index: int, layer: str) -> tuple[Path, int]:
+    """One PNG holding every unit's thumbnail (THUMB px, GRID_COLUMNS per row) → (path, rows).
+
+    Cached under a key of the thumbnails' paths and modification times, so a newly optimised image
+    shows up on the next render. One request instead of one per unit keeps a 256-unit grid fast."""
+    run = ctx.runs[run_index]
+    thumbs = [thumbnail(run, layer, unit) for unit in range(run.units(layer))]
+    rows = max(1, math.ceil(len(thumbs) / GRID_COLUMNS))
+    key = content_key("sprite", run.root, layer, THUMB,
+                      *[(str(p), p.stat().st_mtime_ns) if p else None for p in thumbs])
+    out = ctx.jobs_dir / f"{key}.png"
+    if not out.is_file():
+        canvas = Image.new("RGB", (GRID_COLUMNS * THUMB, rows * THUMB), (255, 255, 255))
+        for unit, path in enumerate(thumbs):
+            if path is None:
+                continue
+            tile = open_image(path)
+            small = max(tile.size) < THUMB
+            tile = tile.resize((THUMB, THUMB), Image.Resampling.NEAREST if small else Image.Resampling.BILINEAR)
+            row, col = divmod(unit, GRID_COLUMNS)
+            canvas.paste(tile, (col * THUMB, row * THUMB))
+        write_bytes(out, png_bytes(canvas))
+    return out, rows
+
+
+def unit_grid(ctx: Context, run_index: int, layer: str) -> list:
+    """One cell per unit, each showing its tile of the layer's sprite (see :func:`sprite`). Cells are
+    plain elements (no callback per cell): assets/keys.js reports clicks through the ``grid-click`` store."""
+    path, rows = sprite(ctx, run_index, layer)
+    url = cache_url(path.stem)
+    size = f"{GRID_COLUMNS * 100}% {rows * 100}%"
+    cells: list = [html.Img(id="grid-sprite", src=url, alt="", style={"display": "none"})]
+    for unit in range(ctx.runs[run_index].units(layer)):
+        row, col = divmod(unit, GRID_COLUMNS)
+        position = f"{100 * col / (GRID_COLUMNS - 1):.4f}% {100 * row / (rows - 1) if rows > 1 else 0:.4f}%"
+        cells.append(html.Div(html.Span(str(unit), className="unit-no"), className="unit-cell",
+                              title=f"unit {unit}", **{"data-unit": unit},
+                              style={"backgroundImage": f"url({url})", "backgroundSize": size,
+                                     "backgroundPosition": position}))
+    return cells
+
+
+def unit_detail(ctx: Context, run_index: int, layer: str, unit: int) -> tuple:
+    """Everything the detail pane shows for one unit."""
+    run = ctx.runs[run_index]
+    topk = run.topk(layer)
+    values = topk["values"][unit]
+    srcs, captions = [], []
+    for rank in range(9):
+        path = run.patch(layer, unit, rank)
+        valid = rank < len(values) and int(topk["image_index"][unit, rank]) >= 0
+        srcs.append(run_url(ctx, run_index, path) if valid and path.is_file() else None)
+        captions.append(f"#{rank + 1}: {float(values[rank]):.3g}" if valid else "")
+    views = []
+    for view in VIEWS:
+        paths = [run.patch(layer, unit, rank, view) for rank in range(min(9, len(values)))]
+        if paths and all(p.is_file() for p in paths):
+            views.append(html.Div(className="view-row", children=[
+                html.H4(view), *[html.Img(src=run_url(ctx, run_index, p), className="view-img") for p in paths]]))
+    maximized = run.maximized(layer, unit)
+    max_src = run_url(ctx, run_index, maximized) if maximized.is_file() else None
+    status = "cached in the run" if max_src else (
+        "not computed yet" if maximize_api() else "activation maximization is not in this build")
+    aliases = run.aliases(layer)
+    title = f"{aliases[0] if aliases else layer} · unit {unit} ({unit_stem(unit)})"
+    return title, srcs, captions, views, histogram_figure(run, layer, unit), max_src, status, None

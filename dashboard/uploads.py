@@ -1,0 +1,86 @@
+"""Safe decoding of browser uploads: size cap, Pillow's bomb guard, images only, nothing unpickled."""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from pathlib import Path
+
+from PIL import Image
+
+from vistoolbox.errors import VisUsageError
+from vistoolbox.images import open_image, png_bytes
+from vistoolbox.files import write_bytes
+
+from .context import Context
+from .serving import cache_url
+
+ALLOWED_FORMATS = {"PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF"}
+
+
+def decode_upload(contents: str, max_bytes: int, max_pixels: int) -> Image.Image:
+    """``data:<mime>;base64,<data>`` from ``dcc.Upload`` → RGB image, or a one-line VisUsageError."""
+    if not contents or "," not in contents or not contents.startswith("data:"):
+        raise VisUsageError("the upload is empty or not a file")
+    header, payload = contents.split(",", 1)
+    if ";base64" not in header:
+        raise VisUsageError("the upload is not base64-encoded")
+    if len(payload) * 3 // 4 > max_bytes + 3:
+        raise VisUsageError(f"the upload is larger than the limit of {max_bytes // 2**20} MiB")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise VisUsageError("the upload is not valid base64") from None
+    if len(data) > max_bytes:
+        raise VisUsageError(f"the upload is larger than the limit of {max_bytes // 2**20} MiB")
+    _check_format(data)
+    return open_image(data, max_pixels=max_pixels)
+
+
+def _check_format(data: bytes) -> None:
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            fmt = probe.format
+    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError):
+        raise VisUsageError("the upload is not an image (PNG, JPEG, BMP, WebP, TIFF or GIF)") from None
+    if fmt not in ALLOWED_FORMATS:
+        raise VisUsageError(f"uploaded {fmt} images are not supported; use PNG, JPEG, BMP, WebP, TIFF or GIF")
+
+
+def store_upload(ctx: Context, contents: str, longest: int = 512) -> tuple[str, str]:
+    """Decode, shrink to `longest` px and cache an upload as PNG → ``(key, url)``."""
+    return cache_image(ctx, decode_upload(contents, ctx.max_upload_bytes, ctx.max_upload_pixels), longest)
+
+
+def cache_image(ctx: Context, image: Image.Image, longest: int = 512) -> tuple[str, str]:
+    """Shrink to `longest` px and cache as PNG under its content hash → ``(key, url)``."""
+    from vistoolbox.images import resize_longest
+
+    if max(image.size) > longest:
+        image = resize_longest(image, longest)
+    data = png_bytes(image)
+    key = hashlib.sha256(data).hexdigest()[:32]
+    path = ctx.uploads / f"{key}.png"
+    if not path.exists():
+        write_bytes(path, data)
+    return key, cache_url(key)
+
+
+def cached_path(ctx: Context, key: str) -> Path:
+    """The PNG stored by :func:`cache_image` (or a job) under `key`."""
+    from .serving import _HEX
+
+    if not key or not _HEX.match(key):
+        raise VisUsageError("no image selected")
+    for folder in (ctx.uploads, ctx.jobs_dir):
+        path = folder / f"{key}.png"
+        if path.is_file():
+            return path
+    raise VisUsageError("the image is no longer cached; upload it again")
+
+
+def load_cached(ctx: Context, key: str) -> Image.Image:
+    """An image stored by :func:`cache_image` (or a job) by its key."""
+    return open_image(cached_path(ctx, key))

@@ -1,0 +1,308 @@
+"""Dashboard callbacks and helpers without a browser: uploads, file serving, unit navigation,
+Live-tab activations against an independent conv, montage geometry."""
+from __future__ import annotations
+
+import base64
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from dashboard import live, units
+from dashboard.context import make_context
+from dashboard.serving import inside
+from dashboard.uploads import decode_upload
+from vistoolbox.errors import VisUsageError
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- uploads
+
+def test_upload_decodes_a_real_image(astronaut):
+    img = Image.fromarray((astronaut[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    out = decode_upload(data_url(png(img)), 8 * 2**20, 25_000_000)
+    assert out.size == (512, 512) and out.mode == "RGB"
+    assert np.array_equal(np.asarray(out), np.asarray(img))
+
+
+@pytest.mark.parametrize("contents, message", [
+    (data_url(b"not an image at all" * 10, "image/png"), "not an image"),
+    (data_url(b"\x80\x04\x95pickle", "application/octet-stream"), "not an image"),
+    ("data:image/png;base64,%%%notbase64", "not valid base64"),
+    ("hello", "not a file"),
+])
+def test_upload_rejects_non_images_with_a_message(contents, message):
+    with pytest.raises(VisUsageError, match=message):
+        decode_upload(contents, 8 * 2**20, 25_000_000)
+
+
+def test_upload_size_cap():
+    data = png(Image.new("RGB", (64, 64)))
+    with pytest.raises(VisUsageError, match="larger than the limit of 0 MiB"):
+        decode_upload(data_url(data), len(data) - 1, 25_000_000)
+    assert decode_upload(data_url(data), len(data), 25_000_000).size == (64, 64)
+
+
+def test_upload_decompression_bomb_is_refused_before_decoding():
+    bomb = png(Image.new("1", (8000, 8000)))           # 64 Mpx that compress to a few kB
+    assert len(bomb) < 200_000
+    with pytest.raises(VisUsageError, match="above the limit"):
+        decode_upload(data_url(bomb), 8 * 2**20, 25_000_000)
+
+
+# --------------------------------------------------------------------------- file serving
+
+def test_inside_refuses_traversal_absolute_and_symlinks(tmp_path):
+    root = tmp_path / "run"
+    (root / "layers").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(root / "layers" / "a.png")
+    Image.new("RGB", (4, 4)).save(tmp_path / "secret.png")
+    (root / "manifest.json").write_text("{}")
+    os.symlink(tmp_path / "secret.png", root / "layers" / "link.png")
+    assert inside(root, "layers/a.png") == (root / "layers" / "a.png").resolve()
+    for bad in ("../secret.png", "layers/../../secret.png", str(tmp_path / "secret.png"), "/etc/passwd",
+                "layers/link.png", "manifest.json", "layers", "", "layers/a.png\x00"):
+        assert inside(root, bad) is None, bad
+
+
+# --------------------------------------------------------------------------- navigation helpers
+
+def test_arrow_keys_move_in_a_16_column_grid():
+    assert units.step_unit(5, "ArrowRight", 256) == 6
+    assert units.step_unit(5, "ArrowLeft", 256) == 4
+    assert units.step_unit(5, "ArrowDown", 256) == 21
+    assert units.step_unit(5, "ArrowUp", 256) == 0          # clamped at the first unit
+    assert units.step_unit(250, "ArrowDown", 256) == 255    # clamped at the last unit
+    assert units.step_unit(0, "ArrowLeft", 256) == 0
+    assert units.step_unit(7, "Enter", 256) == 7
+
+
+def test_query_round_trip():
+    query = units.make_query(1, "features.3", 12, n_runs=2)
+    assert query == "?run=1&layer=features.3&unit=12"
+    assert units.parse_query(query) == {"run": "1", "layer": "features.3", "unit": "12"}
+    assert units.make_query(0, "conv1", 3, n_runs=1) == "?layer=conv1&unit=3"
+    assert units.parse_query("") == {}
+
+
+# --------------------------------------------------------------------------- live tab
+
+@pytest.fixture(scope="module")
+def live_ctx(tmp_path_factory, alexnet_random):
+    ctx = make_context(None, "alexnet", "random", cache_dir=tmp_path_factory.mktemp("dash-cache"))
+    ctx._model = alexnet_random
+    return ctx
+
+
+def test_live_activations_match_an_independent_convolution(live_ctx, astronaut):
+    from dashboard.uploads import cache_image
+    from vistoolbox.images import to_pil, to_tensor
+
+    key, url = cache_image(live_ctx, to_pil(astronaut))
+    assert url == f"/vis/cache/{key}.png"
+    result = live.activations(live_ctx, key, "features.0")
+    model = live_ctx.model
+    conv = model.module.features[0]
+    x = model.preprocessing.normalize(to_tensor(result["image"]))
+    expected = F.conv2d(x, conv.weight, conv.bias, stride=conv.stride, padding=conv.padding)[0]
+    assert result["maps"].shape == tuple(expected.shape) == (64, 55, 55)
+    assert np.allclose(result["maps"], expected.numpy(), atol=1e-4)
+    assert result["image"].size == (224, 224)
+    probs = [p for _, p in result["classes"]]
+    assert len(probs) == 5 and probs == sorted(probs, reverse=True)
+    full = torch.softmax(model.module(x), 1)[0]
+    assert abs(probs[0] - float(full.max())) < 1e-5
+
+
+def test_live_layer_options_are_spatial_layers(live_ctx):
+    options = live.live_layers(live_ctx.model)
+    values = [o["value"] for o in options]
+    assert "features.0" in values and "features.12" in values
+    assert not any(v.startswith("classifier") for v in values)
+    assert any("conv1" in o["label"] for o in options)
+
+
+def test_montage_tiles_are_where_channel_at_says():
+    channels, meta = 10, live.tile_layout(10, 5, 5)
+    maps = np.stack([np.full((5, 5), float(c + 1)) for c in range(channels)])
+    image = np.asarray(Image.open(io.BytesIO(live.montage_png(maps, meta))).convert("L"), dtype=float)
+    step = meta["tile"] + meta["pad"]
+    found = {}
+    for y in range(0, image.shape[0]):
+        for x in range(0, image.shape[1]):
+            c = live.channel_at(meta, x, y)
+            if c is None:
+                continue
+            found.setdefault(c, set()).add(image[y, x])
+    assert sorted(found) == list(range(channels))
+    for c, values in found.items():   # every pixel of a tile has the channel's brightness (c+1)/10
+        assert values == {round((c + 1) / channels * 255)} or values == {np.floor((c + 1) / channels * 255)}
+    assert live.channel_at(meta, meta["tile"], 0) is None           # gutter
+    assert live.channel_at(meta, 0, step * meta["nrows"]) is None   # below the last row
+
+
+# --------------------------------------------------------------------------- on a real run (vis mine)
+
+@pytest.fixture(scope="module")
+def mined(tmp_path_factory):
+    from dashboard import create_app
+    from dashboard_browser import mine_run
+
+    run_dir = mine_run(tmp_path_factory.mktemp("mined"))
+    app = create_app([run_dir], device="cpu", cache_dir=tmp_path_factory.mktemp("mined-cache"))
+    return app, app.vis_context
+
+
+def test_run_files_are_served_only_from_inside_the_run(mined):
+    app, ctx = mined
+    run = ctx.runs[0]
+    client = app.server.test_client()
+    layer = run.layers[1]
+    ok = client.get(f"/vis/run/0/layers/{layer}/patches/unit_0005_0.png")
+    assert ok.status_code == 200 and ok.mimetype == "image/png"
+    assert ok.data == run.patch(layer, 5, 0).read_bytes()
+    secret = run.root.parent / "secret.png"
+    Image.new("RGB", (2, 2)).save(secret)
+    for bad in ("/vis/run/0/../secret.png", "/vis/run/0/%2e%2e/secret.png", "/vis/run/0/..%2fsecret.png",
+                f"/vis/run/0/{secret}", f"/vis/run/0//{secret}", "/vis/run/0/manifest.json",
+                "/vis/run/1/manifest.json", "/vis/run/0/layers/../../secret.png", "/vis/cache/..%2f..%2fsecret",
+                "/vis/cache/not-hex.png"):
+        response = client.get(bad, follow_redirects=True)
+        # refused (404) or, for URLs no route of ours matches, Dash's own HTML page — never the file
+        assert response.status_code == 404 or response.mimetype == "text/html", bad
+        assert secret.read_bytes() not in response.data, bad
+
+
+def test_url_selection_keys_and_clicks(mined):
+    _, ctx = mined
+    run = ctx.runs[0]
+    first, second = run.layers
+    alias = run.aliases(second)[-1]
+    sel = units.select_from_trigger(ctx, "url", f"?layer={alias}&unit=40", None, None, None, None, "units")
+    assert sel == {"run": 0, "layer": second, "unit": 40}
+    assert units.select_from_trigger(ctx, "keys", "", 0, second, {"key": "ArrowUp"}, sel, "units")["unit"] == 24
+    assert units.select_from_trigger(ctx, "keys", "", 0, second, {"key": "ArrowUp"}, sel, "live") is None
+    moved = units.select_from_trigger(ctx, "layer-select", "", 0, first, None, sel, "units")
+    assert moved == {"run": 0, "layer": first, "unit": 0}
+    clicked = units.select_from_trigger(ctx, "grid-click", "", 0, second, None, sel, "units", {"unit": 300})
+    assert clicked == {"run": 0, "layer": second, "unit": 255}
+    bad = units.select_from_trigger(ctx, "url", "?layer=nope&unit=-4", None, None, None, None, "units")
+    assert bad == {"run": 0, "layer": first, "unit": 0}
+
+
+def test_unit_detail_lists_the_top9_in_order(mined):
+    _, ctx = mined
+    run = ctx.runs[0]
+    layer = run.layers[1]
+    title, srcs, captions, views, fig, max_src, status, source = units.unit_detail(ctx, 0, layer, 7)
+    assert "unit 7" in title and len(srcs) == 9 and all(srcs)
+    assert srcs == [f"/vis/run/0/layers/{layer}/patches/unit_0007_{r}.png" for r in range(9)]
+    values = run.topk(layer)["values"][7]
+    assert [float(c.split(": ")[1]) for c in captions] == pytest.approx(values[:9].tolist(), rel=5e-3)
+    counts = run.stats(layer)["hist_counts"][7]
+    assert sum(fig.data[0].y) == counts.sum() == run.manifest["counts"]["seen"]   # every image, one bin each
+    assert max(fig.data[0].y) == counts.max()
+
+
+def test_source_image_has_the_receptive_field_box(mined):
+    """The red box drawn on the full source image frames the same pixels as the unit's patch that
+    `vis mine` cut from the preprocessed image (compared after resampling; a shifted box does not)."""
+    from vistoolbox.images import open_image
+    from vistoolbox.receptive import Field, unit_box
+
+    _, ctx = mined
+    run = ctx.runs[0]
+    layer = run.layers[1]
+    topk = run.topk(layer)
+    info = run.layer_info(layer)
+    field = Field(tuple(info["rf_size"]), tuple(info["rf_stride"]), tuple(info["rf_offset"]))
+    checked = 0
+    for unit in range(0, 64, 7):
+        rank = 0
+        crop = int(run.manifest["preprocessing"]["crop"])
+        box = unit_box(field, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), (crop, crop))
+        if box.bottom - box.top < 12 or box.right - box.left < 12:
+            continue
+        drawn = np.asarray(Image.open(units.source_with_box(ctx, 0, layer, unit, rank)).convert("RGB")).astype(int)
+        original = open_image(run.image_path(int(topk["image_index"][unit, rank])))
+        plain = np.asarray(original.resize((drawn.shape[1], drawn.shape[0]), Image.Resampling.BILINEAR)).astype(int)
+        red = np.argwhere((drawn == [255, 40, 40]).all(-1) & (np.abs(drawn - plain).sum(-1) > 0))
+        (t, l), (b, r) = red.min(0), red.max(0)
+        inner = Image.fromarray(plain[t:b + 1, l:r + 1].astype(np.uint8))          # the box, undrawn
+        patch = np.asarray(Image.open(run.patch(layer, unit, rank)).convert("RGB")).astype(int)
+        patch = patch[box.pad_top:patch.shape[0] - box.pad_bottom, box.pad_left:patch.shape[1] - box.pad_right]
+        size = (patch.shape[1], patch.shape[0])
+        same = np.abs(np.asarray(inner.resize(size, Image.Resampling.BILINEAR)).astype(int) - patch).mean()
+        shift = max(4, (r - l) // 2)
+        moved = Image.fromarray(plain[t:b + 1, l + shift:r + 1 + shift].astype(np.uint8))
+        other = np.abs(np.asarray(moved.resize(size, Image.Resampling.BILINEAR)).astype(int) - patch).mean()
+        assert same < 12 and 2 * same < other, (unit, same, other)
+        checked += 1
+    assert checked >= 3
+
+
+def test_jobs_are_cached_by_their_parameters(mined):
+    """A texture job through the library: progress reaches the last step, the result file is
+    written, and the same parameters again reuse it without running the work."""
+    from dashboard import jobs, texture
+
+    if texture.style_api() is None:
+        pytest.skip("texture synthesis (vistoolbox.style) is not in this build")
+    _, ctx = mined
+    key_in = jobs.resolve_pick(ctx, "sample:brick")
+    params = {"images": {"keys": [key_in]}, "size": 32, "steps": 4, "seed": 0, "layers": ["relu1_1", "relu2_1"]}
+    calls, progress = [], []
+
+    def work(c, p, report):  # noqa: ANN001, ANN202
+        calls.append(p)
+        return texture.work(c, p, report)
+
+    key, record = jobs.run_job(ctx, "texture", params, work, progress.append)
+    assert len(calls) == 1 and progress[-1][:2] == ("4", "4") and record["status"] == "complete"
+    assert Image.open(ctx.jobs_dir / f"{key}.png").size == (32, 32)
+    again, _ = jobs.run_job(ctx, "texture", params, work, progress.append)
+    assert again == key and len(calls) == 1
+    other, _ = jobs.run_job(ctx, "texture", {**params, "seed": 1}, work, progress.append)
+    assert other != key and len(calls) == 2
+
+
+def test_blend_weights_are_parsed_and_checked():
+    from dashboard.transfer import parse_blend
+
+    assert parse_blend("0.7, 0.3", 2) == [0.7, 0.3]
+    assert parse_blend("  ", 3) is None
+    with pytest.raises(VisUsageError, match="2 blend weights for 3 style images"):
+        parse_blend("1,2", 3)
+    with pytest.raises(VisUsageError, match="numbers separated by commas"):
+        parse_blend("a,b", 2)
+
+
+def test_cli_refuses_a_folder_that_is_not_a_run(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "vistoolbox.cli", "dashboard", "--run", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"vis: error: {str(tmp_path)!r} is not a vistoolbox run (no manifest.json); make one with `vis mine`"]
+
+
+def test_without_a_run_the_units_tab_says_how_to_make_one(live_ctx):
+    from dashboard.units import layout
+
+    text = str(layout(make_context(None, "alexnet", "random", cache_dir=live_ctx.cache_dir)).to_plotly_json())
+    assert "vis mine --dataset FOLDER --out RUN" in text and "vis dashboard --run RUN" in text

@@ -1,0 +1,267 @@
+"""Real-browser tests of the dashboard (dash.testing + headless Chromium) on a run made by `vis mine`.
+
+Screenshots of every tab go to test-artifacts/."""
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
+
+from dashboard_browser import dash_browser, mine_run, needs_browser, screenshot
+
+pytestmark = [pytest.mark.browser, needs_browser,
+              pytest.mark.filterwarnings("ignore::DeprecationWarning:selenium")]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return mine_run(tmp_path_factory.mktemp("dash-run"))
+
+
+@pytest.fixture(scope="module")
+def duo(run_dir, tmp_path_factory):
+    from dashboard import create_app
+
+    app = create_app([run_dir], device="cpu", cache_dir=tmp_path_factory.mktemp("dash-cache"))
+    with dash_browser(app) as browser:
+        browser.app = app
+        yield browser
+
+
+def natural_widths(duo, selector: str) -> list[int]:
+    return duo.driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(i => i.complete ? i.naturalWidth : -1)",
+        selector)
+
+
+def wait_images(duo, selector: str, count: int, timeout: float = 20) -> list[int]:
+    """Wait until `count` images match `selector` and all decoded (naturalWidth > 0)."""
+    end = time.time() + timeout
+    widths: list[int] = []
+    while time.time() < end:
+        widths = natural_widths(duo, selector)
+        if len(widths) == count and all(w > 0 for w in widths):
+            return widths
+        time.sleep(0.1)
+    raise AssertionError(f"{selector}: wanted {count} loaded images, got {widths}")
+
+
+def wait_grid(duo, units: int) -> None:
+    """The grid has one cell per unit and its thumbnail sprite has loaded."""
+    end = time.time() + 20
+    while len(duo.find_elements("#unit-grid .unit-cell")) != units and time.time() < end:
+        time.sleep(0.1)
+    assert len(duo.find_elements("#unit-grid .unit-cell")) == units
+    wait_images(duo, "#grid-sprite", 1)
+
+
+def set_inputs(duo, values: dict[str, str]) -> None:
+    for ident, value in values.items():
+        box = duo.find_element(ident)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(value)
+
+
+def search(duo) -> str:
+    return duo.driver.execute_script("return window.location.search")
+
+
+def test_units_tab_layer_unit_top9_keys_and_source(duo):
+    app = duo.app
+    run = app.vis_context.runs[0]
+    first, second = run.layers
+    duo.wait_for_text_to_equal("#detail-title", f"{run.aliases(first)[0]} · unit 0 (unit_0000)", timeout=20)
+    wait_grid(duo, run.units(first))
+    assert search(duo) == f"?layer={first}&unit=0"
+
+    duo.select_dcc_dropdown("#layer-select", index=1)
+    wait_grid(duo, run.units(second))      # 256 thumbnails
+    assert run.units(second) == 256
+    duo.find_element('.unit-cell[data-unit="21"]').click()
+    duo.wait_for_contains_text("#detail-title", "unit 21")
+    widths = wait_images(duo, "#top9 img", 9)
+    assert len(widths) == 9 and min(widths) > 0
+    assert search(duo) == f"?layer={second}&unit=21"
+    values = [float(e.text.split(": ")[1]) for e in duo.find_elements("#top9 figcaption")]
+    topk = run.topk(second)["values"][21]
+    assert values == pytest.approx([float(v) for v in topk[:9]], rel=5e-3)
+    assert "selected" in duo.find_element('.unit-cell[data-unit="21"]').get_attribute("class")
+
+    body = duo.find_element("body")
+    body.send_keys(Keys.ARROW_RIGHT)
+    duo.wait_for_contains_text("#detail-title", "unit 22")
+    body.send_keys(Keys.ARROW_DOWN)
+    duo.wait_for_contains_text("#detail-title", "unit 38")
+    assert search(duo) == f"?layer={second}&unit=38"
+
+    duo.find_elements("#top9 img")[2].click()
+    wait_images(duo, "#source-view", 1)
+    duo.wait_for_element("#unit-hist .main-svg")
+    screenshot(duo, "units")
+
+
+def test_deep_link_reloads_to_the_same_view(duo):
+    run = duo.app.vis_context.runs[0]
+    layer = run.layers[1]
+    alias = run.aliases(layer)[0]
+    duo.driver.get(f"{duo.server_url}/?layer={alias}&unit=17")
+    duo.wait_for_text_to_equal("#detail-title", f"{alias} · unit 17 (unit_0017)", timeout=20)
+    wait_images(duo, "#top9 img", 9)
+    assert search(duo) == f"?layer={layer}&unit=17"
+    duo.wait_for_element('.unit-cell.selected[data-unit="17"]')
+    duo.driver.refresh()
+    duo.wait_for_text_to_equal("#detail-title", f"{alias} · unit 17 (unit_0017)", timeout=20)
+    # a bad link falls back to something valid instead of breaking
+    duo.driver.get(f"{duo.server_url}/?layer=nope&unit=99999")
+    duo.wait_for_contains_text("#detail-title", f"unit {run.units(run.layers[0]) - 1}", timeout=20)
+
+
+def test_live_tab_maps_click_overlay_and_top9(duo):
+    from dashboard.live import tile_layout
+
+    run = duo.app.vis_context.runs[0]
+    duo.driver.get(duo.server_url + "/")
+    duo.wait_for_element("#tab-live").click()
+    duo.select_dcc_dropdown("#live-pick", index=0)
+    image = duo.wait_for_element("#live-maps .main-svg image", timeout=30)
+    meta = tile_layout(run.units(run.layers[0]), 224, 224)      # Live shows the run's first layer
+    step = meta["tile"] + meta["pad"]
+    montage_width = meta["ncols"] * step - meta["pad"]
+    rect = duo.driver.execute_script("return arguments[0].getBoundingClientRect().toJSON()", image)
+    scale = rect["width"] / montage_width
+    target = meta["ncols"] + 2                                     # row 1, column 2
+    x, y = (2 * step + meta["tile"] / 2) * scale, (step + meta["tile"] / 2) * scale
+    ActionChains(duo.driver).move_to_element(image).move_by_offset(
+        int(x - rect["width"] / 2), int(y - rect["height"] / 2)).click().perform()
+    duo.wait_for_text_to_equal("#live-channel-title", f"channel {target}")
+    assert int(duo.find_element("#live-channel").get_attribute("value")) == target
+    wait_images(duo, "#live-overlay", 1)
+    wait_images(duo, "#live-top9-img", 1)
+    wait_images(duo, "#live-views img", 3)          # deconv, backprop, guided for this image
+    assert duo.find_element("#live-top9-img").get_attribute("src").endswith(
+        f"/layers/{run.layers[0]}/patches/unit_{target:04d}.png")
+    screenshot(duo, "live")
+
+
+def test_live_upload_rejects_a_non_image(duo, tmp_path):
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"this is not a png" * 20)
+    duo.driver.get(duo.server_url + "/")
+    duo.wait_for_element("#tab-live").click()
+    duo.find_element("#live-upload input[type=file]").send_keys(str(fake))
+    duo.wait_for_contains_text("#live-message", "not an image")
+
+
+def run_job(duo, tab: str, prefix: str, pickers: list[str], values: dict[str, str], timeout: float = 150) -> None:
+    """Open a job tab, wait for its default images, type `values` into inputs, run, wait for the result."""
+    from dashboard.texture import style_api
+
+    if style_api() is None:
+        pytest.skip("texture synthesis / style transfer (vistoolbox.style) is not in this build")
+    duo.driver.get(duo.server_url + "/")
+    duo.wait_for_element(f"#tab-{tab}").click()
+    for picker in pickers:
+        duo.wait_for_element(f"#{picker}-thumbs img")
+    set_inputs(duo, {f"#{prefix}-{ident}": value for ident, value in values.items()})
+    duo.find_element(f"#{prefix}-run").click()
+    wait_images(duo, f"#{prefix}-result", 1, timeout=timeout)
+    duo.wait_for_contains_text(f"#{prefix}-status", "done")
+    duo.wait_for_element(f"#{prefix}-loss .main-svg .scatterlayer .trace")
+
+
+def test_texture_job_shows_progress_result_and_download(duo):
+    run_job(duo, "texture", "tex", ["tex"], {"size": "48", "steps": "12"})
+    assert duo.find_element("#tex-progress").get_attribute("value") == "12"
+    assert duo.find_element("#tex-progress").get_attribute("max") == "12"
+    screenshot(duo, "texture")
+    duo.find_element("#tex-download-btn").click()
+    folder = Path(duo.download_path)
+    end = time.time() + 20
+    while not list(folder.glob("texture_*.png")) and time.time() < end:
+        time.sleep(0.2)
+    (saved,) = folder.glob("texture_*.png")
+    assert Image.open(saved).size == (48, 48)
+
+
+def test_transfer_job_shows_result(duo):
+    run_job(duo, "transfer", "tr", ["tr-content", "tr-style"], {"size": "96", "steps": "25"})
+    screenshot(duo, "transfer")
+
+
+def test_optimised_image_is_computed_on_demand_and_cached_in_the_run(duo):
+    from dashboard.units import maximize_api
+
+    if maximize_api() is None:
+        pytest.skip("activation maximization (vistoolbox.maximize_layer) is not in this build")
+    run = duo.app.vis_context.runs[0]
+    layer = run.layers[0]
+    target = run.maximized(layer, 3)
+    assert not target.exists()
+    duo.driver.get(f"{duo.server_url}/?layer={layer}&unit=3")
+    duo.wait_for_contains_text("#max-status", "not computed yet", timeout=20)
+    set_inputs(duo, {"#max-steps": "16"})
+    duo.find_element("#max-run").click()
+    wait_images(duo, "#max-view", 1, timeout=120)
+    duo.wait_for_contains_text("#max-status", "cached in the run")
+    assert target.is_file()
+    duo.driver.refresh()                       # now it comes from the run, and is the unit's grid tile
+    duo.wait_for_text_to_equal("#max-status", "cached in the run", timeout=20)
+    wait_images(duo, "#grid-sprite", 1)
+    sprite = duo.find_element("#grid-sprite").get_attribute("src")
+    tile = sprite_tile(duo.app.server.test_client().get(sprite[sprite.index("/vis/"):]).data, 3)
+    expected = np.asarray(Image.open(target).convert("RGB").resize(tile.size, Image.Resampling.BILINEAR))
+    assert np.abs(np.asarray(tile).astype(int) - expected).max() <= 1
+
+
+def sprite_tile(png: bytes, unit: int):  # noqa: ANN201
+    from dashboard.units import GRID_COLUMNS, THUMB
+
+    row, col = divmod(unit, GRID_COLUMNS)
+    return Image.open(io.BytesIO(png)).convert("RGB").crop((col * THUMB, row * THUMB, (col + 1) * THUMB,
+                                                            (row + 1) * THUMB))
+
+
+def test_jobs_in_two_sessions_do_not_block_each_other_and_can_be_cancelled(duo):
+    from dashboard.texture import style_api
+
+    if style_api() is None:
+        pytest.skip("texture synthesis (vistoolbox.style) is not in this build")
+    run = duo.app.vis_context.runs[0]
+    driver = duo.driver
+    driver.get(duo.server_url + "/")
+    first = driver.current_window_handle
+    duo.wait_for_element("#tab-texture").click()
+    duo.wait_for_element("#tex-thumbs img")
+    set_inputs(duo, {"#tex-size": "64", "#tex-steps": "5000", "#tex-seed": "7"})
+    duo.find_element("#tex-run").click()
+    duo.wait_for_contains_text("#tex-status", "step ", timeout=60)       # long job running, progress arriving
+
+    driver.switch_to.new_window("window")                                 # a second browser session
+    driver.get(f"{duo.server_url}/?layer={run.layers[1]}&unit=5")
+    duo.wait_for_contains_text("#detail-title", "unit 5", timeout=20)     # the UI still answers
+    wait_images(duo, "#top9 img", 9)
+    duo.wait_for_element("#tab-texture").click()
+    duo.wait_for_element("#tex-thumbs img")
+    set_inputs(duo, {"#tex-size": "32", "#tex-steps": "5", "#tex-seed": "3"})
+    duo.find_element("#tex-run").click()
+    wait_images(duo, "#tex-result", 1, timeout=90)                        # finishes beside the long one
+    driver.close()
+    driver.switch_to.window(first)
+    assert "done" not in duo.find_element("#tex-status").text             # the long job is still going
+
+    duo.find_element("#tex-cancel").click()
+    end = time.time() + 20
+    while duo.find_element("#tex-run").get_attribute("disabled") and time.time() < end:
+        time.sleep(0.2)
+    assert not duo.find_element("#tex-run").get_attribute("disabled")
+    step = int(duo.find_element("#tex-progress").get_attribute("value"))
+    time.sleep(2)
+    assert int(duo.find_element("#tex-progress").get_attribute("value")) == step < 5000   # stopped
+    assert "done" not in duo.find_element("#tex-status").text
