@@ -35,7 +35,8 @@ def layer_table(model: LoadedModel, size: int | None = None) -> list[LayerInfo]:
         geo = geometry.get(name)
         shape = list(geo.shape) if geo and geo.shape is not None else None
         field: Field | None = geo.field if geo else None
-        spatial = field is not None and not field.is_global and shape is not None and len(shape) == 3
+        spatial = (field is not None and field.exact and not field.is_global and shape is not None
+                   and len(shape) == 3)  # unknown geometry (e.g. transformer tokens) → null
         rows.append(LayerInfo(
             name=name, aliases=model.aliases_of(name), type=type(module).__name__, shape=shape,
             units=shape[0] if shape else None,

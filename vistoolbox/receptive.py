@@ -121,19 +121,28 @@ def _tensors(obj: Any) -> Iterable[torch.Tensor]:
 
 class _FieldTracer(TorchFunctionMode):
     """Attaches a Field to every tensor produced during a forward pass (keyed by id; tensors are
-    kept alive so ids stay unique)."""
+    kept alive so ids stay unique). Each tensor also carries the positions of its (h, w) dims, so
+    channels-last detours (ConvNeXt's ``permute`` → LayerNorm → Linear → ``permute``) keep
+    their geometry."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fields: dict[int, Field] = {}
+        self.hw_dims: dict[int, tuple[int, int]] = {}
         self.alive: list[torch.Tensor] = []
 
-    def set(self, tensor: torch.Tensor, field: Field) -> None:
+    def set(self, tensor: torch.Tensor, field: Field, hw: tuple[int, int] | None = None) -> None:
         self.fields[id(tensor)] = field
+        self.hw_dims[id(tensor)] = hw or (tensor.dim() - 2, tensor.dim() - 1)
         self.alive.append(tensor)
 
     def get(self, tensor: torch.Tensor) -> Field | None:
         return self.fields.get(id(tensor))
+
+    def spatial(self, tensor: torch.Tensor, hw: tuple[int, int] | None = None) -> tuple[int, ...]:
+        """Sizes of the tensor's (h, w) dims."""
+        h, w = hw or self.hw_dims.get(id(tensor), (tensor.dim() - 2, tensor.dim() - 1))
+        return (tensor.shape[h], tensor.shape[w]) if tensor.dim() >= 3 else ()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D401
         kwargs = kwargs or {}
@@ -144,17 +153,27 @@ class _FieldTracer(TorchFunctionMode):
         results = [t for t in _tensors(out)]
         if not results:
             return out
-        field = self._rule(getattr(func, "__name__", ""), args, kwargs, inputs, results[0])
+        name = getattr(func, "__name__", "").lstrip("_")
+        src, result = inputs[0], results[0]
+        if name == "permute" and src.dim() >= 3:
+            dims = args[1:] if len(args) > 2 or not isinstance(args[1], (list, tuple)) else args[1]
+            dims = [int(d) % src.dim() for d in dims]
+            h, w = self.hw_dims[id(src)]
+            hw = (dims.index(h), dims.index(w))
+        elif result.dim() == src.dim():
+            hw = self.hw_dims[id(src)]
+        else:
+            hw = (result.dim() - 2, result.dim() - 1)
+        field = self.get(src) if name == "permute" else self._rule(name, args, kwargs, inputs, result, hw)
         for res in results:
-            self.set(res, field if res.dim() >= 3 else GLOBAL)
+            self.set(res, field if res.dim() >= 3 else GLOBAL, hw if res.dim() == result.dim() else None)  # type: ignore[arg-type]
         return out
 
-    def _rule(self, name: str, args, kwargs, inputs, result: torch.Tensor) -> Field:
+    def _rule(self, name: str, args, kwargs, inputs, result: torch.Tensor, hw: tuple[int, int]) -> Field:
         src = self.get(inputs[0])
         assert src is not None
         if result.dim() < 3:
             return GLOBAL
-        name = name.lstrip("_")
         if name in ("conv2d", "convolution") and len(args) >= 2 and isinstance(args[1], torch.Tensor):
             kernel = tuple(args[1].shape[-2:])
             pad = _arg(args, kwargs, 4, "padding", 0)
@@ -185,8 +204,8 @@ class _FieldTracer(TorchFunctionMode):
             left, top = (pads + [0, 0, 0, 0])[0], (pads + [0, 0, 0, 0])[2]
             return Field(src.size, src.stride, (src.offset[0] - top * src.stride[0],
                                                  src.offset[1] - left * src.stride[1]), exact=src.exact)
-        spatial = tuple(result.shape[-2:])
-        same = [self.get(t) for t in inputs if t.dim() >= 3 and tuple(t.shape[-2:]) == spatial]
+        spatial = self.spatial(result, hw)
+        same = [self.get(t) for t in inputs if t.dim() >= 3 and self.spatial(t) == spatial]
         if same:
             field = same[0]
             for other in same[1:]:
