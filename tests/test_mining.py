@@ -124,7 +124,8 @@ def test_topk_equals_brute_force_for_any_batch_size(alexnet, dataset, batch_size
     layers = resolve_layers(alexnet, ["conv2", "conv5", "fc8"])
     entries = layer_entries(alexnet, layers, SIZE)
     state = mine_indices(alexnet, images, Transform(RESIZE, SIZE), MiningState.empty(entries, 4),
-                         range(len(images)), batch_size=batch_size, quiet=True)
+                         range(len(images)), batch_size=batch_size, workers=2 if batch_size == 5 else 0,
+                         quiet=True)
     for layer in layers:
         ref, maxima, valid = brute_force(alexnet, images.root, images.paths, layer, 4)
         got = state.layers[layer].topk_file()
@@ -182,7 +183,7 @@ def test_fewer_images_than_k_leave_empty_slots():
 @pytest.fixture(scope="module")
 def run(alexnet, dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "run"
-    return mine(alexnet, dataset, out, layers=["conv2", "conv5", "fc8"], k=9, resize=RESIZE, crop=SIZE,
+    return mine(alexnet, dataset, out, layers=["conv1", "conv5", "fc8"], k=4, resize=RESIZE, crop=SIZE,
                 batch_size=8, quiet=True)
 
 
@@ -190,8 +191,8 @@ def test_run_directory_manifest_and_skipped_files(run, dataset, alexnet):
     opened = open_run(run)
     manifest = opened.manifest
     assert manifest["status"] == "complete" and opened.complete
-    assert manifest["model"] == "alexnet" and manifest["weights"] == "random" and manifest["k"] == 9
-    assert list(manifest["layers"]) == ["features.3", "features.10", "classifier.6"]
+    assert manifest["model"] == "alexnet" and manifest["weights"] == "random" and manifest["k"] == 4
+    assert list(manifest["layers"]) == ["features.0", "features.10", "classifier.6"]
     assert manifest["layers"]["features.10"]["aliases"] == ["conv5"]
     assert opened.resolve("conv5") == "features.10"
     assert manifest["preprocessing"]["crop"] == SIZE and manifest["preprocessing"]["resize"] == RESIZE
@@ -205,7 +206,7 @@ def test_run_directory_manifest_and_skipped_files(run, dataset, alexnet):
     for layer in opened.layers:
         topk = opened.topk(layer)
         assert topk["values"].dtype == np.float32 and topk["image_index"].dtype == np.int64
-        assert topk["values"].shape == (manifest["layers"][layer]["units"], 9)
+        assert topk["values"].shape == (manifest["layers"][layer]["units"], 4)
         assert not skipped & set(topk["image_index"].ravel().tolist())
         assert (np.diff(topk["values"], axis=1) <= 0).all()
         stats = opened.stats(layer)
@@ -222,11 +223,11 @@ def test_patches_are_the_unit_box_padded_with_the_mean_colour(run, alexnet):
     opened = open_run(run)
     mean_u8 = np.round(np.array(alexnet.preprocessing.mean) * 255).astype(np.uint8)
     padded_seen = 0
-    for alias in ("conv2", "conv5"):
+    for alias in ("conv1", "conv5"):
         _, field = layer_field(alexnet, alias, SIZE)
         topk = opened.topk(alias)
         for unit in (0, 7, 31):
-            for rank in range(9):
+            for rank in range(4):
                 image = _reference_pixels(opened.image_path(int(topk["image_index"][unit, rank])))
                 box = unit_box(field, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), (SIZE, SIZE))
                 patch = np.asarray(Image.open(opened.patch(alias, unit, rank))).transpose(2, 0, 1)
@@ -244,7 +245,7 @@ def test_patches_are_the_unit_box_padded_with_the_mean_colour(run, alexnet):
                     patch[:, box.pad_top:box.pad_top + box.bottom - box.top, box.pad_left:box.pad_left + box.right - box.left],
                     image[:, box.top:box.bottom, box.left:box.right])
             grid = Image.open(opened.patch(alias, unit))
-            assert grid.size == (3 * field.size[1] + 4, 3 * field.size[0] + 4)
+            assert grid.size == (2 * field.size[1] + 2, 2 * field.size[0] + 2)  # k = 4: a 2×2 montage
     assert padded_seen > 0  # conv5's field (163 px) is larger than the 64 px image
     fc = opened.topk("fc8")
     assert (fc["y"] == -1).all() and (fc["x"] == -1).all()
@@ -268,11 +269,11 @@ def test_text_file_dataset_lists_missing_paths_as_skipped(alexnet, dataset, tmp_
 def test_other_model_or_dataset_in_existing_out_is_refused(run, alexnet, dataset, tmp_path):
     other = load_model("alexnet", "random", seed=1, input_size=SIZE)
     with pytest.raises(VisUsageError, match="different"):
-        mine(other, dataset, run, layers=["conv2", "conv5", "fc8"], resize=RESIZE, crop=SIZE, seed=1, quiet=True)
+        mine(other, dataset, run, layers=["conv1", "conv5", "fc8"], k=4, resize=RESIZE, crop=SIZE, seed=1, quiet=True)
     with pytest.raises(VisUsageError, match="different dataset"):
-        mine(alexnet, dataset, run, layers=["conv2", "conv5", "fc8"], resize=RESIZE, crop=SIZE, limit=5, quiet=True)
+        mine(alexnet, dataset, run, layers=["conv1", "conv5", "fc8"], k=4, resize=RESIZE, crop=SIZE, limit=5, quiet=True)
     with pytest.raises(VisUsageError, match="different preprocessing"):
-        mine(alexnet, dataset, run, layers=["conv2", "conv5", "fc8"], resize=80, crop=SIZE, quiet=True)
+        mine(alexnet, dataset, run, layers=["conv1", "conv5", "fc8"], k=4, resize=80, crop=SIZE, quiet=True)
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "keep.txt").write_text("mine")
     with pytest.raises(VisUsageError, match="not a vistoolbox run"):
@@ -302,11 +303,11 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "vistoolbox.cli", *args]
 
 
-def test_killed_run_resumes_to_an_identical_result(dataset, tmp_path):
+def test_killed_run_resumes_to_an_identical_result(alexnet, dataset, tmp_path):
     common = ["mine", "--model", "alexnet", "--weights", "random", "--input-size", str(SIZE), "--dataset",
-              str(dataset), "--layers", "conv3,fc7", "--k", "3", "--resize", str(RESIZE), "--crop", str(SIZE),
-              "--batch-size", "2", "--checkpoint-every", "1", "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+              str(dataset), "--layers", "conv1,conv5", "--k", "2", "--resize", str(RESIZE), "--crop", str(SIZE),
+              "--batch-size", "2", "--limit", "12", "--checkpoint-every", "1", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli(*common, "--out", str(killed)), cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -316,12 +317,12 @@ def test_killed_run_resumes_to_an_identical_result(dataset, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     state = MiningState.load(killed / "checkpoint.npz")
-    assert 0 < state.done < 24, "the kill must land mid-run"
+    assert 0 < state.done < 12, "the kill must land mid-run"
     assert json.loads((killed / "manifest.json").read_text())["status"] == "running"
     done = subprocess.run(_cli(*common, "--out", str(killed)), cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    clean = tmp_path / "clean"
-    subprocess.run(_cli(*common, "--out", str(clean)), cwd=ROOT, env=env, check=True, capture_output=True)
+    clean = mine(alexnet, dataset, tmp_path / "clean", layers=["conv1", "conv5"], k=2, resize=RESIZE, crop=SIZE,
+                 batch_size=2, limit=12, quiet=True)
     _same_runs(killed, clean)
     ma, mb = (json.loads((p / "manifest.json").read_text()) for p in (killed, clean))
     assert ma == mb and ma["status"] == "complete"
@@ -329,13 +330,13 @@ def test_killed_run_resumes_to_an_identical_result(dataset, tmp_path):
 
 
 def test_shards_merge_to_the_unsharded_run(alexnet, dataset, tmp_path):
-    kwargs = dict(layers=["conv2", "fc6"], k=4, resize=RESIZE, crop=SIZE, batch_size=3, quiet=True)
-    full = mine(alexnet, dataset, tmp_path / "full", **kwargs)
+    kwargs = dict(layers=["conv2", "fc8"], k=3, resize=RESIZE, crop=SIZE, batch_size=3, patches=False, quiet=True)
+    full = mine(alexnet, dataset, tmp_path / "full", **kwargs)  # patches after a merge: tests/test_mine_cli.py
     shards = [mine(alexnet, dataset, tmp_path / f"s{i}", shard=(i, 3), **kwargs) for i in (2, 0, 1)]
     assert open_run(shards[0]).manifest["shard"] == {"index": 2, "count": 3}
     with pytest.raises(VisUsageError, match="missing"):
         merge_runs(shards[:2], tmp_path / "bad", quiet=True)
-    merged = merge_runs(shards, tmp_path / "merged", quiet=True)
+    merged = merge_runs(shards, tmp_path / "merged", patches=False, quiet=True)
     _same_runs(full, merged)
     ma, mb = open_run(full).manifest, open_run(merged).manifest
     assert ma == mb
@@ -349,3 +350,29 @@ def test_hed_vgg16_conv5_3_small(hed_vgg16, dataset, tmp_path):
     ref, maxima, valid = brute_force(hed_vgg16, Path(opened.manifest["dataset"]["root"]), opened.images,
                                      "conv5_3", 3)
     assert_topk_matches(opened.topk("conv5_3"), ref, maxima, valid, rtol=1e-4)
+
+
+def test_with_views_writes_cropped_deconv_and_guided_patches(alexnet, dataset, tmp_path):
+    from vistoolbox.attribution import unit_views
+    from vistoolbox.images import normalize_visual, to_pil
+    from vistoolbox.layers import layer_field
+    from vistoolbox.receptive import unit_box
+
+    out = mine(alexnet, dataset, tmp_path / "views", layers=["conv1"], k=2, resize=RESIZE, crop=SIZE, limit=4,
+               views="guided,deconv", quiet=True)
+    opened = open_run(out)
+    assert opened.manifest["views"] == ["deconv", "guided"]
+    topk = opened.topk("conv1")
+    _, field = layer_field(alexnet, "conv1", SIZE)
+    unit, rank = 17, 1
+    y, x = int(topk["y"][unit, rank]), int(topk["x"][unit, rank])
+    image = torch.from_numpy(_reference_pixels(opened.image_path(int(topk["image_index"][unit, rank])))).float() / 255
+    box = unit_box(field, y, x, (SIZE, SIZE))
+    for mode in ("deconv", "guided"):
+        shown = normalize_visual(unit_views(alexnet, image, "conv1", unit, y, x, [mode])[mode])
+        want = np.full((3, *box.full_size), 128, dtype=np.uint8)
+        crop = np.asarray(to_pil(shown[:, box.top:box.bottom, box.left:box.right])).transpose(2, 0, 1)
+        want[:, box.pad_top:box.pad_top + crop.shape[1], box.pad_left:box.pad_left + crop.shape[2]] = crop
+        got = np.asarray(Image.open(opened.patch("conv1", unit, rank, mode))).transpose(2, 0, 1)
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert not opened.patch("conv1", unit, rank, "backprop").exists()

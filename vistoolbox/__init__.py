@@ -15,6 +15,8 @@ from .layers import LayerInfo, layer_field, layer_table
 from .models import LoadedModel, Preprocessing, load_model, resolve_device, torchvision_names
 from .receptive import Box, Field, trace_geometry, unit_box
 from .store import Run, open_run
+from .attribution import batch_views, unit_views
+from .mining import merge_runs, mine
 
 __version__ = "0.1.0"
 
@@ -23,4 +25,5 @@ __all__ = [
     "VisRuntimeError", "VisUsageError", "layer_field", "layer_table", "load_model", "resolve_device",
     "torchvision_names", "trace_geometry", "unit_box", "Run", "open_run", "load_tensor", "montage",
     "open_image", "save_png", "to_pil", "to_tensor", "MaximizeResult", "dream", "maximize", "maximize_layer",
+    "mine", "merge_runs", "unit_views", "batch_views",
 ]

@@ -100,12 +100,7 @@ class MiningState:
                   for key, value in topk.arrays().items()}
         header = {"done": self.done, "seen": self.seen, "skipped": self.skipped, "layers": list(self.layers)}
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-
-        def writer(tmp: str) -> None:
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            Path(tmp).write_bytes(buf.getvalue())
-        write_atomic(path, writer)
+        _write_npz(path, arrays)
 
     @classmethod
     def load(cls, path: Path) -> "MiningState":
@@ -197,26 +192,24 @@ _IDENTITY_KEYS = ("model", "weights", "weights_sha256", "seed", "input_size", "p
 
 
 def prepare_out(out: Path, ident: dict, overwrite: bool) -> MiningState | None:
-    """Check `out` before a run: empty/new → None; the same run → its checkpoint (or None when
-    complete or not started); a different run → refused unless `overwrite` (then cleared)."""
+    """Check `out` before a run: `overwrite` → cleared, None; empty/new → None; the same run → its
+    checkpoint (or None when complete or not started); a different run or foreign files → refused."""
     manifest_path = out / "manifest.json"
     if out.exists() and not out.is_dir():
         raise VisUsageError(f"--out {str(out)!r} is a file; give a folder")
+    if overwrite:
+        clear_run(out)
+        return None
     if not manifest_path.exists():
-        if out.exists() and any(out.iterdir()) and not overwrite:
+        if out.exists() and any(out.iterdir()):
             raise VisUsageError(f"--out {str(out)!r} is not empty and is not a vistoolbox run; "
                                 "choose another folder or pass --overwrite")
-        if overwrite:
-            clear_run(out)
         return None
     old = read_json(manifest_path)
     changed = [key for key in _IDENTITY_KEYS if _comparable(old.get(key)) != _comparable(ident.get(key))]
     if changed:
-        if not overwrite:
-            raise VisUsageError(f"--out {str(out)!r} holds a run with a different {', '.join(changed)}; "
-                                "pass --overwrite to replace it or choose another --out")
-        clear_run(out)
-        return None
+        raise VisUsageError(f"--out {str(out)!r} holds a run with a different {', '.join(changed)}; "
+                            "pass --overwrite to replace it or choose another --out")
     if (out / CHECKPOINT).exists():
         return MiningState.load(out / CHECKPOINT)
     return None
@@ -228,7 +221,7 @@ def _comparable(value):
 
 def clear_run(out: Path) -> None:
     """Remove what a run wrote (only our own files)."""
-    for name in ("manifest.json", "images.json", CHECKPOINT):
+    for name in ("manifest.json", "images.json", CHECKPOINT, SHARD_STATE):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "layers", ignore_errors=True)
 
@@ -306,9 +299,7 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     state = prepare_out(out, ident, overwrite)
     manifest_path = out / "manifest.json"
     if state is None and manifest_path.exists() and read_json(manifest_path).get("status") == "complete":
-        if not quiet:
-            print(f"vis mine: {out} is already complete", flush=True)
-        return out
+        return out  # already complete: nothing to redo
     indices = range(len(images)) if shard is None else shard_range(len(images), *shard, batch_size)
     state = state or MiningState.empty(entries, k)
     write_json(out / "images.json", images.paths)
@@ -320,7 +311,8 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
 
     if backend == "ray":
         from .ray_backend import mine_on_ray
-        state = mine_on_ray(model, images, transform, state, indices, batch_size=batch_size,
+        spec = {key: ident[key] for key in ("model", "weights", "seed", "input_size")}
+        state = mine_on_ray(spec, images, transform, state, indices, batch_size=batch_size,
                             address=address, tasks=ray_tasks, quiet=quiet)
     else:
         state = mine_indices(model, images, transform, state, indices, batch_size, workers,

@@ -1,7 +1,7 @@
 """Streaming, vectorised per-unit top-k with exact merges, plus per-unit statistics.
 
 Each image contributes one candidate per unit: its spatial maximum and where it is (first position
-in row-major order on exact ties). Candidates are ranked by value, descending; equal values rank
+in row-major order on exact ties; fc layers: y = x = −1). Candidates are ranked by value, descending; equal values rank
 the lower image index first. Because that order is total, the top-k of a union is the top-k of the
 parts' top-ks: batches, checkpoints, shards and Ray tasks all merge to the same result.
 
@@ -61,26 +61,42 @@ class UnitTopK:
                valid: torch.Tensor | None = None) -> None:
         """Add a batch: `activations` ``[B, U, H, W]`` or ``[B, U]``, `image_index` ``[B]`` ascending
         and above every index seen so far (the streaming order); rows where `valid` is False
-        (skipped files) are left out."""
-        values, y, x = spatial_max(activations)
-        if valid is not None and not bool(valid.all()):
-            keep = valid.to(values.device)
-            values, y, x, image_index = values[keep], y[keep], x[keep], image_index[valid.cpu()]
-        self.add(values, y, x, image_index, presorted=True)
+        (skipped files) are left out.
 
-    def add(self, values: torch.Tensor, y: torch.Tensor, x: torch.Tensor, image_index: torch.Tensor,
-            presorted: bool = False) -> None:
-        """Add per-image candidates ``[B, U]`` (values float, y/x int64) for images `image_index` [B]."""
-        values = values.detach().float().cpu()
+        Only the spatial maxima are computed for every (image, unit); the position of the maximum
+        is looked up just for the candidates that enter the top-k (a later image enters only by
+        beating the current k-th value outright), which keeps the bookkeeping far below the cost
+        of the forward pass.
+        """
+        if activations.dim() not in (2, 4):
+            raise ValueError(f"cannot mine a layer with output shape {tuple(activations.shape)}; "
+                             "need [N, C, H, W] or [N, C]")
         image_index = image_index.cpu()
-        batch = values.shape[0]
-        if batch == 0:
+        if valid is not None and not bool(valid.all()):
+            activations, image_index = activations[valid.to(activations.device)], image_index[valid.cpu()]
+        if activations.shape[0] == 0:
             return
-        cand_v = values.t()
-        cand_i = image_index.view(1, -1).expand(self.units, batch)
-        self._select(torch.cat([self.values, cand_v], 1), torch.cat([self.index, cand_i], 1),
-                     torch.cat([self.y, y.cpu().t()], 1), torch.cat([self.x, x.cpu().t()], 1), presorted)
+        flat = activations.flatten(2) if activations.dim() == 4 else None
+        values = (flat.amax(2) if flat is not None else activations).detach().float().cpu()  # [B, U]
         self._accumulate(values)
+        enter = values.t() > self.values[:, -1:]  # [U, B]
+        rows = enter.any(1).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        y = torch.full(values.shape, -1, dtype=torch.int64)
+        x = torch.full(values.shape, -1, dtype=torch.int64)
+        if flat is not None:
+            unit, image = enter.nonzero(as_tuple=True)
+            position = flat[image.to(flat.device), unit.to(flat.device)].argmax(1).cpu()  # first maximum
+            width = activations.shape[-1]
+            y[image, unit], x[image, unit] = position // width, position % width
+        cand_i = image_index.view(1, -1).expand(len(rows), -1)
+        best = self._select(torch.cat([self.values[rows], values.t()[rows]], 1),
+                            torch.cat([self.index[rows], cand_i], 1),
+                            torch.cat([self.y[rows], y.t()[rows]], 1), torch.cat([self.x[rows], x.t()[rows]], 1),
+                            presorted=True)
+        for target, chosen in zip((self.values, self.index, self.y, self.x), best):
+            target[rows] = chosen
 
     def _accumulate(self, values: torch.Tensor) -> None:
         q = torch.round(values.double().clamp(-SUM_CLAMP, SUM_CLAMP) * SUM_SCALE).long()
@@ -92,8 +108,8 @@ class UnitTopK:
         self.hist.view(-1).index_add_(0, flat, torch.ones_like(flat))
 
     def _select(self, values: torch.Tensor, index: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
-                presorted: bool) -> None:
-        """Keep the k best of the candidate columns: value descending, then image index ascending.
+                presorted: bool) -> tuple[torch.Tensor, ...]:
+        """The k best candidate columns: value descending, then image index ascending.
 
         With `presorted` the columns are already in ascending image-index order (streaming), so one
         stable sort by value suffices; otherwise sort by index first (empty slots last)."""
@@ -102,7 +118,7 @@ class UnitTopK:
             order = torch.sort(key, dim=1, stable=True).indices
             values, index, y, x = (t.gather(1, order) for t in (values, index, y, x))
         order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, : self.k]
-        self.values, self.index, self.y, self.x = (t.gather(1, order) for t in (values, index, y, x))
+        return tuple(t.gather(1, order) for t in (values, index, y, x))
 
     def merge(self, other: "UnitTopK") -> "UnitTopK":
         """The exact top-k and statistics of the union of two disjoint image sets."""
@@ -110,8 +126,9 @@ class UnitTopK:
             raise ValueError(f"cannot merge top-k of shape {tuple(other.values.shape)} into "
                              f"{tuple(self.values.shape)}")
         out = UnitTopK(*(getattr(self, name).clone() for name in _ARRAYS))
-        out._select(torch.cat([self.values, other.values], 1), torch.cat([self.index, other.index], 1),
-                    torch.cat([self.y, other.y], 1), torch.cat([self.x, other.x], 1), presorted=False)
+        out.values, out.index, out.y, out.x = out._select(
+            torch.cat([self.values, other.values], 1), torch.cat([self.index, other.index], 1),
+            torch.cat([self.y, other.y], 1), torch.cat([self.x, other.x], 1), presorted=False)
         out.sum_q = self.sum_q + other.sum_q
         out.active = self.active + other.active
         out.hist = self.hist + other.hist
@@ -136,18 +153,3 @@ class UnitTopK:
         return {"mean_max": (self.sum_q.double().numpy() / SUM_SCALE / n).astype(np.float64),
                 "frac_active": self.active.double().numpy() / n,
                 "hist_edges": HIST_EDGES.copy(), "hist_counts": self.hist.numpy()}
-
-
-def spatial_max(activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per image and unit: maximum over space and its (y, x) (first in row-major order on ties).
-
-    ``[B, U, H, W]`` → three ``[B, U]`` tensors; ``[B, U]`` (fc) → the values with y = x = −1."""
-    if activations.dim() == 2:
-        minus = torch.full(activations.shape, -1, dtype=torch.int64, device=activations.device)
-        return activations, minus, minus
-    if activations.dim() != 4:
-        raise ValueError(f"cannot mine a layer with output shape {tuple(activations.shape)}; "
-                         "need [N, C, H, W] or [N, C]")
-    width = activations.shape[-1]
-    values, position = activations.flatten(2).max(dim=2)
-    return values, position // width, position % width
