@@ -45,4 +45,7 @@ __all__ = [
 
     "open_image", "save_png", "to_pil", "to_tensor", "MaximizeResult", "dream", "maximize", "maximize_layer",
     "mine", "merge_runs", "unit_views", "batch_views", "StyleLoss", "synthesize_texture", "transfer_style",
+
+    "open_image", "save_png", "to_pil", "to_tensor", "MaximizeResult", "dream", "maximize", "maximize_layer",
+    "mine", "merge_runs", "unit_views", "batch_views",
 ]

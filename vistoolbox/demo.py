@@ -1,16 +1,23 @@
-"""`vis demo`: an offline demo image set from photos that install with the dependencies, cut
-deterministically into crops at several scales so every unit has enough candidates."""
+"""`vis demo`: from a fresh install to a browsable run, offline.
+
+An offline demo image set is cut from photos that install with the dependencies (deterministic
+crops at several scales so every unit has enough candidates); the top-9 of a few layers are mined
+with deconv views for their first units, and optimised images are precomputed for the first units
+of one mid layer. Everything resumes: a second run reuses the images, the run and the renders.
+"""
 from __future__ import annotations
 
 import hashlib
 import io
 from pathlib import Path
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
 from .files import read_json, write_bytes, write_json
+from .models import LoadedModel
 
 #: scikit-image's bundled photos and textures that need no network (see the offline-data notes).
 SKIMAGE_SOURCES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina",
@@ -104,3 +111,89 @@ def build_demo_dataset(out: str | Path, size: int = 224, scales=DEMO_SCALES,
     digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
     write_json(marker, {"settings": settings, "files": files, "fingerprint": digest})
     return [out / p for p in files]
+
+
+def _save_jpeg(image: Image.Image, path: Path) -> None:
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=92)
+    write_bytes(path, buf.getvalue())
+
+
+def tile_dataset(source: str | Path, out: str | Path, size: int = 224, scales=DEMO_SCALES) -> Path:
+    """Cut every image of a folder/ImageFolder/list dataset into the demo's multi-scale square crops
+    (for a few large photos, e.g. desktop wallpapers); existing tiles are kept. Returns `out`."""
+    from .datasets import discover_images
+    from .images import open_image
+
+    images = discover_images(source)
+    out = Path(out)
+    for index in range(len(images)):
+        rel = Path(images.paths[index])
+        try:
+            picture = open_image(images.absolute(index))
+        except Exception:  # noqa: BLE001 - unreadable files are left out, as mining would skip them
+            continue
+        for label, box in crop_windows(picture.height, picture.width, scales):
+            target = out / rel.parent / f"{rel.stem}_{label}.jpg"
+            if not target.exists():
+                _save_jpeg(picture.crop(box).resize((size, size), Image.Resampling.LANCZOS), target)
+    return out
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """What `vis demo` makes (defaults: the block ends of VGG16, views for 16 units per layer,
+    8 optimised images of conv3)."""
+
+    layers: Sequence[str] = ("conv1", "conv2", "conv3", "conv4", "conv5")
+    views: Sequence[str] = ("deconv",)
+    view_units: int = 16
+    maximize_layer: str | None = "conv3"
+    maximize_units: int = 8
+    maximize_steps: int | None = 256
+    limit: int | None = None
+    batch_size: int = 32
+
+
+def run_demo(model: LoadedModel, out: str | Path = "vis-demo", dataset: str | Path | None = None,
+             tile: bool = False, plan: DemoPlan = DemoPlan(), seed: int = 0, quiet: bool = False) -> Path:
+    """Build (or reuse) the demo images, mine them, render views and optimised images; return the run.
+
+    Layout: ``OUT/images`` (demo crops, or ``OUT/tiles`` with `tile`), ``OUT/run`` (the run directory).
+    """
+    from .actmax import maximize_layer
+    from .mining import mine
+    from .patches import render_unit_views
+
+    out = Path(out)
+    say = (lambda msg: None) if quiet else (lambda msg: print(f"vis demo: {msg}", file=__import__("sys").stderr, flush=True))
+    if dataset is None:
+        say("preparing the offline demo images")
+        data: Path = out / "images"
+        build_demo_dataset(data, size=model.input_size)
+    elif tile:
+        say(f"tiling {dataset}")
+        data = tile_dataset(dataset, out / "tiles", size=model.input_size)
+    else:
+        data = Path(dataset)
+    say(f"mining the top-9 of {', '.join(plan.layers)}")
+    run = mine(model, data, out / "run", layers=list(plan.layers), limit=plan.limit, batch_size=plan.batch_size,
+               seed=seed, quiet=quiet)
+    if plan.views and plan.view_units > 0:
+        say(f"{'/'.join(plan.views)} views of the first {plan.view_units} units of each layer")
+        for layer in plan.layers:
+            units = range(min(plan.view_units, model_units(run, layer)))
+            render_unit_views(run, model, layer, units, plan.views, quiet=quiet)
+    if plan.maximize_layer and plan.maximize_units > 0:
+        say(f"optimised images of the first {plan.maximize_units} units of {plan.maximize_layer}")
+        steps = {"steps": plan.maximize_steps} if plan.maximize_steps else {}
+        maximize_layer(model, plan.maximize_layer, run, units=range(plan.maximize_units), seed=seed,
+                       quiet=quiet, batch=plan.maximize_units, **steps)
+    return Path(run)
+
+
+def model_units(run: str | Path, layer: str) -> int:
+    """Number of units of a mined layer."""
+    from .store import open_run
+
+    return open_run(run).units(layer)

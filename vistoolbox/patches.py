@@ -140,3 +140,32 @@ def _render_views(run: Path, model: LoadedModel, layer: str, unit: int, ranks: l
             shown = normalize_visual(tensor[i].cpu())
             patch = crop_padded(shown, box, [0.5, 0.5, 0.5])
             write_bytes(patch_path(run, layer, unit, rank, mode), _png(np.asarray(to_pil(patch)).transpose(2, 0, 1)))
+
+
+def render_unit_views(run: str | Path, model: LoadedModel, layer: str, units: Sequence[int],
+                      views: Sequence[str], quiet: bool = False) -> int:
+    """Write the `views` (deconv/backprop/guided) of the top-k patches of some `units` of a mined
+    `layer` — for runs mined without ``--with``, or only a few units of them. Units whose view files
+    all exist are skipped. Returns the number of units rendered now."""
+    from .store import open_run
+
+    opened = open_run(run)
+    name = opened.resolve(layer)
+    prep = opened.manifest["preprocessing"]
+    dataset = opened.manifest["dataset"]
+    images = ImageList(root=Path(dataset["root"]), paths=opened.images, kind=dataset.get("kind", "folder"))
+    transform = Transform(int(prep["resize"]), int(prep["crop"]))
+    cache = _ImageCache(images, transform)
+    field = field_of(opened.layer_info(name))
+    top = opened.topk(name)
+    done = 0
+    for unit in tqdm(list(units), desc=f"views {name}", unit="unit", disable=quiet, leave=False):
+        ranks = [r for r in range(top["image_index"].shape[1]) if top["image_index"][unit, r] >= 0]
+        if not ranks or all(patch_path(opened.root, name, unit, r, v).exists() for r in ranks for v in views):
+            continue
+        boxes = [unit_box(field, int(top["y"][unit, r]), int(top["x"][unit, r]), (transform.crop, transform.crop))
+                 for r in ranks]
+        _render_views(opened.root, model, name, unit, ranks, boxes,
+                      [cache(int(top["image_index"][unit, r])) for r in ranks], top["y"][unit], top["x"][unit], views)
+        done += 1
+    return done
