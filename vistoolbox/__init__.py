@@ -2,50 +2,42 @@
 
 Public API (everything else is internal)::
 
-    from vistoolbox import load_model, FeatureExtractor, layer_table, unit_box
+    from vistoolbox import load_model, FeatureExtractor, mine, maximize, transfer_style
     model = load_model("vgg16", "hed")           # offline ImageNet-derived VGG16
     with FeatureExtractor(model, ["conv5_3"]) as fx:
         feats = fx(model.preprocessing.normalize(images))
 """
 from .actmax import MaximizeResult, dream, maximize, maximize_layer
+from .attribution import batch_views, unit_views
 from .errors import VisError, VisRuntimeError, VisUsageError
 from .extractor import FeatureExtractor
 from .images import load_tensor, montage, open_image, save_png, to_pil, to_tensor
 from .layers import LayerInfo, layer_field, layer_table
+from .mining import merge_runs, mine
 from .models import LoadedModel, Preprocessing, load_model, resolve_device, torchvision_names
 from .receptive import Box, Field, trace_geometry, unit_box
 from .store import Run, open_run
-from .attribution import batch_views, unit_views
-from .mining import merge_runs, mine
-
 from .style import StyleLoss, synthesize_texture, transfer_style
-
 from .style.generator import GeneratorConfig, StyleGenerator
 from .style.stylizer import Stylizer, generate_texture, load_stylizer, save_stylizer, stylize, stylize_files
 from .style.train_stylizer import train_stylizer
 
-from .style import StyleLoss, synthesize_texture, transfer_style
-
 __version__ = "0.1.0"
 
 __all__ = [
+    # models, extractor, geometry (issue 2)
     "Box", "FeatureExtractor", "Field", "LayerInfo", "LoadedModel", "Preprocessing", "VisError",
     "VisRuntimeError", "VisUsageError", "layer_field", "layer_table", "load_model", "resolve_device",
-    "torchvision_names", "trace_geometry", "unit_box", "Run", "open_run", "load_tensor", "montage",
-    "open_image", "save_png", "to_pil", "to_tensor",
+    "torchvision_names", "trace_geometry", "unit_box",
+    # images and runs
+    "Run", "open_run", "load_tensor", "montage", "open_image", "save_png", "to_pil", "to_tensor",
+    # activation maximization (issue 3)
+    "MaximizeResult", "dream", "maximize", "maximize_layer",
+    # top-k mining and views (issue 4)
     "mine", "merge_runs", "unit_views", "batch_views",
-
-    "open_image", "save_png", "to_pil", "to_tensor", "MaximizeResult", "dream", "maximize", "maximize_layer",
-
+    # texture and style transfer (issue 5)
     "StyleLoss", "synthesize_texture", "transfer_style",
-
     # feed-forward stylizer (issue 8)
     "GeneratorConfig", "StyleGenerator", "Stylizer", "generate_texture", "load_stylizer", "save_stylizer",
     "stylize", "stylize_files", "train_stylizer",
-
-    "open_image", "save_png", "to_pil", "to_tensor", "MaximizeResult", "dream", "maximize", "maximize_layer",
-    "mine", "merge_runs", "unit_views", "batch_views", "StyleLoss", "synthesize_texture", "transfer_style",
-
-    "open_image", "save_png", "to_pil", "to_tensor", "MaximizeResult", "dream", "maximize", "maximize_layer",
-    "mine", "merge_runs", "unit_views", "batch_views",
 ]
