@@ -7,6 +7,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+#: mkstemp makes 0600 files; results get the usual permissions (0666 minus the umask).
+FILE_MODE = 0o666 & ~_UMASK
+
 
 def write_atomic(path: str | Path, writer: Callable[[str], None]) -> Path:
     """Call ``writer(tmp_path)`` then rename onto `path`; parent folders are created."""
@@ -16,6 +21,7 @@ def write_atomic(path: str | Path, writer: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
