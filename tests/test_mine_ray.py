@@ -1,7 +1,6 @@
 """--backend ray on a local 2-worker Ray cluster equals the local backend exactly."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -100,12 +100,7 @@ class MiningState:
                   for key, value in topk.arrays().items()}
         header = {"done": self.done, "seen": self.seen, "skipped": self.skipped, "layers": list(self.layers)}
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-
-        def writer(tmp: str) -> None:
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            Path(tmp).write_bytes(buf.getvalue())
-        write_atomic(path, writer)
+        _write_npz(path, arrays)
 
     @classmethod
     def load(cls, path: Path) -> "MiningState":

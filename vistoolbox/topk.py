@@ -1,7 +1,7 @@
 """Streaming, vectorised per-unit top-k with exact merges, plus per-unit statistics.
 
 Each image contributes one candidate per unit: its spatial maximum and where it is (first position
-in row-major order on exact ties). Candidates are ranked by value, descending; equal values rank
+in row-major order on exact ties; fc layers: y = x = −1). Candidates are ranked by value, descending; equal values rank
 the lower image index first. Because that order is total, the top-k of a union is the top-k of the
 parts' top-ks: batches, checkpoints, shards and Ray tasks all merge to the same result.
 
@@ -61,42 +61,42 @@ class UnitTopK:
                valid: torch.Tensor | None = None) -> None:
         """Add a batch: `activations` ``[B, U, H, W]`` or ``[B, U]``, `image_index` ``[B]`` ascending
         and above every index seen so far (the streaming order); rows where `valid` is False
-        (skipped files) are left out."""
-        values, y, x = spatial_max(activations)
-        if valid is not None and not bool(valid.all()):
-            keep = valid.to(values.device)
-            values, y, x, image_index = values[keep], y[keep], x[keep], image_index[valid.cpu()]
-        self.add(values, y, x, image_index, presorted=True)
+        (skipped files) are left out.
 
-    def add(self, values: torch.Tensor, y: torch.Tensor, x: torch.Tensor, image_index: torch.Tensor,
-            presorted: bool = False) -> None:
-        """Add per-image candidates ``[B, U]`` (values float, y/x int64) for images `image_index` [B]."""
-        values = values.detach().float().cpu()
+        Only the spatial maxima are computed for every (image, unit); the position of the maximum
+        is looked up just for the candidates that enter the top-k (a later image enters only by
+        beating the current k-th value outright), which keeps the bookkeeping far below the cost
+        of the forward pass.
+        """
+        if activations.dim() not in (2, 4):
+            raise ValueError(f"cannot mine a layer with output shape {tuple(activations.shape)}; "
+                             "need [N, C, H, W] or [N, C]")
         image_index = image_index.cpu()
-        batch = values.shape[0]
-        if batch == 0:
+        if valid is not None and not bool(valid.all()):
+            activations, image_index = activations[valid.to(activations.device)], image_index[valid.cpu()]
+        if activations.shape[0] == 0:
             return
+        flat = activations.flatten(2) if activations.dim() == 4 else None
+        values = (flat.amax(2) if flat is not None else activations).detach().float().cpu()  # [B, U]
         self._accumulate(values)
-        cand_v, cand_y, cand_x = values.t(), y.cpu().t(), x.cpu().t()
-        cand_i = image_index.view(1, -1).expand(self.units, batch)
-        rows = None
-        if presorted:  # a later image enters only by beating the current k-th value outright
-            enter = (cand_v > self.values[:, -1:]).any(1)
-            if not bool(enter.any()):
-                return
-            if not bool(enter.all()):
-                rows = enter.nonzero().squeeze(1)
-                cand_v, cand_i, cand_y, cand_x = cand_v[rows], cand_i[rows], cand_y[rows], cand_x[rows]
-        current = [self.values, self.index, self.y, self.x]
-        if rows is not None:
-            current = [t[rows] for t in current]
-        best = self._select(torch.cat([current[0], cand_v], 1), torch.cat([current[1], cand_i], 1),
-                            torch.cat([current[2], cand_y], 1), torch.cat([current[3], cand_x], 1), presorted)
-        if rows is None:
-            self.values, self.index, self.y, self.x = best
-        else:
-            for target, new in zip((self.values, self.index, self.y, self.x), best):
-                target[rows] = new
+        enter = values.t() > self.values[:, -1:]  # [U, B]
+        rows = enter.any(1).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        y = torch.full(values.shape, -1, dtype=torch.int64)
+        x = torch.full(values.shape, -1, dtype=torch.int64)
+        if flat is not None:
+            unit, image = enter.nonzero(as_tuple=True)
+            position = flat[image.to(flat.device), unit.to(flat.device)].argmax(1).cpu()  # first maximum
+            width = activations.shape[-1]
+            y[image, unit], x[image, unit] = position // width, position % width
+        cand_i = image_index.view(1, -1).expand(len(rows), -1)
+        best = self._select(torch.cat([self.values[rows], values.t()[rows]], 1),
+                            torch.cat([self.index[rows], cand_i], 1),
+                            torch.cat([self.y[rows], y.t()[rows]], 1), torch.cat([self.x[rows], x.t()[rows]], 1),
+                            presorted=True)
+        for target, chosen in zip((self.values, self.index, self.y, self.x), best):
+            target[rows] = chosen
 
     def _accumulate(self, values: torch.Tensor) -> None:
         q = torch.round(values.double().clamp(-SUM_CLAMP, SUM_CLAMP) * SUM_SCALE).long()
@@ -153,18 +153,3 @@ class UnitTopK:
         return {"mean_max": (self.sum_q.double().numpy() / SUM_SCALE / n).astype(np.float64),
                 "frac_active": self.active.double().numpy() / n,
                 "hist_edges": HIST_EDGES.copy(), "hist_counts": self.hist.numpy()}
-
-
-def spatial_max(activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per image and unit: maximum over space and its (y, x) (first in row-major order on ties).
-
-    ``[B, U, H, W]`` → three ``[B, U]`` tensors; ``[B, U]`` (fc) → the values with y = x = −1."""
-    if activations.dim() == 2:
-        minus = torch.full(activations.shape, -1, dtype=torch.int64, device=activations.device)
-        return activations, minus, minus
-    if activations.dim() != 4:
-        raise ValueError(f"cannot mine a layer with output shape {tuple(activations.shape)}; "
-                         "need [N, C, H, W] or [N, C]")
-    width = activations.shape[-1]
-    values, position = activations.flatten(2).max(dim=2)
-    return values, position // width, position % width
