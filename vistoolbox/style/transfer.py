@@ -122,8 +122,11 @@ class _Diverged(Exception):
 
 
 def _lbfgs(x: torch.Tensor, lr: float, budget: int, line_search: bool) -> torch.optim.LBFGS:
-    return torch.optim.LBFGS([x], lr=lr, max_iter=max(budget, 1), max_eval=max(budget, 1), tolerance_grad=0.0,
-                             tolerance_change=0.0, history_size=100,
+    # Plain steps: `budget` evaluations and `budget` updates. torch stops once evaluations reach
+    # max_eval, which would skip the last update; with max_eval = budget + 1 it stops on max_iter
+    # instead, after applying the final (unevaluated) update, as pystiche's loop does.
+    return torch.optim.LBFGS([x], lr=lr, max_iter=max(budget, 1), max_eval=max(budget, 1) + (not line_search),
+                             tolerance_grad=0.0, tolerance_change=0.0, history_size=100,
                              line_search_fn="strong_wolfe" if line_search else None)
 
 
