@@ -91,6 +91,12 @@ def test_negate_lowers_and_neuron_targets_the_centre(alexnet_random):
     assert cen.record["activation_final"][0] > cen.record["activation_initial"][0]
 
 
+def test_logit_objective_with_an_extra_term(alexnet_random):
+    res = maximize(alexnet_random, "fc8:5", steps=8, size=SIZE, extra=0.01 * DeepDream("conv3"))
+    assert res.record["objective"] == "channel(fc8, 5) + 0.01*(deepdream(conv3))"
+    assert res.record["activation_final"][0] > res.record["activation_initial"][0]
+
+
 def test_batch_unit_starts_like_the_single_unit(alexnet_random, batch8):
     single = maximize(alexnet_random, "conv4:3", steps=1, size=SIZE)
     assert single.record["activation_initial"][0] == pytest.approx(batch8.record["activation_initial"][3], rel=1e-5)
@@ -276,3 +282,19 @@ def test_ray_backend_writes_the_same_files_as_local(alexnet_random, tmp_path):
         assert twin.read_bytes() == path.read_bytes()
         assert json.loads(twin.with_suffix(".json").read_text())["activation_final"] == \
             json.loads(path.with_suffix(".json").read_text())["activation_final"]
+
+
+def test_interrupt_keeps_the_image_so_far(alexnet_random):
+    from vistoolbox.actmax import settings_for
+    from vistoolbox.actmax.render import run_lucid, unit_generator
+
+    def stop_at_3(step: int, act: torch.Tensor) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    obj = Channel("conv4", (2,))
+    trace = run_lucid(alexnet_random, obj, obj, settings_for("lucid", steps=50, size=SIZE),
+                      [unit_generator(0, 2)], 0, (SIZE, SIZE), callback=stop_at_3)
+    assert trace.interrupted and len(trace.history) == 4
+    assert not torch.equal(trace.images, trace.start)
+    assert alexnet_random.module.features[0].weight.is_contiguous()  # layout restored

@@ -147,6 +147,7 @@ def _record(model: LoadedModel, settings: Settings, preset: str, seed: int, obje
         "seed": seed, "device": str(model.device), "torch_version": torch.__version__,
         "python_version": platform.python_version(), "threads": torch.get_num_threads(),
         "seconds": round(seconds, 3), "steps_per_second": round(settings.steps / max(seconds, 1e-9), 4),
+        "steps_done": len(trace.history), "interrupted": trace.interrupted,
         "activation_initial": initial, "activation_final": final, "history": trace.history,
     }
 
@@ -167,7 +168,8 @@ def _run(model: LoadedModel, settings: Settings, objective: Objective, primary: 
 
 def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None = None, *,
              preset: str = "lucid", neuron: bool | tuple[int, int] | None = None, negate: bool = False,
-             diversity: float = 0.0, seed: int = 0, quiet: bool = True, **overrides: Any) -> MaximizeResult:
+             diversity: float = 0.0, extra: Objective | None = None, seed: int = 0, quiet: bool = True,
+             **overrides: Any) -> MaximizeResult:
     """Optimise an image (one per unit, in one batch) that maximises units of a layer.
 
     Args:
@@ -178,6 +180,8 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
         neuron: ``True`` for the spatially central unit, ``(y, x)`` for a position, else the
             channel mean.
         negate: minimise instead. diversity: weight of the Gram-cosine diversity term.
+        extra: any further objective added to the unit's, e.g. ``0.1 * DeepDream("conv3")``
+            (the reported activations stay the unit's own).
         seed: fixes the start images and the random transforms (same seed ⇒ same bytes).
         quiet: hide the progress bar.
         **overrides: any :class:`Settings` field (``steps=64``, ``lr=0.1``, ``size=128``, …).
@@ -197,6 +201,10 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
     settings = settings_for(preset, **overrides)
     size = _size(settings, model)
     objective, primary, info = build_objectives(model, layer, chosen, size, neuron, negate, diversity)
+    if extra is not None:
+        for name in extra.layers:
+            model.resolve(name)
+        objective = objective + extra
     trace, initial, final, seconds = _run(model, settings, objective, primary, chosen, seed, size, None,
                                           quiet, f"maximize {layer}")
     extra = {"kind": "maximize", "layer": layer, "layer_canonical": model.resolve(layer), "units": chosen,
@@ -266,6 +274,8 @@ def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units:
     with tqdm(total=len(wanted), initial=len(wanted) - len(todo), disable=quiet, desc=f"units {layer}",
               unit="unit", file=sys.stderr, dynamic_ncols=True) as bar:
         for chunk, result in run_batches(maximize, model, layer, chunks, kwargs):
+            if result.record["interrupted"]:  # a half-optimised unit must not count as finished
+                raise KeyboardInterrupt
             for j, unit in enumerate(chunk):
                 written.append(result.save_unit(j, maximize_path(run, canonical, unit)))
             bar.update(len(chunk))
