@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dash
-from dash import Input, Output, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from . import jobs, live, texture, transfer, units
 from .context import DEFAULT_MAX_UPLOAD_BYTES, make_context
@@ -55,11 +55,12 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
     texture.register(app, ctx, manager)
     transfer.register(app, ctx, manager)
 
-    @app.callback(Output("tabs", "value"), Input("live-open-unit", "n_clicks"), prevent_initial_call=True)
-    def open_unit(n):  # noqa: ANN001, ANN202
-        if not n:
+    @app.callback(Output("url", "search", allow_duplicate=True), Output("tabs", "value"),
+                  Input("live-open-unit", "n_clicks"), State("live-open-query", "data"), prevent_initial_call=True)
+    def open_unit(n, query):  # noqa: ANN001, ANN202
+        if not n or not query:
             raise dash.exceptions.PreventUpdate
-        return "units"
+        return query, "units"
 
     app.vis_context = ctx  # type: ignore[attr-defined]
     return app

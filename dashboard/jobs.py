@@ -163,7 +163,6 @@ def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
             set_progress((str(info["step"]), str(info["steps_total"]), last["preview"],
                           f"step {info['step']}/{info['steps_total']}"))
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     image, record = work(ctx, params, report)
     save_png(image, out)
     write_json(sidecar, {k: v for k, v in record.items() if k != "snapshots"})

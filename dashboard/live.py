@@ -22,6 +22,7 @@ from vistoolbox.images import normalize_visual, open_image, png_bytes, resize_ce
 
 from .context import Context
 from .serving import run_url
+from .units import make_query
 from .uploads import cache_image, load_cached, store_upload
 
 MIN_TILE, MAX_TILE = 24, 64   # px per channel tile in the montage
@@ -273,7 +274,7 @@ def run_top9(ctx: Context, layer: str, channel: int) -> list:
                 children.append(html.Img(src=run_url(ctx, i, montage), className="live-input pixelated",
                                          id="live-top9-img"))
             children.append(html.Br())
-            children.append(dcc.Link("open in Units", href=f"?{'run=%d&' % i if len(ctx.runs) > 1 else ''}"
-                                     f"layer={layer}&unit={channel}", id="live-open-unit"))
+            children.append(html.Button("open in Units", id="live-open-unit", n_clicks=0))
+            children.append(dcc.Store(id="live-open-query", data=make_query(i, layer, channel, len(ctx.runs))))
             return children
     return [html.P("no run mined this layer with this model", className="status")] if ctx.runs else []

@@ -20,6 +20,7 @@ def main() -> None:
     parser.add_argument("--unit", type=int, default=0)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--units-only", action="store_true", help="skip the Transfer screenshot")
     args = parser.parse_args()
 
     from selenium.webdriver.common.keys import Keys
@@ -39,6 +40,8 @@ def main() -> None:
         duo.find_elements("#top9 img")[0].click()
         time.sleep(1.5)
         duo.driver.save_screenshot(str(out / "dashboard-units.png"))
+        if args.units_only:
+            return
 
         duo.driver.get(duo.server_url + "/")
         duo.wait_for_element("#tab-transfer").click()

@@ -290,14 +290,13 @@ def test_blend_weights_are_parsed_and_checked():
         parse_blend("a,b", 2)
 
 
-def test_cli_refuses_a_folder_that_is_not_a_run(tmp_path):
-    import subprocess
-    import sys
+def test_cli_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    from vistoolbox.cli import main
 
-    proc = subprocess.run([sys.executable, "-m", "vistoolbox.cli", "dashboard", "--run", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dashboard", "--run", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"vis: error: {str(tmp_path)!r} is not a vistoolbox run (no manifest.json); make one with `vis mine`"]
 
 
@@ -306,3 +305,26 @@ def test_without_a_run_the_units_tab_says_how_to_make_one(live_ctx):
 
     text = str(layout(make_context(None, "alexnet", "random", cache_dir=live_ctx.cache_dir)).to_plotly_json())
     assert "vis mine --dataset FOLDER --out RUN" in text and "vis dashboard --run RUN" in text
+
+
+def test_views_mined_with_the_run_are_shown(tmp_path, alexnet_random):
+    """A run mined with views (``vis mine --with guided``'s library call; alexnet, random
+    weights) shows those rows for a unit."""
+    from dashboard import create_app
+    from dashboard_browser import write_dataset
+
+    try:
+        from vistoolbox import mine
+    except ImportError:
+        pytest.skip("mining (vistoolbox.mine) is not in this build yet")
+    dataset = write_dataset(tmp_path / "images", count=9, longest=96)
+    out = mine(alexnet_random, dataset, tmp_path / "run", layers=["conv1"], resize=72, crop=64,
+               views="guided", quiet=True)
+    app = create_app([out], cache_dir=tmp_path / "cache")
+    ctx = app.vis_context
+    _, srcs, _, views, *_ = units.unit_detail(ctx, 0, "features.0", 3)
+    rows = {row.children[0].children: [img.src for img in row.children[1:]] for row in views}
+    assert set(rows) == {"guided"}
+    for view, sources in rows.items():
+        assert sources == [f"/vis/run/0/layers/features.0/patches/unit_0003_{r}_{view}.png" for r in range(9)]
+        assert all(app.server.test_client().get(src).status_code == 200 for src in sources)

@@ -148,6 +148,10 @@ def test_live_tab_maps_click_overlay_and_top9(duo):
     assert duo.find_element("#live-top9-img").get_attribute("src").endswith(
         f"/layers/{run.layers[0]}/patches/unit_{target:04d}.png")
     screenshot(duo, "live")
+    duo.find_element("#live-open-unit").click()                    # jump to the channel in Units
+    duo.wait_for_contains_text("#detail-title", f"unit {target}", timeout=20)
+    assert search(duo) == f"?layer={run.layers[0]}&unit={target}"
+    assert "tab--selected" in duo.find_element("#tab-units").get_attribute("class")
 
 
 def test_live_upload_rejects_a_non_image(duo, tmp_path):

@@ -282,3 +282,19 @@ def test_ray_backend_writes_the_same_files_as_local(alexnet_random, tmp_path):
         assert twin.read_bytes() == path.read_bytes()
         assert json.loads(twin.with_suffix(".json").read_text())["activation_final"] == \
             json.loads(path.with_suffix(".json").read_text())["activation_final"]
+
+
+def test_interrupt_keeps_the_image_so_far(alexnet_random):
+    from vistoolbox.actmax import settings_for
+    from vistoolbox.actmax.render import run_lucid, unit_generator
+
+    def stop_at_3(step: int, act: torch.Tensor) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    obj = Channel("conv4", (2,))
+    trace = run_lucid(alexnet_random, obj, obj, settings_for("lucid", steps=50, size=SIZE),
+                      [unit_generator(0, 2)], 0, (SIZE, SIZE), callback=stop_at_3)
+    assert trace.interrupted and len(trace.history) == 4
+    assert not torch.equal(trace.images, trace.start)
+    assert alexnet_random.module.features[0].weight.is_contiguous()  # layout restored

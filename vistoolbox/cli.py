@@ -155,6 +155,8 @@ def maximize(model_name: str, weights: str, device: str, seed: int, input_size: 
     result = api.maximize(model, layer, chosen, preset=preset, neuron=position, negate=negate,
                           diversity=diversity, seed=seed, quiet=quiet, **knobs)
     _report(result.save(out or api.default_out("maximize", layer, chosen, preset)), result.record)
+    if result.record["interrupted"]:
+        raise click.exceptions.Abort()  # the image so far is saved; exit 130
 
 
 @vis.command()
@@ -175,6 +177,8 @@ def dream(model_name: str, weights: str, device: str, seed: int, input_size: int
     model = load_from_options(model_name, weights, device, seed, input_size, quiet)
     result = api.dream(model, image, layer, preset=preset, seed=seed, quiet=quiet, **knobs)
     _report(result.save(out or api.default_out("dream", layer, None, preset)), result.record)
+    if result.record["interrupted"]:
+        raise click.exceptions.Abort()
 
 
 

@@ -147,6 +147,7 @@ def _record(model: LoadedModel, settings: Settings, preset: str, seed: int, obje
         "seed": seed, "device": str(model.device), "torch_version": torch.__version__,
         "python_version": platform.python_version(), "threads": torch.get_num_threads(),
         "seconds": round(seconds, 3), "steps_per_second": round(settings.steps / max(seconds, 1e-9), 4),
+        "steps_done": len(trace.history), "interrupted": trace.interrupted,
         "activation_initial": initial, "activation_final": final, "history": trace.history,
     }
 
@@ -273,6 +274,8 @@ def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units:
     with tqdm(total=len(wanted), initial=len(wanted) - len(todo), disable=quiet, desc=f"units {layer}",
               unit="unit", file=sys.stderr, dynamic_ncols=True) as bar:
         for chunk, result in run_batches(maximize, model, layer, chunks, kwargs):
+            if result.record["interrupted"]:  # a half-optimised unit must not count as finished
+                raise KeyboardInterrupt
             for j, unit in enumerate(chunk):
                 written.append(result.save_unit(j, maximize_path(run, canonical, unit)))
             bar.update(len(chunk))

@@ -43,6 +43,7 @@ class Trace:
     images: torch.Tensor
     start: torch.Tensor
     history: list[list[float]] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C ended the loop early; ``images`` is the image at that step
 
 
 def _bar(steps: int, quiet: bool, desc: str) -> tqdm:
@@ -97,23 +98,27 @@ def run_lucid(model: LoadedModel, objective: Objective, primary: Objective, sett
     step_fn = _Step(model, objective, primary)
     history: list[list[float]] = []
     try:
-        with _bar(settings.steps, quiet, desc) as bar:
-            for step in range(settings.steps):
-                optimizer.zero_grad(set_to_none=True)
-                score, act = step_fn(transform(image(), tgen))
-                (-score.sum()).backward()
-                optimizer.step()
-                history.append(act.detach().tolist())
-                if callback:
-                    callback(step, act)
-                bar.update(1)
-                if step % 8 == 0 or step == settings.steps - 1:
-                    bar.set_postfix(act=f"{sum(history[-1]) / len(history[-1]):.4g}", refresh=False)
+        interrupted = False
+        try:
+            with _bar(settings.steps, quiet, desc) as bar:
+                for step in range(settings.steps):
+                    optimizer.zero_grad(set_to_none=True)
+                    score, act = step_fn(transform(image(), tgen))
+                    (-score.sum()).backward()
+                    optimizer.step()
+                    history.append(act.detach().tolist())
+                    if callback:
+                        callback(step, act)
+                    bar.update(1)
+                    if step % 8 == 0 or step == settings.steps - 1:
+                        bar.set_postfix(act=f"{sum(history[-1]) / len(history[-1]):.4g}", refresh=False)
+        except KeyboardInterrupt:  # keep what was optimised so far
+            interrupted = True
         with torch.no_grad():
             final = image().detach().cpu()
     finally:
         step_fn.close()
-    return Trace(final, start, history)
+    return Trace(final, start, history, interrupted)
 
 
 def run_pixel(model: LoadedModel, objective: Objective, primary: Objective, settings: Settings,
@@ -137,35 +142,39 @@ def run_pixel(model: LoadedModel, objective: Objective, primary: Objective, sett
     step_fn = _Step(model, objective, primary)
     history: list[list[float]] = []
     try:
-        with _bar(settings.steps, quiet, desc) as bar:
-            for step in range(settings.steps):
-                image.clamp_()
-                rgb = image()
-                if settings.roll > 0:
-                    dy, dx = (int(v) for v in torch.randint(-settings.roll, settings.roll + 1, (2,), generator=rgen))
-                    rgb = torch.roll(rgb, shifts=(dy, dx), dims=(2, 3))
-                score, act = step_fn(rgb)
-                (grad,) = torch.autograd.grad(score.sum(), image.pixels)
-                with torch.no_grad():
-                    if settings.lr_policy == "progress":
-                        lr = progress_lr(grad, settings.desired_progress, settings.max_lr)
-                    elif settings.lr_policy == "normalized":
-                        lr = settings.lr / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                    else:
-                        lr = settings.lr
-                    image.pixels.add_(lr * grad)
-                    for reg in regs:
-                        reg(image.pixels, grad, step)
-                history.append(act.detach().tolist())
-                bar.update(1)
-                if step % 8 == 0 or step == settings.steps - 1:
-                    bar.set_postfix(act=f"{sum(history[-1]) / len(history[-1]):.4g}", refresh=False)
+        interrupted = False
+        try:
+            with _bar(settings.steps, quiet, desc) as bar:
+                for step in range(settings.steps):
+                    image.clamp_()
+                    rgb = image()
+                    if settings.roll > 0:
+                        dy, dx = (int(v) for v in torch.randint(-settings.roll, settings.roll + 1, (2,), generator=rgen))
+                        rgb = torch.roll(rgb, shifts=(dy, dx), dims=(2, 3))
+                    score, act = step_fn(rgb)
+                    (grad,) = torch.autograd.grad(score.sum(), image.pixels)
+                    with torch.no_grad():
+                        if settings.lr_policy == "progress":
+                            lr = progress_lr(grad, settings.desired_progress, settings.max_lr)
+                        elif settings.lr_policy == "normalized":
+                            lr = settings.lr / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                        else:
+                            lr = settings.lr
+                        image.pixels.add_(lr * grad)
+                        for reg in regs:
+                            reg(image.pixels, grad, step)
+                    history.append(act.detach().tolist())
+                    bar.update(1)
+                    if step % 8 == 0 or step == settings.steps - 1:
+                        bar.set_postfix(act=f"{sum(history[-1]) / len(history[-1]):.4g}", refresh=False)
+        except KeyboardInterrupt:  # keep what was optimised so far
+            interrupted = True
         image.clamp_()
         with torch.no_grad():
             final = image().detach().cpu()
     finally:
         step_fn.close()
-    return Trace(final, start, history)
+    return Trace(final, start, history, interrupted)
 
 
 def quantize(images: torch.Tensor) -> torch.Tensor:
