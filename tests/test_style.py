@@ -19,6 +19,16 @@ from vistoolbox.style.stats import Gram, Histogram, MeanStd, gram
 SIZE = 72
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These runs are many tiny steps: one thread is faster than two on a busy 2-core box (threads
+    spin-wait for each other); restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _resize(image: torch.Tensor, side: int) -> torch.Tensor:
     return F.interpolate(image, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
 
@@ -140,7 +150,8 @@ def _distances(model, image, content, style):
 
 @pytest.fixture(scope="module")
 def transferred(hed_vgg16, content, style):
-    return transfer_style(hed_vgg16, content, [style], steps=40, seed=0)
+    # a content-leaning weight: at 72 px relu4_2 is 9×9 and the default (10) paints over more
+    return transfer_style(hed_vgg16, content, [style], steps=40, seed=0, style_weight=0.3)
 
 
 @pytest.mark.hed
@@ -150,12 +161,12 @@ def test_transfer_moves_style_and_keeps_content(hed_vgg16, content, style, trans
     out_style, out_content = _distances(hed_vgg16, image, content, style)
     content_style, _ = _distances(hed_vgg16, content, content, style)
     _, style_content = _distances(hed_vgg16, style, content, style)
-    assert out_style < 0.1 * content_style
-    assert out_content < 0.5 * style_content
+    assert out_style < 0.05 * content_style  # measured 0.014
+    assert out_content < 0.35 * style_content  # measured 0.27
     curves = record["stages"][0]["curves"]
     assert len(curves["total"]) == 40 and {"content", "style", "tv", "style:relu5_1"} <= set(curves)
     assert min(curves["total"]) < 0.1 * curves["total"][0]
-    assert record["settings"]["style_weight"] == 1e3 and record["seed"] == 0 and record["device"] == "cpu"
+    assert record["settings"]["style_weight"] == 0.3 and record["seed"] == 0 and record["device"] == "cpu"
 
 
 @pytest.mark.hed
@@ -200,6 +211,27 @@ def test_pyramid_adam_avg_pooling_blend_and_interrupt(hed_vgg16, content, style)
     image, record = transfer_style(hed_vgg16, content, style, steps=10, progress=stop, statistic="histogram")
     assert record["status"] == "interrupted" and record["stages"][0]["evaluations"] == 3
     assert image.shape == (1, 3, SIZE, SIZE)
+
+
+@pytest.mark.hed
+def test_style_scale_init_style_and_output_size(hed_vgg16, content, style):
+    wide = F.interpolate(content, size=(36, 72), mode="bilinear", align_corners=False)
+    calls: list[dict] = []
+    image, record = transfer_style(hed_vgg16, wide, style, size=64, steps=1, style_scale=0.5, init="style",
+                                   tv_weight=0.0, progress=calls.append)
+    assert image.shape == (1, 3, 32, 64) and record["stages"][0]["style_sizes"] == [[32, 32]]
+    assert "tv" not in calls[0]["losses"] and calls[0]["size"] == [32, 64]
+    # the default output size is the content's own size, capped at 512 px on the longest side
+    _, record = transfer_style(hed_vgg16, wide, style, steps=0)
+    assert record["output_size"] == [36, 72]
+
+
+@pytest.mark.hed
+def test_exploding_lbfgs_falls_back_to_a_line_search(hed_vgg16, content, style):
+    image, record = transfer_style(hed_vgg16, content, style, size=40, steps=12, lr=1e4)
+    info, curve = record["stages"][0]["optimizer"], record["stages"][0]["curves"]["total"]
+    assert info["line_search_from_step"] is not None and info["returned"] == "best"
+    assert torch.isfinite(image).all() and min(curve) < curve[0]
 
 
 # ------------------------------------------------------------------ CLI

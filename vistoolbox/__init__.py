@@ -14,6 +14,7 @@ from .layers import LayerInfo, layer_field, layer_table
 from .models import LoadedModel, Preprocessing, load_model, resolve_device, torchvision_names
 from .receptive import Box, Field, trace_geometry, unit_box
 from .store import Run, open_run
+from .style import StyleLoss, synthesize_texture, transfer_style
 from .style.generator import GeneratorConfig, StyleGenerator
 from .style.stylizer import Stylizer, generate_texture, load_stylizer, save_stylizer, stylize, stylize_files
 from .style.train_stylizer import train_stylizer
@@ -25,6 +26,7 @@ __all__ = [
     "VisRuntimeError", "VisUsageError", "layer_field", "layer_table", "load_model", "resolve_device",
     "torchvision_names", "trace_geometry", "unit_box", "Run", "open_run", "load_tensor", "montage",
     "open_image", "save_png", "to_pil", "to_tensor",
+    "StyleLoss", "synthesize_texture", "transfer_style",
     # feed-forward stylizer (issue 8)
     "GeneratorConfig", "StyleGenerator", "Stylizer", "generate_texture", "load_stylizer", "save_stylizer",
     "stylize", "stylize_files", "train_stylizer",

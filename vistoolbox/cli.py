@@ -77,24 +77,15 @@ def layers(model_name: str, weights: str, device: str, seed: int, input_size: in
 
 
 # === texture / transfer (issue 5) =======================================================
-def _int_list(text: str | None, option: str) -> list[int] | None:
-    """``"256,512"`` → ``[256, 512]``; anything else is a usage error naming the option."""
+def _number_list(text: str | None, option: str, kind: type = int) -> list | None:
+    """``"256,512"`` → ``[256, 512]`` (``kind`` int or float); anything else is a usage error."""
     if text is None:
         return None
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        return [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}",
-                                 param_hint=option) from None
-
-
-def _float_list(text: str | None, option: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
+        what = "integers" if kind is int else "numbers"
+        raise click.BadParameter(f"expected comma-separated {what}, got {text!r}", param_hint=option) from None
 
 
 def _style_options(func: Callable) -> Callable:
@@ -164,7 +155,7 @@ def texture(model_name: str, weights: str, device: str, seed: int, input_size: i
         synthesize_texture, model, list(style), size=size, steps=steps,
         layers=parse_layer_weights(layers) if layers else DEFAULT_STYLE_LAYERS, statistic=statistic,
         tv_weight=tv_weight, optimizer=optimizer, lr=lr, pooling=pooling, style_scale=style_scale,
-        style_blend=_float_list(style_blend, "--style-blend"), max_pixels=max_pixels or MAX_PIXELS,
+        style_blend=_number_list(style_blend, "--style-blend", float), max_pixels=max_pixels or MAX_PIXELS,
         seed=seed, snapshot_every=snapshot_every)
     _run_style(lambda progress: job(progress=progress), out, quiet)
 
@@ -177,7 +168,7 @@ def texture(model_name: str, weights: str, device: str, seed: int, input_size: i
 @click.option("--content-layer", default="relu4_2", show_default=True)
 @click.option("--style-layers", default=None, help="LAYER[:WEIGHT],… (default relu1_1,…,relu5_1, equal)")
 @click.option("--content-weight", default=1.0, show_default=True, type=float)
-@click.option("--style-weight", default=None, type=float, help="default 1e3 (normalised losses)")
+@click.option("--style-weight", default=None, type=float, help="default 10 (normalised losses)")
 @click.option("--tv-weight", default=None, type=float, help="default 1")
 @click.option("--init", "init", type=click.Choice(["content", "noise", "style"]), default="content",
               show_default=True)
@@ -198,9 +189,9 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
     from .style.losses import DEFAULT_STYLE_LAYERS, parse_layer_weights
     from .style.transfer import DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, MAX_PIXELS, transfer_style
 
-    size_list, step_list = _int_list(sizes, "--sizes"), _int_list(steps, "--steps")
+    size_list, step_list = _number_list(sizes, "--sizes"), _number_list(steps, "--steps")
     kwargs = dict(
-        style_blend=_float_list(style_blend, "--style-blend"), content_layer=content_layer,
+        style_blend=_number_list(style_blend, "--style-blend", float), content_layer=content_layer,
         style_layers=parse_layer_weights(style_layers) if style_layers else DEFAULT_STYLE_LAYERS,
         statistic=statistic, content_weight=content_weight,
         style_weight=DEFAULT_STYLE_WEIGHT if style_weight is None else style_weight,

@@ -47,6 +47,9 @@ class Statistic:
 def gram(features: torch.Tensor) -> torch.Tensor:
     """``[N, C, H, W]`` → ``[N, C, C]`` Gram matrices ``F Fᵀ / (H·W)``."""
     n, c, h, w = features.shape
+    if c > 1 and features.is_contiguous(memory_format=torch.channels_last):
+        flat = features.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view for NHWC features
+        return torch.bmm(flat.transpose(1, 2), flat) / (h * w)
     flat = features.reshape(n, c, h * w)
     return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
 

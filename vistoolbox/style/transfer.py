@@ -6,9 +6,9 @@ every step with ``{"step", "steps_total", "stage", "stage_step", "size", "losses
 ``"image"`` (the current result, 0–1, CPU) on snapshot steps.
 
 A *step* is one loss evaluation: one forward pass through the truncated network plus one
-backward pass. With L-BFGS (``strong_wolfe`` line search) the line-search trials are steps too,
-so a run costs exactly ``steps`` passes whatever the optimiser does; the result is the best
-(lowest total loss) image evaluated. Coarse-to-fine (``sizes``) runs one stage per size, each
+backward pass, so a run costs exactly ``steps`` passes whatever the optimiser does. L-BFGS takes
+plain steps (one evaluation each); should the loss explode it restarts from the best image with a
+strong-Wolfe line search, whose trials count as steps (see :func:`optimize`). Coarse-to-fine (``sizes``) runs one stage per size, each
 starting from the bilinearly upsampled result of the previous one; style targets are computed
 once per stage.
 """
@@ -36,7 +36,7 @@ MAX_PIXELS = 2048 * 2048
 DEFAULT_MAX_SIDE = 512
 MIN_SIDE = 16
 DEFAULT_CONTENT_WEIGHT = 1.0
-DEFAULT_STYLE_WEIGHT = 1e3
+DEFAULT_STYLE_WEIGHT = 10.0
 DEFAULT_TV_WEIGHT = 1.0
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 INITS = ("content", "noise", "style")
@@ -117,26 +117,41 @@ def _choice(value: str, valid: Sequence[str], what: str) -> str:
 
 
 # --------------------------------------------------------------------------- optimisation
+class _Diverged(Exception):
+    """Plain L-BFGS produced a non-finite or exploding loss."""
+
+
+def _lbfgs(x: torch.Tensor, lr: float, budget: int, line_search: bool) -> torch.optim.LBFGS:
+    # Plain steps: `budget` evaluations and `budget` updates. torch stops once evaluations reach
+    # max_eval, which would skip the last update; with max_eval = budget + 1 it stops on max_iter
+    # instead, after applying the final (unevaluated) update, as pystiche's loop does.
+    return torch.optim.LBFGS([x], lr=lr, max_iter=max(budget, 1), max_eval=max(budget, 1) + (not line_search),
+                             tolerance_grad=0.0, tolerance_change=0.0, history_size=100,
+                             line_search_fn="strong_wolfe" if line_search else None)
+
+
 def optimize(loss: StyleLoss, init: torch.Tensor, steps: int, optimizer: str = "lbfgs", lr: float | None = None,
              on_step: Callable[[int, dict[str, float], torch.Tensor], None] | None = None
-             ) -> tuple[torch.Tensor, dict[str, list[float]], bool]:
+             ) -> tuple[torch.Tensor, dict[str, list[float]], dict[str, Any]]:
     """Minimise ``loss`` over the pixels of `init` for `steps` loss evaluations.
 
-    Returns ``(best image, curves {term: [value per step]}, interrupted)``. ``on_step(step, losses,
-    image)`` is called after every evaluation (1-based step). Ctrl-C ends the loop early and keeps
-    the best image so far (``interrupted`` is then True).
+    L-BFGS takes plain steps of length `lr` (one evaluation per iteration, as pystiche and the
+    Gatys notebook do); if the loss turns non-finite or exceeds 10× its first value, the best image
+    so far is restored and the rest of the budget runs with a strong-Wolfe line search. Adam
+    clamps the pixels to 0–1 after each step.
+
+    Returns ``(image, curves {term: [value per step]}, info)``: the final iterate, or the best
+    evaluated image when the run was interrupted (Ctrl-C), fell back to the line search or was cut
+    inside a line search; ``info`` says which (``interrupted``, ``line_search_from_step``,
+    ``returned``). ``on_step(step, losses, image)`` runs after every evaluation (1-based step).
     """
     x = init.detach().clone().contiguous().to(loss.device).requires_grad_(True)
     lr = DEFAULT_LR[optimizer] if lr is None else lr
-    if optimizer == "lbfgs":
-        opt: torch.optim.Optimizer = torch.optim.LBFGS(
-            [x], lr=lr, max_iter=max(steps, 1), max_eval=max(steps, 1), tolerance_grad=0.0,
-            tolerance_change=0.0, history_size=100, line_search_fn="strong_wolfe")
-    else:
-        opt = torch.optim.Adam([x], lr=lr)
+    opt: torch.optim.Optimizer = _lbfgs(x, lr, steps, False) if optimizer == "lbfgs" else torch.optim.Adam([x], lr=lr)
     curves: dict[str, list[float]] = {}
     best = {"loss": math.inf, "image": x.detach().clone()}
     count = [0]
+    info: dict[str, Any] = {"interrupted": False, "line_search_from_step": None, "returned": "final"}
 
     def closure() -> torch.Tensor:
         if count[0] >= steps:
@@ -152,28 +167,35 @@ def optimize(loss: StyleLoss, init: torch.Tensor, steps: int, optimizer: str = "
             best["loss"], best["image"] = values["total"], x.detach().clone()
         if on_step is not None:
             on_step(count[0], values, x.detach())
+        plain = optimizer == "lbfgs" and info["line_search_from_step"] is None
+        if plain and not (math.isfinite(values["total"]) and values["total"] <= 10 * curves["total"][0]):
+            raise _Diverged
         return total
 
-    interrupted = False
     try:
-        if optimizer == "lbfgs":
-            while count[0] < steps:  # LBFGS can stop early on its own; restart it until the budget is used
-                before = count[0]
+        while count[0] < steps:
+            before = count[0]
+            try:
                 opt.step(closure)
-                if count[0] == before:
-                    break
-        else:
-            while count[0] < steps:
-                opt.step(closure)
+            except _Diverged:
+                with torch.no_grad():
+                    x.copy_(best["image"])
+                info["line_search_from_step"] = count[0] + 1
+                opt = _lbfgs(x, lr, steps - count[0], True)
+                continue
+            if optimizer == "adam":
                 with torch.no_grad():
                     x.clamp_(0, 1)
+            elif count[0] == before:
+                break
     except _Stop:
-        pass
+        info["returned"] = "best"
     except KeyboardInterrupt:
-        interrupted = True
-    if steps == 0:
-        best["image"] = x.detach().clone()
-    return best["image"], curves, interrupted
+        info["interrupted"], info["returned"] = True, "best"
+    if info["line_search_from_step"] is not None or steps == 0:
+        info["returned"] = "best" if steps else "final"
+    image = best["image"] if info["returned"] == "best" else x.detach().clone()
+    return image, curves, info
 
 
 def _settings_record(**settings: Any) -> dict:
@@ -219,8 +241,7 @@ def _run_stages(model: LoadedModel, loss: StyleLoss, *, kind: str, content: torc
         stage_styles = [resize(s, ss) for s, ss in zip(styles, s_shapes)]
         if preserve_colors == "luminance":
             grey_content = luminance(stage_content) if stage_content is not None else None
-            ref = grey_content if grey_content is not None else None
-            stage_styles = [match_luminance(luminance(s), ref) if ref is not None else luminance(s)
+            stage_styles = [luminance(s) if grey_content is None else match_luminance(luminance(s), grey_content)
                             for s in stage_styles]
             stage_content = grey_content
         loss.set_style([s.to(device) for s in stage_styles], blend)
@@ -257,7 +278,8 @@ def _run_stages(model: LoadedModel, loss: StyleLoss, *, kind: str, content: torc
             progress(info)
 
         t1 = time.perf_counter()
-        result, curves, interrupted = optimize(loss, start, steps, optimizer, lr, on_step)
+        result, curves, opt_info = optimize(loss, start, steps, optimizer, lr, on_step)
+        interrupted = opt_info["interrupted"]
         seconds = time.perf_counter() - t1
         evaluations = len(curves.get("total", []))
         image = result.detach().float().cpu()
@@ -266,7 +288,7 @@ def _run_stages(model: LoadedModel, loss: StyleLoss, *, kind: str, content: torc
             "evaluations": evaluations, "seconds": seconds, "targets_seconds": targets_s,
             "s_per_step": seconds / evaluations if evaluations else None, "curves": curves,
             "final": {k: v[-1] for k, v in curves.items()},
-            "best_total": min(curves["total"]) if curves.get("total") else None})
+            "best_total": min(curves["total"]) if curves.get("total") else None, "optimizer": opt_info})
         done += steps
         if interrupted:
             break
@@ -275,7 +297,8 @@ def _run_stages(model: LoadedModel, loss: StyleLoss, *, kind: str, content: torc
     record = {
         "kind": kind, "status": "interrupted" if interrupted else "complete", "settings": settings,
         "loss": {**loss.describe(),
-                 "step": "one loss evaluation (forward + backward pass); L-BFGS line-search trials count",
+                 "step": "one loss evaluation (forward + backward pass); L-BFGS takes plain steps and "
+                         "switches to a strong-Wolfe line search (whose trials count) if the loss explodes",
                  "formulas": "content mean((F-P)^2); style sum_l w_l L_stat (w normalised to sum 1); "
                              "Gram F F^T/(H*W), L = mean((G-G_hat)^2); tv mean sq. neighbour diff of the 0-1 "
                              "image; normalize=True divides each content/style term by its target's mean square"},
@@ -309,9 +332,10 @@ def transfer_style(model: LoadedModel, content: ImageLike, styles: Sequence[Imag
         content_layer / style_layers: names or aliases; style layers may be ``{name: weight}``.
         statistic: ``gram`` (default), ``mean_std`` or ``histogram`` (see :mod:`vistoolbox.style.stats`).
         content_weight, style_weight, tv_weight: weights of the normalised terms (see
-            :class:`~vistoolbox.style.losses.StyleLoss`); defaults 1, 1e3, 1.
+            :class:`~vistoolbox.style.losses.StyleLoss`); defaults 1, 10, 1.
         init: ``content`` | ``noise`` | ``style`` (first style image resized to the output).
-        optimizer: ``lbfgs`` (strong-Wolfe line search) | ``adam`` (lr 0.02 on 0–1 pixels, clamped).
+        optimizer: ``lbfgs`` (lr 1; strong-Wolfe fallback, see :func:`optimize`) | ``adam`` (lr 0.02
+            on 0–1 pixels, clamped).
         pooling: ``max`` | ``avg`` (average pooling on a copy of the model).
         style_scale: style images are resized to ``style_scale`` × the output's longest side.
         preserve_colors: ``none`` | ``luminance`` (transfer on YIQ luminance, keep the content's I/Q) |
