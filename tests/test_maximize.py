@@ -269,7 +269,7 @@ def test_all_units_into_run_directory_resume(alexnet_random, tmp_path):
 
 
 def test_ray_backend_writes_the_same_files_as_local(alexnet_random, tmp_path):
-    ray = pytest.importorskip("ray")
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'vistoolbox[ray]')")
     local = maximize_layer(alexnet_random, "conv4", tmp_path / "local", units=[0, 1, 2], batch=2, steps=2, size=SIZE)
     try:
         remote = maximize_layer(alexnet_random, "conv4", tmp_path / "ray", units=[0, 1, 2], batch=2, steps=2,
