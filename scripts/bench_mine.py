@@ -1,6 +1,6 @@
 """Benchmark `vis mine`: (a) plain forward pass to the deepest mined layer vs (b) mining every conv
-layer (top-9 + statistics), on the same decoded batches of 10× `--images` real photos, interleaved,
-medians, one thread; then the peak memory of a whole `mine` run (loader included, no patches) over
+layer (top-9 + statistics), on the same decoded batches of 10× `--images` real photos, interleaved
+batch by batch, medians over repeats, one thread; then the peak memory of a whole `mine` run (loader included, no patches) over
 1× and 10× `--images`, each in a fresh process.
 
     python scripts/bench_mine.py [--images 24] [--batch-size 8] [--repeats 3]
@@ -46,12 +46,6 @@ def write_dataset(folder: Path, count: int) -> Path:
     return folder
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def throughput(model_name: str, size: int, folder: Path, batch_size: int, repeats: int) -> dict:
     model = load_model(model_name, "random", seed=0, input_size=size)
     layers = resolve_layers(model, model.layers_of_type(nn.Conv2d))
@@ -63,27 +57,31 @@ def throughput(model_name: str, size: int, folder: Path, batch_size: int, repeat
                for idx, px, ok in make_loader(images, transform, range(len(images)), batch_size)]
     deepest = layers[-1]
 
-    def forward() -> None:
-        with FeatureExtractor(model, [deepest]) as fx, torch.no_grad():
-            for _, x, _ in batches:
-                fx(x)
-
-    def mine() -> None:
+    def one_pass() -> tuple[float, float]:
+        """Forward and mining alternate batch by batch (fine interleaving cancels load swings)."""
         state = MiningState.empty(entries, 9)
-        with FeatureExtractor(model, layers) as fx, torch.no_grad():
+        t_forward = t_mine = 0.0
+        with FeatureExtractor(model, [deepest]) as plain, FeatureExtractor(model, layers) as fx, torch.no_grad():
             for idx, x, ok in batches:
+                start = time.perf_counter()
+                plain(x)
+                t_forward += time.perf_counter() - start
+                start = time.perf_counter()
                 feats = fx(x)
                 for name in layers:
                     state.layers[name].update(feats[name], idx, ok)
+                t_mine += time.perf_counter() - start
+        return t_forward, t_mine
 
-    warm = batches[:1]
-    batches, full = warm, batches
-    forward(), mine()  # warm-up on one batch
+    full = batches
+    batches = full[:1]
+    one_pass()  # warm-up on one batch
     batches = full
     t_forward, t_mine = [], []
     for _ in range(repeats):
-        t_forward.append(timed(forward))
-        t_mine.append(timed(mine))
+        forward_s, mine_s = one_pass()
+        t_forward.append(forward_s)
+        t_mine.append(mine_s)
     n = len(images)
     f, m = n / statistics.median(t_forward), n / statistics.median(t_mine)
     return {"model": model_name, "input_size": size, "layers": len(layers), "images": n,
