@@ -142,15 +142,16 @@ def tile_dataset(source: str | Path, out: str | Path, size: int = 224, scales=DE
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """What `vis demo` makes (defaults: the block ends of VGG16, views for 16 units per layer,
-    8 optimised images of conv3)."""
+    """What `vis demo` makes (defaults: the block ends of VGG16, deconv views for 8 units per layer,
+    4 optimised images of conv3 at 160 px; the dashboard computes the rest on demand)."""
 
     layers: Sequence[str] = ("conv1", "conv2", "conv3", "conv4", "conv5")
     views: Sequence[str] = ("deconv",)
-    view_units: int = 16
+    view_units: int = 8
     maximize_layer: str | None = "conv3"
-    maximize_units: int = 8
-    maximize_steps: int | None = 256
+    maximize_units: int = 4
+    maximize_steps: int | None = 128
+    maximize_size: int | None = 160
     limit: int | None = None
     batch_size: int = 32
 
@@ -186,7 +187,7 @@ def run_demo(model: LoadedModel, out: str | Path = "vis-demo", dataset: str | Pa
             render_unit_views(run, model, layer, units, plan.views, quiet=quiet)
     if plan.maximize_layer and plan.maximize_units > 0:
         say(f"optimised images of the first {plan.maximize_units} units of {plan.maximize_layer}")
-        steps = {"steps": plan.maximize_steps} if plan.maximize_steps else {}
+        steps = {key: value for key, value in (("steps", plan.maximize_steps), ("size", plan.maximize_size)) if value}
         maximize_layer(model, plan.maximize_layer, run, units=range(plan.maximize_units), seed=seed,
                        quiet=quiet, batch=plan.maximize_units, **steps)
     return Path(run)
