@@ -24,7 +24,7 @@ from .context import Context, content_key
 #: Longest side (px) the fast mode accepts for the content image.
 MAX_FAST_SIZE = 2048
 
-_CACHE: dict[tuple[str, int, int], Stylizer] = {}
+_CACHE: dict[tuple[str, int, int], Stylizer | VisError] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -57,13 +57,20 @@ def stylizer_folders(ctx: Context) -> list[tuple[str, Path]]:
 
 
 def read_stylizer(path: Path) -> Stylizer:
-    """:func:`load_stylizer`, cached by (path, mtime, size) so a replaced file is read again."""
+    """:func:`load_stylizer`, cached by (path, mtime, size) so a replaced file is read again (a file
+    that cannot be read is remembered too, and raises its error again)."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = load_stylizer(path)
-        return _CACHE[key]
+            try:
+                _CACHE[key] = load_stylizer(path)
+            except VisError as exc:
+                _CACHE[key] = exc
+        item = _CACHE[key]
+    if isinstance(item, VisError):
+        raise item
+    return item
 
 
 def find_stylizers(ctx: Context) -> tuple[list[Found], list[str]]:
