@@ -41,7 +41,9 @@ def trained(tmp_path_factory, alexnet_random) -> dict[str, Path]:
     dataset = write_dataset(root / "photos", count=4, longest=48)
     style = root / "coffee.png"
     shutil.copy(dataset / "coffee.png", style)
-    out = {}
+    out = {"texture": root / "texture.pt"}
+    train_stylizer(style, out=out["texture"], model=alexnet_random, mode="texture", size=32, steps=2, batch_size=1,
+                   style_layers=ALEX_LAYERS, width=8, res_blocks=1, quiet=True)
     for seed in (0, 1):
         path = root / f"stylizer_{seed}.pt"
         train_stylizer(style, dataset, out=path, model=alexnet_random, size=32, steps=3, batch_size=2,
@@ -65,6 +67,7 @@ def fast_app(tmp_path_factory, trained, alexnet_random):
     folder = root / "stylizers"
     folder.mkdir()
     shutil.copy(trained[0], folder / "folder_style.pt")
+    shutil.copy(trained["texture"], folder / "texture.pt")
     (folder / "broken.pt").write_bytes(b"not a torch file at all")
     marker = root / "unpickled.txt"
     (folder / "evil.pt").write_bytes(pickle.dumps(Marker(str(marker))))
@@ -111,14 +114,16 @@ def content_store(app) -> dict:  # noqa: ANN001
     return {"keys": [resolve_pick(app.vis_context, "sample:chelsea")]}
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_dropdown_lists_run_and_folder_stylizers_and_skips_bad_files(fast_app):
     app, paths = fast_app
     response = switch_to(app, "fast")
     assert response["fast-options"]["style"] == {} and response["tr-job-panel"]["style"] == {"display": "none"}
     options = response["stylizer-select"]["options"]
     labels = [o["label"] for o in options]
-    assert labels == ["coffee.png (run 0: run_style.pt)", "coffee.png (folder: folder_style.pt)"]
-    assert all(not o["disabled"] for o in options)
+    assert labels == ["coffee.png (run 0: run_style.pt)", "coffee.png (folder: folder_style.pt)",
+                      "coffee.png (folder: texture.pt) — texture mode, not for content"]
+    assert [o["disabled"] for o in options] == [False, False, True]
     message = json.dumps(response["stylizer-message"]["children"])
     assert "skipped broken.pt (folder)" in message and "skipped evil.pt (folder)" in message
     assert "notes.txt" not in message
@@ -179,7 +184,7 @@ def test_two_stylizers_give_different_results(fast_app):
 
     app, paths = fast_app
     ctx = app.vis_context
-    source = stylizers.find_stylizers(ctx)[0]
+    source = [f for f in stylizers.find_stylizers(ctx)[0] if f.stylizer.mode == "image"]
     from dashboard.uploads import cached_path
 
     image = cached_path(ctx, content_store(app)["keys"][0])
@@ -200,6 +205,9 @@ def test_fast_mode_messages_instead_of_crashes(fast_app, tmp_path):
     key = next(f.key for f in stylizers.find_stylizers(app.vis_context)[0])
     status, data = run_fast(app, content_store(app), key, 1.0, 99999)
     assert "size must be between 16 and" in data["response"]["fast-status"]["children"]
+    texture = next(f.key for f in stylizers.find_stylizers(app.vis_context)[0] if f.stylizer.mode == "texture")
+    status, data = run_fast(app, content_store(app), texture, 1.0, 64)
+    assert "trained in texture mode" in data["response"]["fast-status"]["children"]
     from dashboard import create_app
 
     with pytest.raises(VisUsageError, match="is not a folder"):
