@@ -118,12 +118,17 @@ def describe(ctx: Context, found: Found) -> str:
 
 def fast_stylize(ctx: Context, content: Path, value: str | None, strength: float | None,
                  size: int | None) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Stylize `content` (longest side `size`, or as it is) with the chosen stylizer → image, record."""
+    """Stylize `content` (scaled down so its longest side is at most `size`; never up) with the chosen
+    stylizer → image, record."""
+    from PIL import Image
+
     found = lookup(ctx, value)
     strength = 1.0 if strength is None else float(strength)
     if size is not None and not 16 <= int(size) <= MAX_FAST_SIZE:
         raise VisUsageError(f"size must be between 16 and {MAX_FAST_SIZE} px, got {size}")
-    image = load_tensor(content, size=int(size) if size else None, max_pixels=ctx.max_upload_pixels)
+    with Image.open(content) as opened:       # a PNG the dashboard wrote itself (uploads are checked)
+        longest = max(opened.size)
+    image = load_tensor(content, size=min(int(size), longest) if size else None, max_pixels=ctx.max_upload_pixels)
     start = time.perf_counter()
     result = stylize(found.stylizer, image, strength=strength)
     seconds = time.perf_counter() - start

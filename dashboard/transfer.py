@@ -80,7 +80,7 @@ def fast_options(ctx: Context) -> html.Div:
         html.Div(id="stylizer-message", className="message", children=stylizer_message(ctx, found, skipped)),
         html.Label(["strength ", dcc.Slider(id="stylizer-strength", min=0, max=1, step=0.05, value=1.0,
                                             marks={0: "0 (content)", 0.5: "0.5", 1: "1"})]),
-        html.Label(["size (longest side, px) ", dcc.Input(id="stylizer-size", type="number", min=16,
+        html.Label(["size (longest side at most, px) ", dcc.Input(id="stylizer-size", type="number", min=16,
                                                           max=stylizers.MAX_FAST_SIZE, step=1, value=512)]),
     ])
 

@@ -171,6 +171,8 @@ def test_fast_mode_equals_stylize_of_the_loaded_file(fast_app, which, strength, 
     expected = (reference[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
     assert np.abs(np.asarray(image).astype(int) - expected.astype(int)).max() <= 1   # PNG of the same tensor
     assert max(image.size) == size and record["strength"] == strength
+    big, _ = stylizers.fast_stylize(ctx, source, key, strength, 2000)      # never scaled up
+    assert big.shape[-2:] == load_tensor(source).shape[-2:]
 
     status, data = call(app, [("fast-download", "data")], {"fast-download-btn.n_clicks": 1}, "fast-download-btn.n_clicks",
                         states={"fast-result.src": src})
