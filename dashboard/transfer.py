@@ -15,6 +15,7 @@ import dash
 from dash import Input, Output, State, dcc, html
 
 from vistoolbox.errors import VisError, VisUsageError
+from vistoolbox.images import save_png
 
 from . import jobs, stylizers
 from .context import Context, content_key
@@ -137,8 +138,6 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager) -> No
 def fast_result(ctx: Context, content: dict | None, value: str | None, strength: float | None,
                 size: int | None) -> tuple[str, str]:
     """Run the fast mode and save its result in the jobs folder → (result key, status line)."""
-    from vistoolbox.images import save_png
-
     path = jobs.images_of(ctx, content, "content")[0]
     image, record = stylizers.fast_stylize(ctx, path, value, strength, size)
     key = content_key("fast", *record["file"], path.name, record["strength"], size)
