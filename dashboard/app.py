@@ -15,7 +15,7 @@ ASSETS = Path(__file__).parent / "assets"
 
 def create_app(runs: list[str | Path] | None = None, model: str | None = None, weights: str | None = None, *,
                device: str = "cpu", seed: int = 0, input_size: int | None = None, cache_dir: str | Path | None = None,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> dash.Dash:
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, stylizers_dir: str | Path | None = None) -> dash.Dash:
     """Build the dashboard for run directories written by ``vis mine``.
 
     Args:
@@ -24,12 +24,14 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
             else ``vgg16``/``hed``.
         cache_dir: uploads, job results and the background-job cache (default: a new temp folder).
         max_upload_bytes: the largest upload accepted (default 8 MiB).
+        stylizers_dir: a folder of trained stylizers (``vis train-stylizer`` files) for the Transfer
+            tab's fast mode, besides each run's ``stylizers/`` folder.
 
     The app's shared state is ``app.vis_context`` (a :class:`~dashboard.context.Context`).
     """
     extra = {"cache_dir": Path(cache_dir)} if cache_dir else {}
     ctx = make_context(runs, model, weights, device=device, seed=seed, input_size=input_size,
-                       max_upload_bytes=max_upload_bytes, **extra)
+                       max_upload_bytes=max_upload_bytes, stylizers_dir=stylizers_dir, **extra)
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     manager = jobs.make_manager(ctx)
     app = dash.Dash(__name__, assets_folder=str(ASSETS), title="vistoolbox", suppress_callback_exceptions=True,

@@ -28,6 +28,7 @@ class Context:
     input_size: int | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
+    stylizers_dir: Path | None = None
     cache_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vis-dashboard-")))
     _model: LoadedModel | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -84,7 +85,11 @@ def make_context(runs: list[str | Path] | None = None, model: str | None = None,
         manifest = opened[0].manifest if opened else {}
         model = manifest.get("model") or "vgg16"
         weights = weights or manifest.get("weights") or "hed"
-    return Context(runs=opened, model_name=model, weights=weights or "hed", **kwargs)
+    folder = kwargs.pop("stylizers_dir", None)
+    if folder is not None and not Path(folder).is_dir():
+        raise VisUsageError(f"--stylizers {str(folder)!r} is not a folder (give the folder holding stylizer .pt files)")
+    return Context(runs=opened, model_name=model, weights=weights or "hed",
+                   stylizers_dir=Path(folder) if folder is not None else None, **kwargs)
 
 
 def content_key(*parts: object) -> str:

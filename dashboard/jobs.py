@@ -117,8 +117,7 @@ def job_panel(prefix: str, title: str) -> html.Div:
         html.Div(className="row", children=[
             html.Div(className="col", children=[html.H4("preview"), html.Img(id=f"{prefix}-preview", className="result")]),
             html.Div(className="col", children=[html.H4("result"), html.Img(id=f"{prefix}-result", className="result"),
-                                                html.Button("download PNG", id=f"{prefix}-download-btn", n_clicks=0),
-                                                dcc.Download(id=f"{prefix}-download")]),
+                                                *download_button(prefix)]),
             html.Div(className="col wide", children=[dcc.Graph(id=f"{prefix}-loss", config={"displayModeBar": False})]),
         ]),
     ])
@@ -198,6 +197,17 @@ def register_job(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager, p
         seconds = record.get("timings", {}).get("total_seconds")
         done = f"done ({record.get('status', 'complete')}" + (f", {seconds:.1f} s)" if seconds else ")")
         return cache_url(key), loss_figure(record), done
+
+    register_download(app, ctx, prefix, kind)
+
+
+def download_button(prefix: str) -> list:
+    """The PNG download button of the ``<prefix>-result`` image."""
+    return [html.Button("download PNG", id=f"{prefix}-download-btn", n_clicks=0), dcc.Download(id=f"{prefix}-download")]
+
+
+def register_download(app: dash.Dash, ctx: Context, prefix: str, kind: str) -> None:
+    """``<prefix>-download-btn`` sends the job result shown in ``<prefix>-result`` as ``<kind>_<key>.png``."""
 
     @app.callback(Output(f"{prefix}-download", "data"), Input(f"{prefix}-download-btn", "n_clicks"),
                   State(f"{prefix}-result", "src"), prevent_initial_call=True)

@@ -386,12 +386,16 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
 @click.option("--cache-dir", default=None, type=click.Path(), help="uploads, job results, job cache")
 @click.option("--max-upload-mb", default=8, show_default=True, type=click.IntRange(1, 512),
               help="largest upload accepted")
+@click.option("--stylizers", "stylizers_dir", default=None, type=click.Path(),
+              help="folder of trained stylizers (vis train-stylizer .pt files) for the Transfer tab's fast mode; "
+                   "each run's stylizers/ folder is searched too")
 @click.option("--debug-dash", is_flag=True, help="Dash debug mode (hot reload, dev tools)")
 @click.pass_context
 def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: str, seed: int,
               input_size: int | None, runs: tuple[str, ...], host: str, port: int, cache_dir: str | None,
-              max_upload_mb: int, debug_dash: bool) -> None:
-    """Serve the Dash dashboard: Units, Live, Texture and Transfer tabs."""
+              max_upload_mb: int, stylizers_dir: str | None, debug_dash: bool) -> None:
+    """Serve the Dash dashboard: Units, Live, Texture and Transfer tabs (Transfer: Gatys optimisation,
+    or a fast mode with a trained stylizer from RUN/stylizers/ or --stylizers DIR)."""
     from click.core import ParameterSource
 
     from dashboard import create_app
@@ -399,7 +403,8 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
     given = lambda name: click_ctx.get_parameter_source(name) != ParameterSource.DEFAULT  # noqa: E731
     app = create_app(list(runs), model_name if given("model_name") or not runs else None,
                      weights if given("weights") or not runs else None, device=device, seed=seed,
-                     input_size=input_size, cache_dir=cache_dir, max_upload_bytes=max_upload_mb * 2**20)
+                     input_size=input_size, cache_dir=cache_dir, max_upload_bytes=max_upload_mb * 2**20,
+                     stylizers_dir=stylizers_dir)
     click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)
     app.run(host=host, port=port, debug=debug_dash)
 
