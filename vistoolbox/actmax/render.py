@@ -76,6 +76,27 @@ class _Step:
         self.module.to(memory_format=torch.contiguous_format)
 
 
+def _iterate(steps: int, quiet: bool, desc: str, one_step: Callable[[int], torch.Tensor],
+             callback: Callable[[int, torch.Tensor], None] | None = None) -> tuple[list[list[float]], bool]:
+    """Run ``one_step(step)`` (it returns the units' activations) `steps` times under a progress
+    bar, then ``callback(step, activations)``; Ctrl-C (also from the callback) stops early and keeps
+    what was done. Returns (per-step history, interrupted)."""
+    history: list[list[float]] = []
+    try:
+        with _bar(steps, quiet, desc) as bar:
+            for step in range(steps):
+                act = one_step(step)
+                history.append(act.detach().tolist())
+                if callback:
+                    callback(step, act)
+                bar.update(1)
+                if step % 8 == 0 or step == steps - 1:
+                    bar.set_postfix(act=f"{sum(history[-1]) / len(history[-1]):.4g}", refresh=False)
+    except KeyboardInterrupt:  # keep what was optimised so far
+        return history, True
+    return history, False
+
+
 def run_lucid(model: LoadedModel, objective: Objective, primary: Objective, settings: Settings,
               seeds: list[torch.Generator], transform_seed: int, size: tuple[int, int],
               quiet: bool = True, desc: str = "maximize",
@@ -96,24 +117,16 @@ def run_lucid(model: LoadedModel, objective: Objective, primary: Objective, sett
         start = image().detach().cpu()
     optimizer = torch.optim.Adam(image.parameters(), lr=settings.lr)
     step_fn = _Step(model, objective, primary)
-    history: list[list[float]] = []
+
+    def one_step(step: int) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        score, act = step_fn(transform(image(), tgen))
+        (-score.sum()).backward()
+        optimizer.step()
+        return act
+
     try:
-        interrupted = False
-        try:
-            with _bar(settings.steps, quiet, desc) as bar:
-                for step in range(settings.steps):
-                    optimizer.zero_grad(set_to_none=True)
-                    score, act = step_fn(transform(image(), tgen))
-                    (-score.sum()).backward()
-                    optimizer.step()
-                    history.append(act.detach().tolist())
-                    if callback:
-                        callback(step, act)
-                    bar.update(1)
-                    if step % 8 == 0 or step == settings.steps - 1:
-                        bar.set_postfix(act=f"{sum(history[-1]) / len(history[-1]):.4g}", refresh=False)
-        except KeyboardInterrupt:  # keep what was optimised so far
-            interrupted = True
+        history, interrupted = _iterate(settings.steps, quiet, desc, one_step, callback)
         with torch.no_grad():
             final = image().detach().cpu()
     finally:
@@ -140,35 +153,29 @@ def run_pixel(model: LoadedModel, objective: Objective, primary: Objective, sett
     with torch.no_grad():
         start = image().detach().cpu()
     step_fn = _Step(model, objective, primary)
-    history: list[list[float]] = []
+
+    def one_step(step: int) -> torch.Tensor:
+        image.clamp_()
+        rgb = image()
+        if settings.roll > 0:
+            dy, dx = (int(v) for v in torch.randint(-settings.roll, settings.roll + 1, (2,), generator=rgen))
+            rgb = torch.roll(rgb, shifts=(dy, dx), dims=(2, 3))
+        score, act = step_fn(rgb)
+        (grad,) = torch.autograd.grad(score.sum(), image.pixels)
+        with torch.no_grad():
+            if settings.lr_policy == "progress":
+                lr = progress_lr(grad, settings.desired_progress, settings.max_lr)
+            elif settings.lr_policy == "normalized":
+                lr = settings.lr / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+            else:
+                lr = settings.lr
+            image.pixels.add_(lr * grad)
+            for reg in regs:
+                reg(image.pixels, grad, step)
+        return act
+
     try:
-        interrupted = False
-        try:
-            with _bar(settings.steps, quiet, desc) as bar:
-                for step in range(settings.steps):
-                    image.clamp_()
-                    rgb = image()
-                    if settings.roll > 0:
-                        dy, dx = (int(v) for v in torch.randint(-settings.roll, settings.roll + 1, (2,), generator=rgen))
-                        rgb = torch.roll(rgb, shifts=(dy, dx), dims=(2, 3))
-                    score, act = step_fn(rgb)
-                    (grad,) = torch.autograd.grad(score.sum(), image.pixels)
-                    with torch.no_grad():
-                        if settings.lr_policy == "progress":
-                            lr = progress_lr(grad, settings.desired_progress, settings.max_lr)
-                        elif settings.lr_policy == "normalized":
-                            lr = settings.lr / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                        else:
-                            lr = settings.lr
-                        image.pixels.add_(lr * grad)
-                        for reg in regs:
-                            reg(image.pixels, grad, step)
-                    history.append(act.detach().tolist())
-                    bar.update(1)
-                    if step % 8 == 0 or step == settings.steps - 1:
-                        bar.set_postfix(act=f"{sum(history[-1]) / len(history[-1]):.4g}", refresh=False)
-        except KeyboardInterrupt:  # keep what was optimised so far
-            interrupted = True
+        history, interrupted = _iterate(settings.steps, quiet, desc, one_step)
         image.clamp_()
         with torch.no_grad():
             final = image().detach().cpu()
