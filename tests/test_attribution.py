@@ -1,7 +1,6 @@
 """Deconvnet / backprop / guided-backprop views against hand-built references."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from vistoolbox import FeatureExtractor, VisUsageError, load_model
+from vistoolbox import FeatureExtractor, VisUsageError
 
 
 def test_pre_and_post_relu_with_inplace_relu():

@@ -1,7 +1,6 @@
 """Model zoo: aliases, weight sources (random, file, hed conversion), preprocessing, errors."""
 from __future__ import annotations
 
-import io
 import zipfile
 
 import numpy as np

@@ -102,9 +102,7 @@ def build_demo_dataset(out: str | Path, size: int = 224, scales=DEMO_SCALES,
         for label, box in crop_windows(array.shape[0], array.shape[1], scales):
             crop = image.crop(box).resize((size, size), Image.Resampling.LANCZOS)
             rel = f"{name}/{name}_{label}.jpg"
-            buf = io.BytesIO()
-            crop.save(buf, format="JPEG", quality=92)
-            write_bytes(out / rel, buf.getvalue())
+            _save_jpeg(crop, out / rel)
             files.append(rel)
         if progress:
             progress(i + 1, len(sources))

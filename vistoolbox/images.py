@@ -83,12 +83,15 @@ def resize_center_crop(image: Image.Image, resize: int, crop: int) -> Image.Imag
     return image.crop((left, top, left + crop, top + crop))
 
 
-def png_bytes(image: Image.Image | torch.Tensor) -> bytes:
-    """PNG encoding (deterministic: no timestamps)."""
+def png_bytes(image: Image.Image | torch.Tensor | np.ndarray, compress_level: int = 6) -> bytes:
+    """PNG encoding (deterministic: no timestamps) of a PIL image, a 0–1 tensor or a uint8
+    ``[3, H, W]`` array; ``compress_level=1`` trades size for speed where thousands are written."""
     if isinstance(image, torch.Tensor):
         image = to_pil(image)
+    elif isinstance(image, np.ndarray):
+        image = Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)), "RGB")
     buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=False)
+    image.save(buf, format="PNG", optimize=False, compress_level=compress_level)
     return buf.getvalue()
 
 
