@@ -24,13 +24,15 @@ class LayerInfo:
         return asdict(self)
 
 
-def layer_table(model: LoadedModel, size: int | None = None) -> list[LayerInfo]:
-    """Describe every named module except the root (containers included), at input `size`."""
+def layer_table(model: LoadedModel, size: int | None = None, names: list[str] | None = None) -> list[LayerInfo]:
+    """Describe every named module except the root (containers included), or only the canonical
+    `names`, at input `size` (one traced forward pass)."""
     size = size or model.input_size
-    geometry = trace_geometry(model.module, size, channels=model.preprocessing.channels)
+    geometry = trace_geometry(model.module, size, names=names, channels=model.preprocessing.channels)
+    wanted = set(names) if names is not None else None
     rows = []
     for name, module in model.module.named_modules():
-        if not name:
+        if not name or (wanted is not None and name not in wanted):
             continue
         geo = geometry.get(name)
         shape = list(geo.shape) if geo and geo.shape is not None else None

@@ -30,7 +30,7 @@ from .errors import VisUsageError
 from .extractor import FeatureExtractor
 from .files import read_json, write_atomic, write_json
 from .models import LoadedModel
-from .receptive import trace_geometry
+from .layers import layer_table
 from .store import layer_dir
 from .topk import UnitTopK
 
@@ -54,23 +54,16 @@ def resolve_layers(model: LoadedModel, layers: Sequence[str] | None) -> list[str
 
 
 def layer_entries(model: LoadedModel, paths: Sequence[str], size: int) -> dict[str, dict]:
-    """Manifest entries ``{name: {aliases, type, shape, units, rf_size, rf_stride, rf_offset}}``."""
-    geometry = trace_geometry(model.module, size, names=paths, channels=model.preprocessing.channels)
+    """Manifest entries ``{name: {aliases, type, shape, units, rf_size, rf_stride, rf_offset}}``:
+    the rows of ``vis layers`` for the mined layers."""
+    rows = {row.name: row.to_dict() for row in layer_table(model, size, names=list(paths))}
     entries: dict[str, dict] = {}
     for path in paths:
-        geo = geometry.get(path)
-        if geo is None or geo.shape is None or len(geo.shape) not in (1, 3):
-            shape = None if geo is None else geo.shape
+        shape = rows[path]["shape"] if path in rows else None
+        if shape is None or len(shape) not in (1, 3):
             raise VisUsageError(f"layer {path!r} has output shape {shape}; only [C, H, W] (conv) and "
                                 "[C] (fc) layers can be mined")
-        spatial = len(geo.shape) == 3 and geo.field is not None and not geo.field.is_global
-        entries[path] = {
-            "aliases": model.aliases_of(path), "type": type(model.module.get_submodule(path)).__name__,
-            "shape": list(geo.shape), "units": int(geo.shape[0]),
-            "rf_size": list(geo.field.size) if spatial else None,  # type: ignore[union-attr]
-            "rf_stride": list(geo.field.stride) if spatial else None,  # type: ignore[union-attr]
-            "rf_offset": list(geo.field.offset) if spatial else None,  # type: ignore[union-attr]
-        }
+        entries[path] = {key: value for key, value in rows[path].items() if key != "name"}
     return entries
 
 
