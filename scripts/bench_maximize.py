@@ -11,8 +11,16 @@ the start of each of its steps, so the two sides alternate (A, B, A, B …) and 
 alone; we report medians of per-step times and of per-step ratios (first step excluded).
 Final images are judged by one shared function (``vistoolbox.actmax.measure``, our extractor).
 
+Quality over many seeds (``--quality-seeds N``, no timing): the final activation varies a lot with
+the random start, so each side also optimises N seeds as one batch (N independent images: Adam is
+per-element and Lucent's batch objective is a mean, so batching only shares the transform draws
+within a side) for ``--quality-steps`` steps, and we report every seed's final activation, both
+medians and their ratio.
+
 Usage: python scripts/bench_maximize.py [--steps-alexnet 128] [--steps-vgg 128]
                                         [--seeds-alexnet 0,1,2] [--seeds-vgg 0]
+                                        [--quality-seeds 0] [--quality-steps 512]
+                                        [--quality-first-seed 0] [--cases alexnet,vgg16]
 The last line of output is one JSON object.
 """
 from __future__ import annotations
@@ -129,6 +137,47 @@ def run_case(model_name: str, weights: str, layer: str, unit: int, steps: int, s
             "activation_ratio": round(ours_final / lucent_final, 3) if lucent_final > 0 else None}
 
 
+def quality_case(model_name: str, weights: str, layer: str, unit: int, steps: int, seeds: int,
+                 first_seed: int = 0, size: int = 224) -> dict:
+    """Final activations of `seeds` independent images per side (each side one batch): image seeds
+    ``first_seed …``; numpy and torch are seeded with `first_seed` before each side (transform draws)."""
+    from vistoolbox import load_model
+    from vistoolbox.actmax import Channel, measure, settings_for
+    from vistoolbox.actmax.render import quantize, run_lucid, unit_generator
+    from lucent.optvis import param, render
+    from lucent.optvis import transform as ltransform
+
+    model = load_model(model_name, weights)
+    objective = Channel(layer, (unit,))
+    np.random.seed(first_seed)
+    torch.manual_seed(first_seed)
+    lucent_tf = ltransform.compose(list(ltransform.standard_transforms))
+    start = time.perf_counter()
+    trace = run_lucid(model, objective, objective, settings_for("lucid", steps=steps, size=size),
+                      [unit_generator(seed, unit) for seed in range(first_seed, first_seed + seeds)], 0, (size, size),
+                      transform=lambda x, g: lucent_tf(x))
+    ours_s = time.perf_counter() - start
+    np.random.seed(first_seed)  # each side starts from the same global RNG state, as if run alone
+    torch.manual_seed(first_seed)
+    lucent_module = copy.deepcopy(model.module).requires_grad_(True)
+    start = time.perf_counter()
+    images = render.render_vis(lucent_module, f"{model.resolve(layer).replace('.', '_')}:{unit}",
+                               param_f=lambda: param.image(size, batch=seeds),
+                               transforms=[*ltransform.standard_transforms, model.preprocessing.normalize],
+                               thresholds=(steps,), preprocess=False, progress=False, show_image=False)
+    lucent_s = time.perf_counter() - start
+    lucent_images = torch.from_numpy(np.ascontiguousarray(images[-1])).permute(0, 3, 1, 2).float()
+    ours = measure(model, objective, quantize(trace.images))
+    lucent = measure(model, objective, quantize(lucent_images))
+    med_ours, med_lucent = statistics.median(ours), statistics.median(lucent)
+    return {"model": model_name, "weights": weights, "layer": layer, "unit": unit, "size": size, "steps": steps,
+            "seeds": list(range(first_seed, first_seed + seeds)), "ours_finals": [round(v, 4) for v in ours],
+            "lucent_finals": [round(v, 4) for v in lucent], "ours_median": round(med_ours, 4),
+            "lucent_median": round(med_lucent, 4),
+            "median_ratio": round(med_ours / med_lucent, 3) if med_lucent > 0 else None,
+            "ours_s_per_step_batch": round(ours_s / steps, 4), "lucent_s_per_step_batch": round(lucent_s / steps, 4)}
+
+
 def aggregate(runs: list[dict]) -> dict:
     """One case over several seeds: medians of the per-seed numbers, and the runs themselves."""
     med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
@@ -147,23 +196,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps-alexnet", type=int, default=128)
     parser.add_argument("--steps-vgg", type=int, default=128)
-    parser.add_argument("--seeds-alexnet", default="0,1,2", help="comma-separated seeds")
-    parser.add_argument("--seeds-vgg", default="0", help="comma-separated seeds")
+    parser.add_argument("--seeds-alexnet", default="0,1,2", help="comma-separated seeds (empty: skip)")
+    parser.add_argument("--seeds-vgg", default="0", help="comma-separated seeds (empty: skip)")
+    parser.add_argument("--quality-seeds", type=int, default=0,
+                        help="also compare final activations over this many seeds per side (batched)")
+    parser.add_argument("--quality-steps", type=int, default=512)
+    parser.add_argument("--quality-first-seed", type=int, default=0,
+                        help="first image seed of the quality batch (also seeds the transform draws)")
+    parser.add_argument("--cases", default="alexnet,vgg16", help="which models to run (comma-separated)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     plan = [("alexnet", "random", "conv4", args.steps_alexnet, args.seeds_alexnet),
             ("vgg16", "hed", "conv4_3", args.steps_vgg, args.seeds_vgg)]
+    plan = [case for case in plan if case[0] in args.cases.split(",")]
     cases = []
     for model, weights, layer, steps, seeds in plan:
         runs = []
-        for seed in (int(v) for v in seeds.split(",")):
+        for seed in (int(v) for v in seeds.split(",") if v.strip()):
             run = {"seed": seed, **run_case(model, weights, layer, 12, steps, seed)}
             print(f"{model} {layer}:12 seed {seed}  ours {run['ours_s_per_step']:.4f} s/step  lucent "
                   f"{run['lucent_s_per_step']:.4f} s/step  speedup {run['speedup']}x  final "
                   f"{run['ours_final']} vs {run['lucent_final']}", flush=True)
             runs.append(run)
-        cases.append(aggregate(runs))
-    print(json.dumps({"torch": torch.__version__, "threads": 1, "cases": cases}))
+        if runs:  # an empty seed list skips the timed case
+            cases.append(aggregate(runs))
+    quality = []
+    for model, weights, layer, _, _ in plan if args.quality_seeds > 0 else ():
+        result = quality_case(model, weights, layer, 12, args.quality_steps, args.quality_seeds,
+                              args.quality_first_seed)
+        print(f"{model} {layer}:12 over seeds {result['seeds']}, {result['steps']} steps: median final "
+              f"{result['ours_median']} (ours) vs {result['lucent_median']} (Lucent)", flush=True)
+        quality.append(result)
+    print(json.dumps({"torch": torch.__version__, "threads": 1, "cases": cases,
+                      **({"quality": quality} if quality else {})}))
 
 
 if __name__ == "__main__":
