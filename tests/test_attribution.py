@@ -58,6 +58,13 @@ def test_views_match_a_hand_built_reference(alexnet, image, mode):
     torch.testing.assert_close(views[mode], ref, rtol=1e-4, atol=1e-6)
 
 
+def test_one_forward_serves_every_mode(alexnet, image):
+    """All three views from one call (one forward pass, one backward per mode) equal the references."""
+    views = unit_views(alexnet, image, "conv4", 11, 2, 3)
+    for mode in ("deconv", "backprop", "guided"):
+        torch.testing.assert_close(views[mode], reference(alexnet, image, 8, 11, 2, 3, mode), rtol=1e-4, atol=1e-6)
+
+
 def test_plain_gradient_is_autograd_of_the_unit(alexnet, image):
     inp = alexnet.preprocessing.normalize(image.unsqueeze(0)).requires_grad_(True)
     out = alexnet.module.features[:7](inp)  # features.6 is conv3

@@ -11,11 +11,12 @@ the ReLU's forward input):
 
 The forward pass is the shared :class:`~vistoolbox.extractor.FeatureExtractor` (stopping at the
 unit's layer); the ReLU rule is swapped in with a :class:`~torch.overrides.TorchFunctionMode`
-that routes ``relu`` calls through a custom autograd function, so no module is modified.
+that routes ``relu`` calls through a custom autograd function, so no module is modified. That
+function reads its rule when the backward pass runs, so one forward pass serves all three views
+(one backward pass each).
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import torch
@@ -29,20 +30,28 @@ from .models import LoadedModel
 MODES = ("deconv", "backprop", "guided")
 
 
+class _Rule:
+    """The backward rule in force (mutable: one forward pass serves every mode's backward pass)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+
+
 class _ReluBackwardRule(torch.autograd.Function):
-    """ReLU forward; deconvnet or guided-backprop backward."""
+    """ReLU forward; the backward of ``rule.mode`` as it is when the backward pass runs."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, mode: str) -> torch.Tensor:  # type: ignore[override]
-        ctx.mode = mode
+    def forward(ctx, a: torch.Tensor, rule: _Rule) -> torch.Tensor:  # type: ignore[override]
+        ctx.rule = rule
         ctx.save_for_backward(a)
         return a.clamp_min(0)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (a,) = ctx.saved_tensors
-        out = grad.clamp_min(0)
-        if ctx.mode == "guided":
+        mode = ctx.rule.mode
+        out = grad if mode == "backprop" else grad.clamp_min(0)
+        if mode != "deconv":
             out = out * (a > 0).to(out.dtype)
         return out, None
 
@@ -51,15 +60,15 @@ _RELUS = {F.relu, torch.relu, torch.Tensor.relu, torch.relu_, torch.Tensor.relu_
 
 
 class _ReluOverride(TorchFunctionMode):
-    """Inside this mode every ``relu`` call uses :class:`_ReluBackwardRule` with `mode`."""
+    """Inside this mode every ``relu`` call uses :class:`_ReluBackwardRule` with `rule`."""
 
-    def __init__(self, mode: str):
+    def __init__(self, rule: _Rule):
         super().__init__()
-        self.mode = mode
+        self.rule = rule
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D401
         if func in _RELUS:
-            return _ReluBackwardRule.apply(args[0], self.mode)
+            return _ReluBackwardRule.apply(args[0], self.rule)
         return func(*args, **(kwargs or {}))
 
 
@@ -68,8 +77,8 @@ def batch_views(model: LoadedModel, images: torch.Tensor, layer: str, units: Seq
     """Views for a batch: image i (0–1 RGB ``[N, 3, H, W]``) for unit ``units[i]`` at ``(ys[i], xs[i])``.
 
     Returns ``{mode: [N, 3, H, W]}``, gradients with respect to the normalised model input. One
-    forward and backward pass per mode for the whole batch (samples are independent in eval mode).
-    fc layers ignore y and x.
+    forward pass for the whole batch and one backward pass per mode (the ReLU rule is read when
+    the backward pass runs; samples are independent in eval mode). fc layers ignore y and x.
     """
     bad = [m for m in modes if m not in MODES]
     if bad:
@@ -78,19 +87,21 @@ def batch_views(model: LoadedModel, images: torch.Tensor, layer: str, units: Seq
     if not len(units) == len(ys) == len(xs) == count:
         raise ValueError("need one unit, y and x per image")
     x = model.preprocessing.normalize(images.to(model.device).float()).detach().requires_grad_(True)
-    rows = torch.arange(count)
     out: dict[str, torch.Tensor] = {}
+    if not modes:
+        return out
+    rule = _Rule(modes[0])
     with FeatureExtractor(model, [layer]) as fx:
-        for mode in modes:
-            rule = contextlib.nullcontext() if mode == "backprop" else _ReluOverride(mode)
-            with torch.enable_grad(), rule:
-                feats = fx(x)[layer]
-            unit_index = torch.as_tensor(list(units))
-            if feats.dim() == 4:
-                picked = feats[rows, unit_index, torch.as_tensor(list(ys)), torch.as_tensor(list(xs))]
-            else:
-                picked = feats[rows, unit_index]
-            (grad,) = torch.autograd.grad(picked.sum(), x)
+        with torch.enable_grad(), _ReluOverride(rule):
+            feats = fx(x)[layer]
+        rows, unit_index = torch.arange(count), torch.as_tensor(list(units))
+        if feats.dim() == 4:
+            picked = feats[rows, unit_index, torch.as_tensor(list(ys)), torch.as_tensor(list(xs))]
+        else:
+            picked = feats[rows, unit_index]
+        for i, mode in enumerate(modes):
+            rule.mode = mode
+            (grad,) = torch.autograd.grad(picked.sum(), x, retain_graph=i < len(modes) - 1)
             out[mode] = grad.detach()
     return out
 
