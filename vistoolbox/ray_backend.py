@@ -10,12 +10,34 @@ small arguments travel; the dataset must be readable at the same path on every n
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .datasets import ImageList, Transform
 from .errors import VisRuntimeError, VisUsageError
 from .mining import MiningState, mine_indices
+
+
+def connect_ray(address: str | None = None, quiet: bool = True) -> Any:
+    """The ``ray`` module, initialised: the cluster at `address` (None: ``RAY_ADDRESS``, else a new
+    local one). Workers get this checkout on their ``PYTHONPATH``. Missing Ray or an unreachable
+    cluster is a one-line error."""
+    try:
+        import ray
+    except ImportError:
+        raise VisUsageError("--backend ray needs Ray: pip install 'vistoolbox[ray]'") from None
+    if ray.is_initialized():
+        return ray
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=not quiet, configure_logging=not quiet,
+                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+    except Exception as exc:  # noqa: BLE001 - connection errors vary
+        raise VisRuntimeError(f"cannot start or reach a Ray cluster at {address or 'local'}: "
+                              f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+    return ray
 
 
 def _mine_slice(spec: dict, root: str, paths: list[str], kind: str, transform: dict, entries: dict, k: int,
@@ -47,22 +69,12 @@ def mine_on_ray(spec: dict, images: ImageList, transform: Transform, state: Mini
                 threads: int = 1, quiet: bool = False) -> MiningState:
     """Mine what is left of `indices` (after ``state.done``) on a Ray cluster; returns the merged state.
 
-    `address` None starts a local cluster; `tasks` defaults to the cluster's CPU count; each task
-    uses `threads` torch threads and asks Ray for as many CPUs.
+    `address` None: ``RAY_ADDRESS``, else a new local cluster; `tasks` defaults to the cluster's CPU
+    count; each task uses `threads` torch threads and asks Ray for as many CPUs.
     """
-    try:
-        import ray
-    except ImportError:
-        raise VisUsageError("--backend ray needs Ray: pip install 'ray[default]'") from None
     if spec.get("model") is None:
         raise VisUsageError("--backend ray needs a model it can rebuild by name")
-    try:
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
-                     ignore_reinit_error=True, configure_logging=not quiet)
-    except Exception as exc:  # noqa: BLE001 - connection errors vary
-        raise VisRuntimeError(f"cannot start or reach a Ray cluster at {address or 'local'}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    ray = connect_ray(address, quiet)
     todo = list(indices)[state.done:]
     if not todo:
         return state

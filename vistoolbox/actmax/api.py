@@ -137,12 +137,12 @@ def build_objectives(model: LoadedModel, layer: str, units: Sequence[int], size:
 
 
 def _record(model: LoadedModel, settings: Settings, preset: str, seed: int, objective: Objective,
-            extra: dict[str, Any], trace: Trace, initial: list[float], final: list[float],
+            details: dict[str, Any], trace: Trace, initial: list[float], final: list[float],
             seconds: float) -> dict[str, Any]:
     from .. import __version__
 
     return {
-        "tool": "vistoolbox", "version": __version__, **model.describe(), **extra,
+        "tool": "vistoolbox", "version": __version__, **model.describe(), **details,
         "objective": objective.describe(), "preset": preset, "settings": settings.to_dict(),
         "seed": seed, "device": str(model.device), "torch_version": torch.__version__,
         "python_version": platform.python_version(), "threads": torch.get_num_threads(),
@@ -207,10 +207,10 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
         objective = objective + extra
     trace, initial, final, seconds = _run(model, settings, objective, primary, chosen, seed, size, None,
                                           quiet, f"maximize {layer}")
-    extra = {"kind": "maximize", "layer": layer, "layer_canonical": model.resolve(layer), "units": chosen,
+    details = {"kind": "maximize", "layer": layer, "layer_canonical": model.resolve(layer), "units": chosen,
              "negate": negate, "diversity": diversity, "size": list(size), **info}
     return MaximizeResult(trace.images, chosen,
-                          _record(model, settings, preset, seed, objective, extra, trace, initial, final, seconds))
+                          _record(model, settings, preset, seed, objective, details, trace, initial, final, seconds))
 
 
 def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tensor, layer: str, *,
@@ -242,10 +242,10 @@ def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tens
     objective = DeepDream(layer)
     trace, initial, final, seconds = _run(model, settings, objective, objective, [0], seed, size,
                                           start.to(model.device), quiet, f"dream {layer}")
-    extra = {"kind": "dream", "layer": layer, "layer_canonical": model.resolve(layer), "units": [0],
+    details = {"kind": "dream", "layer": layer, "layer_canonical": model.resolve(layer), "units": [0],
              "image": source, "size": list(size)}
     return MaximizeResult(trace.images, [0],
-                          _record(model, settings, preset, seed, objective, extra, trace, initial, final, seconds))
+                          _record(model, settings, preset, seed, objective, details, trace, initial, final, seconds))
 
 
 def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units: Iterable[int] | None = None,

@@ -6,13 +6,11 @@ and Ray workers use the driver's thread count).
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 
-from ..errors import VisRuntimeError, VisUsageError
+from ..errors import VisUsageError
 from ..models import LoadedModel
 from .result import MaximizeResult
 
@@ -37,18 +35,9 @@ def run_ray(render: Render, model: LoadedModel, layer: str, chunks: list[list[in
             kwargs: dict[str, Any]) -> Iterator[tuple[list[int], MaximizeResult]]:
     """Batches as Ray tasks (``RAY_ADDRESS`` picks a cluster, else a local one), yielded as they
     finish. The model is put in the object store once."""
-    try:
-        import ray
-    except ImportError:
-        raise VisUsageError("--backend ray needs Ray: pip install 'vistoolbox[ray]'") from None
-    if not ray.is_initialized():
-        root = str(Path(__file__).resolve().parents[2])
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        try:
-            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": path}}, configure_logging=False)
-        except Exception as exc:  # noqa: BLE001 - cluster errors vary
-            raise VisRuntimeError(f"cannot start or reach Ray: {str(exc).splitlines()[0][:200]}") from None
+    from ..ray_backend import connect_ray
+
+    ray = connect_ray()
     task = ray.remote(_remote_render)
     model_ref = ray.put(model)
     threads = torch.get_num_threads()
