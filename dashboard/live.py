@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 
 from vistoolbox import FeatureExtractor, LoadedModel, layer_table
+from vistoolbox.attribution import MODES, unit_views
 from vistoolbox.errors import VisError
 from vistoolbox.images import normalize_visual, open_image, png_bytes, resize_center_crop, to_tensor
 
@@ -94,11 +95,7 @@ def class_names(model: LoadedModel) -> list[str] | None:
 
 def channel_views(ctx: Context, key: str, layer: str, channel: int) -> dict[str, bytes]:
     """Deconv / backprop / guided views (PNG) of the channel's strongest position in this image,
-    from :func:`vistoolbox.attribution.unit_views` (empty when this build has no attribution)."""
-    try:
-        from vistoolbox.attribution import MODES, unit_views
-    except ImportError:
-        return {}
+    from :func:`vistoolbox.attribution.unit_views` (one forward pass, one backward pass per view)."""
     result = activations(ctx, key, layer)
     y, x = np.unravel_index(int(np.argmax(result["maps"][channel])), result["maps"][channel].shape)
     with _FORWARD:

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from vistoolbox.errors import VisError
 from vistoolbox.files import write_bytes
-from vistoolbox.images import open_image, png_bytes, resize_center_crop
+from vistoolbox.images import open_image, png_bytes
 from vistoolbox.receptive import Field, unit_box
 from vistoolbox.store import Run, unit_stem
 
@@ -182,7 +182,7 @@ def fit_longest(size: tuple[int, int], longest: int) -> tuple[int, int]:
 
 def crop_geometry(run: Run, size: tuple[int, int]) -> tuple[int, Callable[[float, float], tuple[float, float]]]:
     """The miner's crop size and a map from crop pixel (row, col) to original pixel (x, y) for an
-    original image of `size` (w, h), following :func:`resize_center_crop`."""
+    original image of `size` (w, h), following :func:`vistoolbox.images.resize_center_crop`."""
     pre = run.manifest.get("preprocessing", {})
     crop = int(pre.get("crop") or pre.get("input_size") or 224)
     resize = int(pre.get("resize") or pre.get("resize_size") or crop)
@@ -191,13 +191,6 @@ def crop_geometry(run: Run, size: tuple[int, int]) -> tuple[int, Callable[[float
     new_w, new_h = max(crop, round(width * scale)), max(crop, round(height * scale))
     left, top = (new_w - crop) // 2, (new_h - crop) // 2
     return crop, lambda row, col: ((col + left) * width / new_w, (row + top) * height / new_h)
-
-
-def model_view(run: Run, image):  # noqa: ANN001, ANN201
-    """The image as the miner fed it to the model (resize + centre crop from the manifest)."""
-    pre = run.manifest.get("preprocessing", {})
-    crop = int(pre.get("crop") or pre.get("input_size") or 224)
-    return resize_center_crop(image, int(pre.get("resize") or pre.get("resize_size") or crop), crop)
 
 
 # --------------------------------------------------------------------------- layout

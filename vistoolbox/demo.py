@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-from pathlib import Path
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -165,7 +166,10 @@ def run_demo(model: LoadedModel, out: str | Path = "vis-demo", dataset: str | Pa
     from .patches import render_unit_views
 
     out = Path(out)
-    say = (lambda msg: None) if quiet else (lambda msg: print(f"vis demo: {msg}", file=__import__("sys").stderr, flush=True))
+    def say(message: str) -> None:
+        if not quiet:
+            print(f"vis demo: {message}", file=sys.stderr, flush=True)
+
     if dataset is None:
         say("preparing the offline demo images")
         data: Path = out / "images"

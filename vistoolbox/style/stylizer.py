@@ -130,8 +130,7 @@ def stylize(stylizer: Stylizer, images: torch.Tensor | Sequence[torch.Tensor], s
         raise VisUsageError("this stylizer was trained in texture mode: it makes textures from noise "
                             "(vis stylize MODEL --noise), it does not take images")
     as_batch = isinstance(images, torch.Tensor) and images.dim() == 4
-    items = list(images) if as_batch else [im if im.dim() == 4 else im.unsqueeze(0) for im in images]
-    items = [im if im.dim() == 4 else im.unsqueeze(0) for im in items]
+    items = [im if im.dim() == 4 else im.unsqueeze(0) for im in images]  # a batch iterates as [3, H, W]
     for im in items:
         if im.shape[-3] != 3:
             raise VisUsageError(f"stylize takes RGB images [3, H, W], got shape {list(im.shape)}")
