@@ -10,6 +10,8 @@ from . import jobs, live, texture, transfer, units
 from .context import DEFAULT_MAX_UPLOAD_BYTES, make_context
 from .serving import register_routes
 
+__all__ = ["create_app"]
+
 ASSETS = Path(__file__).parent / "assets"
 
 
@@ -27,7 +29,7 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
         stylizers_dir: a folder of trained stylizers (``vis train-stylizer`` files) for the Transfer
             tab's fast mode, besides each run's ``stylizers/`` folder.
 
-    The app's shared state is ``app.vis_context`` (a :class:`~dashboard.context.Context`).
+    The app's shared state is ``app.vis_context`` (a :class:`~vistoolbox.dashboard.context.Context`).
     """
     extra = {"cache_dir": Path(cache_dir)} if cache_dir else {}
     ctx = make_context(runs, model, weights, device=device, seed=seed, input_size=input_size,
@@ -37,7 +39,7 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
     app = dash.Dash(__name__, assets_folder=str(ASSETS), title="vistoolbox", suppress_callback_exceptions=True,
                     background_callback_manager=manager)
     app.server.config["MAX_CONTENT_LENGTH"] = max_upload_bytes * 2 + 2**20  # base64 + other form fields
-    register_routes(app.server, ctx)
+    register_routes(app.server, ctx, units.source_with_box)
     app.layout = html.Div(className="app", children=[
         dcc.Location(id="url", refresh=False),
         dcc.Store(id="selection"), dcc.Store(id="grid-key"), dcc.Store(id="keys"), dcc.Store(id="grid-click"),

@@ -10,6 +10,8 @@ from pathlib import Path
 from vistoolbox import LoadedModel, Run, load_model, open_run
 from vistoolbox.errors import VisUsageError
 
+__all__ = ["content_key", "Context", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_UPLOAD_PIXELS", "make_context"]
+
 #: Largest upload accepted (bytes of the file itself); enforced in the browser and on the server.
 DEFAULT_MAX_UPLOAD_BYTES = 8 * 2**20
 #: Largest decoded upload (pixels); bigger images are refused before decoding (bomb guard).

@@ -13,16 +13,20 @@ from typing import Any, Callable
 
 import dash
 import plotly.graph_objects as go
-import torch
 from dash import Input, Output, State, ctx as cb, dcc, html
 
 from vistoolbox.errors import VisError, VisUsageError
 from vistoolbox.files import write_json
 from vistoolbox.images import open_image, png_bytes, save_png
+from vistoolbox.result import ImageResult
 
 from .context import Context, content_key
-from .serving import _HEX, cache_url
+from .serving import HEX_KEY, cache_url
 from .uploads import cache_image, cached_path, store_upload
+
+__all__ = ["CACHE_EXPIRE_S", "download_button", "image_picker", "images_of", "job_panel", "loss_figure",
+           "make_manager", "pick_options", "PREVIEW_EVERY_S", "register_download", "register_job", "register_picker",
+           "resolve_pick", "run_job", "sample_image", "SAMPLES"]
 
 #: Cached job results expire after a week.
 CACHE_EXPIRE_S = 7 * 24 * 3600
@@ -138,7 +142,7 @@ def loss_figure(record: dict) -> go.Figure:
     return fig
 
 
-Work = Callable[[Context, dict[str, Any], Callable[[dict], None]], tuple[torch.Tensor, dict]]
+Work = Callable[[Context, dict[str, Any], Callable[[dict], None]], ImageResult]
 
 
 def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
@@ -162,7 +166,8 @@ def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
             set_progress((str(info["step"]), str(info["steps_total"]), last["preview"],
                           f"step {info['step']}/{info['steps_total']}"))
 
-    image, record = work(ctx, params, report)
+    result = work(ctx, params, report)
+    image, record = result.images, result.record
     save_png(image, out)
     write_json(sidecar, {k: v for k, v in record.items() if k != "snapshots"})
     return key, record
@@ -214,7 +219,7 @@ def register_download(app: dash.Dash, ctx: Context, prefix: str, kind: str) -> N
     def download(_n, src):  # noqa: ANN001, ANN202
         key = Path(str(src or "")).stem
         path = ctx.jobs_dir / f"{key}.png"
-        if not _HEX.match(key) or not path.is_file():
+        if not HEX_KEY.match(key) or not path.is_file():
             raise dash.exceptions.PreventUpdate
         return dcc.send_file(str(path), filename=f"{kind}_{key[:8]}.png")
 

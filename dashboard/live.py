@@ -17,14 +17,18 @@ from PIL import Image
 from torch import nn
 
 from vistoolbox import FeatureExtractor, LoadedModel, layer_table
-from vistoolbox.attribution import MODES, unit_views
 from vistoolbox.errors import VisError
-from vistoolbox.images import normalize_visual, open_image, png_bytes, resize_center_crop, to_tensor
+from vistoolbox.features.views import MODES, unit_views
+from vistoolbox.images import normalize_visual, open_image, png_bytes, to_tensor
+from vistoolbox.models import top_classes
 
 from .context import Context
 from .serving import run_url
 from .units import make_query
 from .uploads import cache_image, load_cached, store_upload
+
+__all__ = ["activations", "channel_at", "channel_views", "layout", "live_layers", "maps_figure", "montage_png",
+           "overlay_png", "register", "run_top9", "store_run_image", "tile_layout"]
 
 MIN_TILE, MAX_TILE = 24, 64   # px per channel tile in the montage
 PAD = 2
@@ -46,12 +50,6 @@ def live_layers(model: LoadedModel) -> list[dict[str, str]]:
     return options
 
 
-def model_input(model: LoadedModel, image: Image.Image) -> Image.Image:
-    """Resize + centre-crop as torchvision's recipe (the model's input size)."""
-    pre = model.preprocessing
-    return resize_center_crop(image, pre.resize_size, pre.input_size)
-
-
 def activations(ctx: Context, key: str, layer: str) -> dict[str, Any]:
     """``{"maps": [C, h, w] float32, "image": PIL, "classes": [(name, p)]}`` for a cached image (memoised)."""
     cache_key = (key, layer, ctx.model_name, ctx.weights)
@@ -59,7 +57,7 @@ def activations(ctx: Context, key: str, layer: str) -> dict[str, Any]:
         _CACHE.move_to_end(cache_key)
         return _CACHE[cache_key]
     model = ctx.model
-    image = model_input(model, load_cached(ctx, key))
+    image = model.preprocessing.model_crop(load_cached(ctx, key))
     x = model.preprocessing.normalize(to_tensor(image)).to(model.device)
     with _FORWARD, torch.no_grad(), FeatureExtractor(model, [layer]) as fx:
         maps = fx(x)[layer][0].float().cpu().numpy()
@@ -71,31 +69,9 @@ def activations(ctx: Context, key: str, layer: str) -> dict[str, Any]:
     return result
 
 
-def top_classes(model: LoadedModel, x: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
-    """The `k` most probable classes of the full model (names from torchvision's weights metadata)."""
-    logits = model.module(x)
-    probs = torch.softmax(logits.flatten(1).float(), dim=1)[0]
-    values, indices = probs.topk(min(k, probs.numel()))
-    names = class_names(model)
-    return [(names[i] if names and i < len(names) else f"class {i}", float(v))
-            for v, i in zip(values.tolist(), indices.tolist())]
-
-
-def class_names(model: LoadedModel) -> list[str] | None:
-    """ImageNet category names for torchvision models with ``imagenet`` weights, else None."""
-    if model.weights != "imagenet":
-        return None
-    try:
-        import torchvision
-
-        return list(torchvision.models.get_model_weights(model.name).DEFAULT.meta["categories"])
-    except (ValueError, KeyError, AttributeError):
-        return None
-
-
 def channel_views(ctx: Context, key: str, layer: str, channel: int) -> dict[str, bytes]:
     """Deconv / backprop / guided views (PNG) of the channel's strongest position in this image,
-    from :func:`vistoolbox.attribution.unit_views` (one forward pass, one backward pass per view)."""
+    from :func:`vistoolbox.unit_views` (one forward pass, one backward pass per view)."""
     result = activations(ctx, key, layer)
     y, x = np.unravel_index(int(np.argmax(result["maps"][channel])), result["maps"][channel].shape)
     with _FORWARD:

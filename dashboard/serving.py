@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Callable
 
 import flask
 
 from .context import Context
 
+__all__ = ["HEX_KEY", "IMAGE_TYPES", "cache_url", "inside", "register_routes", "run_url"]
+
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
-_HEX = re.compile(r"^[0-9a-f]{8,64}$")
+#: What a cache key looks like (content hashes); anything else never reaches the file system.
+HEX_KEY = re.compile(r"^[0-9a-f]{8,64}$")
 
 
 def inside(root: Path, relative: str) -> Path | None:
@@ -40,11 +44,14 @@ def run_url(ctx: Context, run: int, path: Path) -> str:
 
 
 def cache_url(key: str) -> str:
+    """URL of an image the dashboard made (see :func:`register_routes`)."""
     return f"/vis/cache/{key}.png"
 
 
-def register_routes(server: flask.Flask, ctx: Context) -> None:
-    """Add the file routes to the Flask server."""
+def register_routes(server: flask.Flask, ctx: Context,
+                    make_source: Callable[[Context, int, str, int, int], Path]) -> None:
+    """Add the file routes to the Flask server; `make_source(ctx, run, layer, unit, rank)` makes the
+    PNG behind ``/vis/source/…``."""
 
     def send(path: Path, max_age: int = 3600) -> flask.Response:
         response = flask.send_file(path, mimetype=IMAGE_TYPES[path.suffix.lower()], max_age=max_age)
@@ -62,19 +69,17 @@ def register_routes(server: flask.Flask, ctx: Context) -> None:
 
     @server.route("/vis/source/<int:run>/<layer>/<int:unit>/<int:rank>.png")
     def source_image(run: int, layer: str, unit: int, rank: int):  # noqa: ANN202
-        from .units import source_with_box
-
         if not 0 <= run < len(ctx.runs):
             flask.abort(404)
         try:
-            path = source_with_box(ctx, run, layer, unit, rank)
+            path = make_source(ctx, run, layer, unit, rank)
         except (LookupError, ValueError, OSError):
             flask.abort(404)
         return send(path)
 
     @server.route("/vis/cache/<key>.png")
     def cache_file(key: str):  # noqa: ANN202
-        if not _HEX.match(key):
+        if not HEX_KEY.match(key):
             flask.abort(404)
         for folder in (ctx.uploads, ctx.jobs_dir):
             target = folder / f"{key}.png"

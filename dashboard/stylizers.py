@@ -21,6 +21,9 @@ from vistoolbox.style.stylizer import Stylizer, load_stylizer, stylize
 
 from .context import Context, content_key
 
+__all__ = ["describe", "fast_stylize", "find_stylizers", "Found", "lookup", "MAX_FAST_SIZE", "options",
+           "read_stylizer", "stylizer_folders"]
+
 #: Longest side (px) the fast mode accepts for the content image.
 MAX_FAST_SIZE = 2048
 

@@ -6,29 +6,23 @@ from typing import Any, Callable
 
 import dash
 from dash import State, dcc, html
+
 from vistoolbox import LoadedModel
+from vistoolbox.style import DEFAULT_STYLE_LAYERS, synthesize_texture
 
 from . import jobs
 from .context import Context
 from .live import live_layers
 
-
-def style_api():  # noqa: ANN201
-    """The style module, or None when this build has no style transfer."""
-    try:
-        from vistoolbox import style
-    except ImportError:
-        return None
-    return style
+__all__ = ["layer_options", "layout", "register", "work"]
 
 
 def layer_options(model: LoadedModel) -> tuple[list[dict[str, str]], list[str]]:
     """The Live tab's layer options and the library's default style layers (resolved) for this model."""
     options = live_layers(model)
     valid = {o["value"] for o in options}
-    style = style_api()
     default: list[str] = []
-    for name in (style.DEFAULT_STYLE_LAYERS if style else []):
+    for name in DEFAULT_STYLE_LAYERS:
         try:
             default.append(model.resolve(name))
         except ValueError:
@@ -37,13 +31,8 @@ def layer_options(model: LoadedModel) -> tuple[list[dict[str, str]], list[str]]:
     return options, default or [o["value"] for o in options[:3]]
 
 
-def unavailable() -> html.Div:
-    return html.Div(className="empty", children=[html.P("Texture synthesis and style transfer are not in this build.")])
-
-
 def layout(ctx: Context) -> html.Div:
-    if style_api() is None:
-        return unavailable()
+    """The Texture tab."""
     options, default = layer_options(ctx.model)
     return html.Div(className="texture", children=[
         html.Div(className="row", children=[
@@ -61,18 +50,15 @@ def layout(ctx: Context) -> html.Div:
 
 def work(ctx: Context, params: dict[str, Any], report: Callable[[dict], None]):  # noqa: ANN201
     """Call the library: ``synthesize_texture`` on the chosen texture."""
-    style = style_api()
     images = jobs.images_of(ctx, params["images"], "texture")
     steps = int(params["steps"] or 100)
-    return style.synthesize_texture(ctx.model, images, size=int(params["size"] or 128), steps=steps,
-                                    layers=list(params["layers"] or []) or style.DEFAULT_STYLE_LAYERS,
-                                    seed=int(params["seed"] or 0), snapshot_every=max(1, steps // 10),
-                                    progress=report)
+    return synthesize_texture(ctx.model, images, size=int(params["size"] or 128), steps=steps,
+                              layers=list(params["layers"] or []) or DEFAULT_STYLE_LAYERS,
+                              seed=int(params["seed"] or 0), snapshot_every=max(1, steps // 10), progress=report)
 
 
 def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager) -> None:
-    if style_api() is None:
-        return
+    """Wire the Texture tab."""
     jobs.register_picker(app, ctx, "tex")
     names = ["images", "size", "steps", "seed", "layers"]
     states = [State("tex-images", "data"), State("tex-size", "value"), State("tex-steps", "value"),

@@ -16,11 +16,14 @@ from dash import Input, Output, State, dcc, html
 
 from vistoolbox.errors import VisError, VisUsageError
 from vistoolbox.images import save_png
+from vistoolbox.style import transfer_style
+from vistoolbox.style.transfer import DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT
 
 from . import jobs, stylizers
 from .context import Context, content_key
 from .serving import cache_url
-from .texture import style_api, unavailable
+
+__all__ = ["fast_result", "layout", "parse_blend", "register", "work"]
 
 
 def parse_blend(text: str | None, count: int) -> list[float] | None:
@@ -37,10 +40,7 @@ def parse_blend(text: str | None, count: int) -> list[float] | None:
 
 
 def layout(ctx: Context) -> html.Div:
-    if style_api() is None:
-        return unavailable()
-    from vistoolbox.style import transfer as defaults
-
+    """The Transfer tab (both modes)."""
     return html.Div(className="transfer", children=[
         dcc.RadioItems(id="transfer-mode", value="optimise", inline=True, className="mode", options=MODES),
         html.Div(className="row", children=[
@@ -51,9 +51,9 @@ def layout(ctx: Context) -> html.Div:
             html.Div(id="tr-options-col", className="col wide", children=[
                 html.Label(["blend weights ", dcc.Input(id="tr-blend", type="text", placeholder="e.g. 0.7, 0.3")]),
                 html.Label(["style weight (log10) ", dcc.Slider(id="tr-style-weight", min=-1, max=6, step=0.5,
-                                                                value=math.log10(defaults.DEFAULT_STYLE_WEIGHT))]),
+                                                                value=math.log10(DEFAULT_STYLE_WEIGHT))]),
                 html.Label(["content weight ", dcc.Input(id="tr-content-weight", type="number", min=0,
-                                                         value=defaults.DEFAULT_CONTENT_WEIGHT)]),
+                                                         value=DEFAULT_CONTENT_WEIGHT)]),
                 html.Label(["colours ", dcc.Dropdown(id="tr-preserve", value="none", clearable=False,
                                                      options=["none", "luminance", "histogram"])]),
                 html.Label(["size ", dcc.Input(id="tr-size", type="number", min=16, max=1024, step=1, value=192)]),
@@ -107,24 +107,20 @@ def fast_panel() -> html.Div:
 
 def work(ctx: Context, params: dict[str, Any], report: Callable[[dict], None]):  # noqa: ANN201
     """Call the library: ``transfer_style`` with the chosen content and styles."""
-    style = style_api()
     content = jobs.images_of(ctx, params["content"], "content")[0]
     styles = jobs.images_of(ctx, params["styles"], "style")
     steps = int(params["steps"] or 100)
-    from vistoolbox.style import transfer as defaults
-
     log_style = params["style_weight"]
-    style_weight = defaults.DEFAULT_STYLE_WEIGHT if log_style is None else 10 ** float(log_style)
-    content_weight = defaults.DEFAULT_CONTENT_WEIGHT if params["content_weight"] is None else float(params["content_weight"])
-    return style.transfer_style(ctx.model, content, styles, style_blend=parse_blend(params["blend"], len(styles)),
-                                style_weight=style_weight, content_weight=content_weight,
-                                preserve_colors=params["preserve"] or "none", size=int(params["size"] or 192),
-                                steps=steps, snapshot_every=max(1, steps // 10), progress=report)
+    style_weight = DEFAULT_STYLE_WEIGHT if log_style is None else 10 ** float(log_style)
+    content_weight = DEFAULT_CONTENT_WEIGHT if params["content_weight"] is None else float(params["content_weight"])
+    return transfer_style(ctx.model, content, styles, style_blend=parse_blend(params["blend"], len(styles)),
+                          style_weight=style_weight, content_weight=content_weight,
+                          preserve_colors=params["preserve"] or "none", size=int(params["size"] or 192),
+                          steps=steps, snapshot_every=max(1, steps // 10), progress=report)
 
 
 def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager) -> None:
-    if style_api() is None:
-        return
+    """Wire the Transfer tab (both modes)."""
     jobs.register_picker(app, ctx, "tr-content")
     jobs.register_picker(app, ctx, "tr-style", multiple=True)
     names = ["content", "styles", "blend", "style_weight", "content_weight", "preserve", "size", "steps"]

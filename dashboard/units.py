@@ -13,18 +13,23 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx as cb, dcc, html
 from PIL import Image, ImageDraw
 
+from vistoolbox import maximize_layer
 from vistoolbox.errors import VisError
+from vistoolbox.features.receptive import field_of, unit_box
+from vistoolbox.features.views import MODES
 from vistoolbox.files import write_bytes
-from vistoolbox.images import open_image, png_bytes
-from vistoolbox.receptive import Field, unit_box
-from vistoolbox.store import Run, unit_stem
+from vistoolbox.images import fit_longest, open_image, png_bytes
+from vistoolbox.rundir import Run, unit_stem
 
 from .context import Context, content_key
 from .serving import cache_url, run_url
 
+__all__ = ["crop_geometry", "histogram_figure", "layer_label", "layer_summary", "layout", "make_query",
+           "optimise_unit", "parse_query", "register", "resolve_selection", "select_from_trigger",
+           "source_with_box", "sprite", "step_unit", "thumbnail", "unit_detail", "unit_grid"]
+
 GRID_COLUMNS = 16
 THUMB = 48          # px per unit in the grid sprite
-VIEWS = ("deconv", "backprop", "guided")
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -151,7 +156,7 @@ def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: i
         raise LookupError("empty top-k slot")
     original = open_image(run.image_path(index))
     crop, to_original = crop_geometry(run, original.size)
-    shown = original.resize(fit_longest(original.size, SOURCE_LONGEST), Image.Resampling.BILINEAR)
+    shown = original.resize(fit_longest(original.size, SOURCE_LONGEST, shrink_only=True), Image.Resampling.BILINEAR)
     sx, sy = shown.width / original.width, shown.height / original.height
 
     def to_shown(row: float, col: float) -> tuple[float, float]:
@@ -164,7 +169,7 @@ def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: i
     draw.rectangle([round(x0), round(y0), round(x1) - 1, round(y1) - 1], outline=(255, 255, 255), width=1)
     info = run.layer_info(layer)
     if info.get("rf_size"):
-        field = Field(size=tuple(info["rf_size"]), stride=tuple(info["rf_stride"]), offset=tuple(info["rf_offset"]))
+        field = field_of(info)
         box = unit_box(field, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), (crop, crop))
         left, top = to_shown(box.top, box.left)
         right, bottom = to_shown(box.bottom, box.right)
@@ -172,12 +177,6 @@ def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: i
                        width=2)
     write_bytes(out, png_bytes(shown))
     return out
-
-
-def fit_longest(size: tuple[int, int], longest: int) -> tuple[int, int]:
-    """(w, h) scaled down so the longest side is at most `longest`."""
-    scale = min(1.0, longest / max(size))
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def crop_geometry(run: Run, size: tuple[int, int]) -> tuple[int, Callable[[float, float], tuple[float, float]]]:
@@ -224,8 +223,7 @@ def layout(ctx: Context) -> html.Div:
                 html.Div(className="pickers", children=[
                     html.Label(["steps ", dcc.Input(id="max-steps", type="number", min=8, max=4096, step=1,
                                                     value=128, style={"width": "5em"})]),
-                    html.Button("compute optimised image", id="max-run", n_clicks=0,
-                                disabled=maximize_api() is None),
+                    html.Button("compute optimised image", id="max-run", n_clicks=0),
                     html.Button("cancel", id="max-cancel", n_clicks=0, disabled=True),
                     html.Progress(id="max-progress", style={"display": "none"})]),  # indeterminate while running
             ]),
@@ -249,22 +247,13 @@ def layout(ctx: Context) -> html.Div:
 
 # --------------------------------------------------------------------------- callbacks
 
-def maximize_api():  # noqa: ANN201
-    """``vistoolbox.maximize_layer`` (None when this build has no activation maximization)."""
-    try:
-        from vistoolbox import maximize_layer
-    except ImportError:
-        return None
-    return maximize_layer
-
-
 def optimise_unit(ctx: Context, run_index: int, layer: str, unit: int, steps: int) -> Path:
     """The unit's optimised image, computed with the library (``maximize_layer``) into the run
     (``RUN/layers/<name>/maximize/unit_NNNN.png``) unless already there."""
     run = ctx.runs[run_index]
     path = run.maximized(layer, unit)
     if not path.is_file():
-        maximize_api()(ctx.model_for(run), layer, run.root, units=[unit], steps=int(steps), quiet=True)
+        maximize_layer(ctx.model_for(run), layer, run.root, units=[unit], steps=int(steps), quiet=True)
     return path
 
 
@@ -311,22 +300,21 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
             raise dash.exceptions.PreventUpdate
         return unit_detail(ctx, sel["run"], sel["layer"], sel["unit"])
 
-    if maximize_api() is not None:
-        @app.callback(
-            Output("max-view", "src", allow_duplicate=True), Output("max-status", "children", allow_duplicate=True),
-            Input("max-run", "n_clicks"), State("selection", "data"), State("max-steps", "value"),
-            background=True, manager=manager, prevent_initial_call=True,
-            running=[(Output("max-run", "disabled"), True, False), (Output("max-cancel", "disabled"), False, True),
-                     (Output("max-progress", "style"), {"display": "inline-block"}, {"display": "none"})],
-            cancel=[Input("max-cancel", "n_clicks")])
-        def optimise(n, sel, steps):  # noqa: ANN001, ANN202
-            if not n or not sel:
-                raise dash.exceptions.PreventUpdate
-            try:
-                path = optimise_unit(ctx, sel["run"], sel["layer"], sel["unit"], steps or 128)
-            except VisError as exc:
-                return dash.no_update, f"⚠ {exc}"
-            return run_url(ctx, sel["run"], path), f"unit {sel['unit']}: computed and cached in the run"
+    @app.callback(
+        Output("max-view", "src", allow_duplicate=True), Output("max-status", "children", allow_duplicate=True),
+        Input("max-run", "n_clicks"), State("selection", "data"), State("max-steps", "value"),
+        background=True, manager=manager, prevent_initial_call=True,
+        running=[(Output("max-run", "disabled"), True, False), (Output("max-cancel", "disabled"), False, True),
+                 (Output("max-progress", "style"), {"display": "inline-block"}, {"display": "none"})],
+        cancel=[Input("max-cancel", "n_clicks")])
+    def optimise(n, sel, steps):  # noqa: ANN001, ANN202
+        if not n or not sel:
+            raise dash.exceptions.PreventUpdate
+        try:
+            path = optimise_unit(ctx, sel["run"], sel["layer"], sel["unit"], steps or 128)
+        except VisError as exc:
+            return dash.no_update, f"⚠ {exc}"
+        return run_url(ctx, sel["run"], path), f"unit {sel['unit']}: computed and cached in the run"
 
     @app.callback(Output("source-view", "src"), Input({"type": "top9-img", "rank": ALL}, "n_clicks"),
                   State("selection", "data"), prevent_initial_call=True)
@@ -417,15 +405,14 @@ def unit_detail(ctx: Context, run_index: int, layer: str, unit: int) -> tuple:
         srcs.append(run_url(ctx, run_index, path) if valid and path.is_file() else None)
         captions.append(f"#{rank + 1}: {float(values[rank]):.3g}" if valid else "")
     views = []
-    for view in VIEWS:
+    for view in MODES:
         paths = [run.patch(layer, unit, rank, view) for rank in range(min(9, len(values)))]
         if paths and all(p.is_file() for p in paths):
             views.append(html.Div(className="view-row", children=[
                 html.H4(view), *[html.Img(src=run_url(ctx, run_index, p), className="view-img") for p in paths]]))
     maximized = run.maximized(layer, unit)
     max_src = run_url(ctx, run_index, maximized) if maximized.is_file() else None
-    status = "cached in the run" if max_src else (
-        "not computed yet" if maximize_api() else "activation maximization is not in this build")
+    status = "cached in the run" if max_src else "not computed yet"
     aliases = run.aliases(layer)
     title = f"{aliases[0] if aliases else layer} · unit {unit} ({unit_stem(unit)})"
     return title, srcs, captions, views, histogram_figure(run, layer, unit), max_src, status, None

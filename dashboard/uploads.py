@@ -9,11 +9,13 @@ from pathlib import Path
 from PIL import Image
 
 from vistoolbox.errors import VisUsageError
-from vistoolbox.images import open_image, png_bytes
 from vistoolbox.files import write_bytes
+from vistoolbox.images import open_image, png_bytes, resize_longest
 
 from .context import Context
-from .serving import cache_url
+from .serving import HEX_KEY, cache_url
+
+__all__ = ["ALLOWED_FORMATS", "cache_image", "cached_path", "decode_upload", "load_cached", "store_upload"]
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF"}
 
@@ -56,8 +58,6 @@ def store_upload(ctx: Context, contents: str, longest: int = 512) -> tuple[str, 
 
 def cache_image(ctx: Context, image: Image.Image, longest: int = 512) -> tuple[str, str]:
     """Shrink to `longest` px and cache as PNG under its content hash → ``(key, url)``."""
-    from vistoolbox.images import resize_longest
-
     if max(image.size) > longest:
         image = resize_longest(image, longest)
     data = png_bytes(image)
@@ -70,9 +70,7 @@ def cache_image(ctx: Context, image: Image.Image, longest: int = 512) -> tuple[s
 
 def cached_path(ctx: Context, key: str) -> Path:
     """The PNG stored by :func:`cache_image` (or a job) under `key`."""
-    from .serving import _HEX
-
-    if not key or not _HEX.match(key):
+    if not key or not HEX_KEY.match(key):
         raise VisUsageError("no image selected")
     for folder in (ctx.uploads, ctx.jobs_dir):
         path = folder / f"{key}.png"

@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dashboard import create_app, stylizers  # noqa: E402
-from dashboard.jobs import resolve_pick  # noqa: E402
-from dashboard.uploads import cached_path  # noqa: E402
+from vistoolbox.dashboard import create_app, stylizers  # noqa: E402
+from vistoolbox.dashboard.jobs import resolve_pick  # noqa: E402
+from vistoolbox.dashboard.uploads import cached_path  # noqa: E402
 from vistoolbox import load_tensor, save_stylizer, stylize  # noqa: E402
 from vistoolbox.style.generator import GeneratorConfig, StyleGenerator  # noqa: E402
 from vistoolbox.style.stylizer import Stylizer  # noqa: E402

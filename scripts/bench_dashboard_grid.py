@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent / "tests")]
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent / "tests" / "dashboard")]
 
 WAIT_JS = """
 var done = arguments[arguments.length - 1], n = arguments[0];
@@ -34,8 +34,8 @@ def url_grid(ctx, run_index, layer):  # noqa: ANN001, ANN201
     """Baseline: each cell an <img> with its own thumbnail URL."""
     from dash import html
 
-    from dashboard import units
-    from dashboard.serving import run_url
+    from vistoolbox.dashboard import units
+    from vistoolbox.dashboard.serving import run_url
 
     run = ctx.runs[run_index]
     cells = []
@@ -58,7 +58,7 @@ def main() -> None:
     from dash.testing.application_runners import ThreadedRunner
     from selenium import webdriver
 
-    from dashboard import create_app, units
+    from vistoolbox.dashboard import create_app, units
     from dashboard_browser import chrome_options
 
     original = units.unit_grid

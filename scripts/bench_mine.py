@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vistoolbox import FeatureExtractor, load_model  # noqa: E402
-from vistoolbox.datasets import Transform, discover_images, make_loader  # noqa: E402
-from vistoolbox.mining import MiningState, layer_entries, resolve_layers  # noqa: E402
+from vistoolbox.mining.datasets import Transform, discover_images, make_loader  # noqa: E402
+from vistoolbox.mining.pipeline import layer_entries, resolve_layers
+from vistoolbox.mining.topk import MiningState  # noqa: E402
 
 CASES = [("alexnet", 224), ("vgg16", 128)]
 
@@ -59,7 +60,7 @@ def throughput(model_name: str, size: int, folder: Path, batch_size: int, repeat
 
     def one_pass() -> tuple[float, float]:
         """Forward and mining alternate batch by batch (fine interleaving cancels load swings)."""
-        state = MiningState.empty(entries, 9)
+        state = MiningState.empty({n: e["units"] for n, e in entries.items()}, 9)
         t_forward = t_mine = 0.0
         with FeatureExtractor(model, [deepest]) as plain, FeatureExtractor(model, layers) as fx, torch.no_grad():
             for idx, x, ok in batches:

@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vistoolbox import load_model  # noqa: E402
 from vistoolbox.style import DEFAULT_STYLE_LAYERS, StyleLoss, transfer_style  # noqa: E402
-from vistoolbox.style.transfer import as_image, fit_size, optimize, resize  # noqa: E402
+from vistoolbox.images import fit_longest, resize_tensor  # noqa: E402
+from vistoolbox.style.optimize import optimize  # noqa: E402
+from vistoolbox.style.transfer import as_image  # noqa: E402
 
 from vistoolbox.style.transfer import DEFAULT_STYLE_WEIGHT as STYLE_WEIGHT  # noqa: E402
 PAINTING = Path("/usr/share/backgrounds/mate/abstract/Elephants.jpg")
@@ -95,9 +97,9 @@ def measure(ours: StyleLoss, image: torch.Tensor) -> float:
 
 
 def bench_case(ps, model, content_full, style_full, size: int, steps: int) -> dict:
-    shape = fit_size(tuple(content_full.shape[-2:]), size)
-    content = resize(content_full, shape)
-    style = resize(style_full, fit_size(tuple(style_full.shape[-2:]), size))
+    shape = fit_longest(tuple(content_full.shape[-2:]), size)
+    content = resize_tensor(content_full, shape)
+    style = resize_tensor(style_full, fit_longest(tuple(style_full.shape[-2:]), size))
     ours = StyleLoss(model, DEFAULT_STYLE_LAYERS, "relu4_2", "gram", 1.0, STYLE_WEIGHT, 0.0)
     ours.set_style([style])
     ours.set_content(content)
@@ -140,8 +142,8 @@ def bench_case(ps, model, content_full, style_full, size: int, steps: int) -> di
 def bench_transfer(model, content, style, size: int, steps: int) -> dict:
     stamps: list[float] = []
     t0 = time.perf_counter()
-    _, record = transfer_style(model, content, [style], size=size, steps=steps,
-                               progress=lambda info: stamps.append(time.perf_counter()))
+    record = transfer_style(model, content, [style], size=size, steps=steps,
+                            progress=lambda info: stamps.append(time.perf_counter())).record
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     return {"size": size, "shape": record["stages"][0]["size"], "steps": steps,
             "s_per_step": statistics.median(gaps), "total_s": time.perf_counter() - t0}

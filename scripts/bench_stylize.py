@@ -79,7 +79,8 @@ def main() -> None:
     style = load_tensor(args.style)
 
     def run_transfer(steps: int):
-        return transfer_style(model, content, style, size=SIZE, steps=steps, seed=0)
+        result = transfer_style(model, content, style, size=SIZE, steps=steps, seed=0)
+        return result.images, result.record
 
     stylize(stylizer, content)  # warm-up
     ff_ms: list[float] = []

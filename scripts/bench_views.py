@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vistoolbox import load_model  # noqa: E402
-from vistoolbox.attribution import MODES, batch_views  # noqa: E402
+from vistoolbox.features.views import MODES, batch_views  # noqa: E402
 
 
 def main() -> None:

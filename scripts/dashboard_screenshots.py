@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent / "tests")]
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent / "tests" / "dashboard")]
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
 
     from selenium.webdriver.common.keys import Keys
 
-    from dashboard import create_app
+    from vistoolbox.dashboard import create_app
     from dashboard_browser import dash_browser
 
     out = Path(args.out)

@@ -1,43 +1,47 @@
-"""vistoolbox: a CNN visualization toolbox for any torch model.
+"""vistoolbox: see what the units of a convolutional network respond to, on any torch model.
 
-Public API (everything else is internal)::
+Four views on one feature extractor — activations with receptive fields, top-k dataset patches,
+activation maximization, texture synthesis and style transfer. The public API (everything else is
+internal)::
 
     from vistoolbox import load_model, FeatureExtractor, mine, maximize, transfer_style
     model = load_model("vgg16", "hed")           # offline ImageNet-derived VGG16
     with FeatureExtractor(model, ["conv5_3"]) as fx:
         feats = fx(model.preprocessing.normalize(images))
+
+Every entry point takes the model first: ``mine(model, dataset, out)``, ``maximize(model, "conv4:12")``,
+``transfer_style(model, content, styles)``, ``train_stylizer(model, style, dataset)``.
 """
+from ._version import __version__
 from .actmax import MaximizeResult, dream, maximize, maximize_layer
-from .attribution import batch_views, unit_views
 from .errors import VisError, VisRuntimeError, VisUsageError
-from .extractor import FeatureExtractor
+from .features import (Box, FeatureExtractor, Field, LayerInfo, batch_views, layer_field, layer_table, trace_geometry,
+                       unit_box, unit_views)
 from .images import load_tensor, montage, open_image, save_png, to_pil, to_tensor
-from .layers import LayerInfo, layer_field, layer_table
 from .mining import merge_runs, mine
 from .models import LoadedModel, Preprocessing, load_model, resolve_device, torchvision_names
-from .receptive import Box, Field, trace_geometry, unit_box
-from .store import Run, open_run
-from .style import StyleLoss, synthesize_texture, transfer_style
+from .result import ImageResult
+from .rundir import Run, open_run
+from .style import StyleLoss, StyleResult, synthesize_texture, transfer_style
 from .style.generator import GeneratorConfig, StyleGenerator
 from .style.stylizer import Stylizer, generate_texture, load_stylizer, save_stylizer, stylize, stylize_files
 from .style.train_stylizer import train_stylizer
 
-__version__ = "0.1.0"
-
 __all__ = [
-    # models, extractor, geometry (issue 2)
-    "Box", "FeatureExtractor", "Field", "LayerInfo", "LoadedModel", "Preprocessing", "VisError",
-    "VisRuntimeError", "VisUsageError", "layer_field", "layer_table", "load_model", "resolve_device",
-    "torchvision_names", "trace_geometry", "unit_box",
-    # images and runs
-    "Run", "open_run", "load_tensor", "montage", "open_image", "save_png", "to_pil", "to_tensor",
-    # activation maximization (issue 3)
+    "__version__",
+    # models, features, geometry
+    "Box", "FeatureExtractor", "Field", "LayerInfo", "LoadedModel", "Preprocessing", "layer_field", "layer_table",
+    "load_model", "resolve_device", "torchvision_names", "trace_geometry", "unit_box",
+    # errors, images, results, runs
+    "ImageResult", "Run", "VisError", "VisRuntimeError", "VisUsageError", "load_tensor", "montage", "open_image",
+    "open_run", "save_png", "to_pil", "to_tensor",
+    # top-k mining and views
+    "batch_views", "merge_runs", "mine", "unit_views",
+    # activation maximization
     "MaximizeResult", "dream", "maximize", "maximize_layer",
-    # top-k mining and views (issue 4)
-    "mine", "merge_runs", "unit_views", "batch_views",
-    # texture and style transfer (issue 5)
-    "StyleLoss", "synthesize_texture", "transfer_style",
-    # feed-forward stylizer (issue 8)
+    # texture synthesis and style transfer
+    "StyleLoss", "StyleResult", "synthesize_texture", "transfer_style",
+    # feed-forward stylizer
     "GeneratorConfig", "StyleGenerator", "Stylizer", "generate_texture", "load_stylizer", "save_stylizer",
     "stylize", "stylize_files", "train_stylizer",
 ]

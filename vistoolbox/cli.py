@@ -11,7 +11,7 @@ import click
 
 from .errors import VisError
 
-DEBUG = {"on": False}
+__all__ = ["main", "vis"]
 
 
 def model_options(func: Callable) -> Callable:
@@ -42,10 +42,8 @@ def load_from_options(model_name: str, weights: str, device: str, seed: int, inp
 @click.version_option(package_name="vistoolbox")
 def vis(debug: bool) -> None:
     """vistoolbox: see what the units of a CNN respond to."""
-    DEBUG["on"] = debug
 
 
-# === layers (issue 2) ===================================================================
 @vis.command()
 @model_options
 @click.option("--size", default=None, type=int, help="input size for shapes (default: the model's)")
@@ -53,7 +51,7 @@ def vis(debug: bool) -> None:
 def layers(model_name: str, weights: str, device: str, seed: int, input_size: int | None,
            size: int | None, as_json: bool) -> None:
     """List every layer with aliases, output shape, units and receptive field."""
-    from .layers import layer_table
+    from .features.layers import layer_table
 
     model = load_from_options(model_name, weights, device, seed, input_size)
     rows = layer_table(model, size)
@@ -70,7 +68,6 @@ def layers(model_name: str, weights: str, device: str, seed: int, input_size: in
                               pair(r.rf_offset)))
 
 
-# === maximize / dream (issue 3) =========================================================
 def knob_options(func: Callable) -> Callable:
     """Optimisation knobs shared by maximize and dream; unset ones keep the preset's value."""
     knobs = [
@@ -137,7 +134,7 @@ def maximize(model_name: str, weights: str, device: str, seed: int, input_size: 
     if all_units:
         layers = [l for l in (layers_spec or layer or "").split(",") if l]
         if not layers or not run_dir:
-            raise VisUsageError("--all needs --layer (or --layers a,b) and --run RUN")
+            raise VisUsageError("`all_units` needs `layer` (or `layers_spec` a,b) and `run_dir` RUN")
         model = load_from_options(model_name, weights, device, seed, input_size, quiet)
         units = api.parse_units(units_spec) if units_spec else None
         for name in layers:
@@ -147,9 +144,9 @@ def maximize(model_name: str, weights: str, device: str, seed: int, input_size: 
                 click.echo(str(path))
         return
     if not layer:
-        raise VisUsageError("--layer is required (e.g. --layer conv4 --unit 12)")
+        raise VisUsageError("`layer` is required (e.g. --layer conv4 --unit 12)")
     if (unit is None) == (units_spec is None):
-        raise VisUsageError("give exactly one of --unit N or --units SPEC (or --all --run RUN)")
+        raise VisUsageError("give exactly one of `unit` N or `units_spec` SPEC (or `all_units` with `run_dir` RUN)")
     chosen = [unit] if unit is not None else api.parse_units(units_spec or "")
     model = load_from_options(model_name, weights, device, seed, input_size, quiet)
     result = api.maximize(model, layer, chosen, preset=preset, neuron=position, negate=negate,
@@ -182,7 +179,6 @@ def dream(model_name: str, weights: str, device: str, seed: int, input_size: int
 
 
 
-# === mine / merge (issue 4) =============================================================
 def _parse_shard(value: str | None) -> tuple[int, int] | None:
     from .errors import VisUsageError
 
@@ -191,7 +187,7 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
     try:
         index, count = (int(part) for part in value.split("/"))
     except ValueError:
-        raise VisUsageError(f"--shard must look like i/n (e.g. 0/4), got {value!r}") from None
+        raise VisUsageError(f"`shard` must look like i/n (e.g. 0/4), got {value!r}") from None
     return index, count
 
 
@@ -248,7 +244,6 @@ def merge(runs: tuple[str, ...], out: str, device: str, no_patches: bool, overwr
 
 
 
-# === texture / transfer (issue 5) =======================================================
 def _number_list(text: str | None, option: str, kind: type = int) -> list | None:
     """``"256,512"`` → ``[256, 512]`` (``kind`` int or float); anything else is a usage error."""
     if text is None:
@@ -284,7 +279,7 @@ def _run_style(job: Callable, out: str, quiet: bool) -> None:
     """Run a style job with a progress bar and snapshot writer, then write PNG + JSON sidecar."""
     from tqdm import tqdm
 
-    from .style.transfer import check_output_path, save_result, snapshot_writer
+    from .style.transfer import check_output_path, sidecar_path, snapshot_writer
 
     check_output_path(out)
     snapshots: list[str] = []
@@ -295,10 +290,11 @@ def _run_style(job: Callable, out: str, quiet: bool) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{info['losses']['total']:.4g}")
             write_snapshot(info)
-        image, record = job(progress)
+        result = job(progress)
+    record = result.record
     record["snapshots"] = snapshots
-    png, sidecar = save_result(image, record, out)
-    click.echo(f"wrote {png} and {sidecar} ({record['status']}, {record['timings']['total_seconds']:.1f} s)")
+    (png,) = result.save(out)
+    click.echo(f"wrote {png} and {sidecar_path(out)} ({record['status']}, {record['timings']['total_seconds']:.1f} s)")
     if record["status"] == "interrupted":
         click.echo("vis: interrupted (the best image so far was saved)", err=True)
         sys.exit(130)
@@ -377,7 +373,6 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
 
 
 
-# === dashboard (issue 6) ================================================================
 @vis.command()
 @model_options
 @click.option("--run", "runs", multiple=True, type=click.Path(), help="run directory from `vis mine` (repeatable)")
@@ -398,7 +393,7 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
     or a fast mode with a trained stylizer from RUN/stylizers/ or --stylizers DIR)."""
     from click.core import ParameterSource
 
-    from dashboard import create_app
+    from .dashboard import create_app
 
     given = lambda name: click_ctx.get_parameter_source(name) != ParameterSource.DEFAULT  # noqa: E731
     app = create_app(list(runs), model_name if given("model_name") or not runs else None,
@@ -411,7 +406,6 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
 
 
 
-# === demo (issue 7) =====================================================================
 @vis.command()
 @model_options
 @click.option("--out", default="vis-demo", show_default=True, type=click.Path(), help="folder for images and run")
@@ -448,14 +442,13 @@ def demo(model_name: str, weights: str, device: str, seed: int, input_size: int 
     click.echo(f"vis demo: run ready at {run} ({time.perf_counter() - start:.0f} s)", err=True)
     if no_serve:
         return
-    from dashboard import create_app
+    from .dashboard import create_app
 
     app = create_app([run], device=device, seed=seed, input_size=input_size)
     click.echo(f"vis demo: dashboard at http://{host}:{port}/  (Ctrl+C stops)", err=True)
     app.run(host=host, port=port, debug=False)
 
 
-# === train-stylizer / stylize (issue 8) =================================================
 @vis.command("train-stylizer")
 @model_options
 @click.argument("style")
@@ -492,7 +485,7 @@ def train_stylizer_cmd(model_name: str, weights: str, device: str, seed: int, in
     from .style.train_stylizer import train_stylizer
 
     model = load_from_options(model_name, weights, device, seed, input_size, quiet=quiet)
-    result = train_stylizer(style, dataset, out=out, model=model, mode=mode, size=size, style_size=style_size,
+    result = train_stylizer(model, style, dataset, out=out, mode=mode, size=size, style_size=style_size,
                             steps=steps, batch_size=batch_size, lr=lr, content_weight=content_weight,
                             style_weight=style_weight, tv_weight=tv_weight,
                             style_layers=parse_layer_weights(style_layers) if style_layers else None,
@@ -527,13 +520,28 @@ def stylize(model_file: str, inputs: tuple[str, ...], out: str, strength: float,
     stylizer = load_stylizer(model_file, device=resolve_device(device))
     if noise:
         if inputs:
-            raise VisUsageError("--noise makes textures from noise; give no INPUT images with it")
+            raise VisUsageError("`noise` makes textures from noise; give no `inputs` images with it")
         paths = texture_files(stylizer, out, size=size, count=count, seed=seed)
     else:
         paths = stylize_files(stylizer, inputs, out, strength=strength, batch_size=batch_size,
                               max_pixels=max_pixels, quiet=quiet)
     for path in paths:
         click.echo(str(path))
+
+
+def flag_names(args: list[str]) -> dict[str, str]:
+    """How the invoked command spells the library's parameters: Python name → flag (``k`` → ``--k``,
+    ``views`` → ``--with``, ``batch_size`` → ``--batch-size``), arguments by their metavar."""
+    command = next((vis.commands[a] for a in args if a in vis.commands), None)
+    names: dict[str, str] = {}
+    for param in command.params if command else ():
+        flags = [opt for opt in param.opts if opt.startswith("--")]
+        if not flags:
+            names.setdefault(str(param.name), param.human_readable_name)
+            continue
+        names.setdefault(flags[0][2:].replace("-", "_"), flags[0])
+        names.setdefault(str(param.name), flags[0])
+    return names
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -555,7 +563,7 @@ def main(argv: list[str] | None = None) -> None:
     except VisError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"vis: error: {exc}", err=True)
+        click.echo(f"vis: error: {exc.renamed(flag_names(args))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("vis: interrupted", err=True)

@@ -17,8 +17,16 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from .actmax import maximize_layer
 from .files import read_json, write_bytes, write_json
+from .images import open_image
+from .mining import mine, render_unit_views
+from .mining.datasets import discover_images
 from .models import LoadedModel
+from .rundir import open_run
+
+__all__ = ["build_demo_dataset", "crop_windows", "DEMO_SCALES", "demo_sources", "DEMO_VERSION", "DemoPlan",
+           "model_units", "run_demo", "SKIMAGE_SOURCES", "tile_dataset"]
 
 #: scikit-image's bundled photos and textures that need no network (see the offline-data notes).
 SKIMAGE_SOURCES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina",
@@ -121,9 +129,6 @@ def _save_jpeg(image: Image.Image, path: Path) -> None:
 def tile_dataset(source: str | Path, out: str | Path, size: int = 224, scales=DEMO_SCALES) -> Path:
     """Cut every image of a folder/ImageFolder/list dataset into the demo's multi-scale square crops
     (for a few large photos, e.g. desktop wallpapers); existing tiles are kept. Returns `out`."""
-    from .datasets import discover_images
-    from .images import open_image
-
     images = discover_images(source)
     out = Path(out)
     for index in range(len(images)):
@@ -161,10 +166,6 @@ def run_demo(model: LoadedModel, out: str | Path = "vis-demo", dataset: str | Pa
 
     Layout: ``OUT/images`` (demo crops, or ``OUT/tiles`` with `tile`), ``OUT/run`` (the run directory).
     """
-    from .actmax import maximize_layer
-    from .mining import mine
-    from .patches import render_unit_views
-
     out = Path(out)
     def say(message: str) -> None:
         if not quiet:
@@ -197,6 +198,4 @@ def run_demo(model: LoadedModel, out: str | Path = "vis-demo", dataset: str | Pa
 
 def model_units(run: str | Path, layer: str) -> int:
     """Number of units of a mined layer."""
-    from .store import open_run
-
     return open_run(run).units(layer)

@@ -2,13 +2,38 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+import re
+from typing import Iterable, Mapping
+
+__all__ = ["VisError", "VisRuntimeError", "VisUsageError", "closest", "unknown"]
 
 
 class VisError(Exception):
-    """Base class: an expected failure with a one-line, user-facing message."""
+    """Base class: an expected failure with a one-line, user-facing message.
+
+    Parameter names in the message are marked with backticks (``"`k` must be at least 1, got 0"``):
+    ``str(error)`` shows them as they are (``k must be …``, for Python callers) and a front end
+    shows its own spelling with :meth:`renamed` (the CLI: ``--k must be …``).
+    """
 
     exit_code = 1
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The parameter names the message mentions, in order."""
+        return tuple(dict.fromkeys(_PARAM.findall(self.args[0] if self.args else "")))
+
+    def renamed(self, names: Mapping[str, str]) -> str:
+        """The message with each marked parameter shown as ``names[param]`` (unknown ones as they are)."""
+        text = str(self.args[0]) if self.args else ""
+        return _PARAM.sub(lambda m: names.get(m.group(1), m.group(1)), text)
+
+    def __str__(self) -> str:
+        return self.renamed({})
+
+
+#: A parameter name marked in a message: `name`.
+_PARAM = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
 
 
 class VisUsageError(VisError, ValueError):

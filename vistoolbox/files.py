@@ -1,16 +1,41 @@
 """Atomic file writes: a temp file in the same folder, then ``os.replace`` (never a half-written file)."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-#: mkstemp makes 0600 files; results get the usual permissions (0666 minus the umask).
-FILE_MODE = 0o666 & ~_UMASK
+import numpy as np
+
+__all__ = ["file_mode", "read_json", "write_atomic", "write_bytes", "write_json", "write_npz"]
+
+_MODE: list[int] = []
+_MODE_LOCK = threading.Lock()
+
+
+def file_mode() -> int:
+    """The permissions of a new file under this process's umask (0666 minus the umask).
+
+    Read from ``/proc/self/status`` where it exists; elsewhere the umask is set and restored once,
+    under a lock, on first use (never at import)."""
+    with _MODE_LOCK:
+        if not _MODE:
+            umask = None
+            try:
+                for line in Path("/proc/self/status").read_text().splitlines():
+                    if line.startswith("Umask:"):
+                        umask = int(line.split()[1], 8)
+            except (OSError, ValueError):
+                pass
+            if umask is None:
+                umask = os.umask(0o022)
+                os.umask(umask)
+            _MODE.append(0o666 & ~umask)
+        return _MODE[0]
 
 
 def write_atomic(path: str | Path, writer: Callable[[str], None]) -> Path:
@@ -21,7 +46,7 @@ def write_atomic(path: str | Path, writer: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         writer(tmp)
-        os.chmod(tmp, FILE_MODE)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600 files; results get the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -39,7 +64,15 @@ def write_json(path: str | Path, obj: Any, indent: int | None = 1) -> Path:
     return write_bytes(path, (json.dumps(obj, indent=indent, default=_jsonable) + "\n").encode())
 
 
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Atomically write `arrays` as one uncompressed ``.npz``."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return write_bytes(path, buf.getvalue())
+
+
 def read_json(path: str | Path) -> Any:
+    """The JSON value stored in `path`."""
     return json.loads(Path(path).read_text())
 
 

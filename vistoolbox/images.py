@@ -12,10 +12,15 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from .errors import VisUsageError
 from .files import write_bytes
+
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "find_images", "fit_longest", "load_tensor", "montage", "normalize_visual",
+           "open_image", "png_bytes", "resize_center_crop", "resize_longest", "resize_tensor", "save_png", "to_pil",
+           "to_tensor"]
 
 #: Refuse decoding images above this many pixels unless raised (Pillow's bomb guard stays on too).
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -34,13 +39,18 @@ def open_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             if img.width * img.height > max_pixels:
                 raise VisUsageError(f"image {name!r} has {img.width}x{img.height} pixels, above the limit of "
-                                    f"{max_pixels:,}; raise it with --max-pixels")
+                                    f"{max_pixels:,}; raise it with `max_pixels`")
             img = ImageOps.exif_transpose(img)
             return img.convert("RGB")
     except VisUsageError:
         raise
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
         raise VisUsageError(f"cannot read {name!r} as an image: {exc}") from None
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image files (by suffix, see :data:`IMAGE_SUFFIXES`) under `folder`, recursively, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
@@ -67,11 +77,26 @@ def load_tensor(path: str | Path, size: int | None = None, max_pixels: int = DEF
     return to_tensor(image)
 
 
+def fit_longest(size: tuple[int, int], longest: int, shrink_only: bool = False) -> tuple[int, int]:
+    """A 2-D size (either order: (w, h) or (h, w)) scaled so its longest side is `longest`, aspect kept;
+    with `shrink_only` a size that already fits is returned unchanged."""
+    scale = longest / max(size)
+    if shrink_only and scale >= 1:
+        return (int(size[0]), int(size[1]))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def resize_longest(image: Image.Image, size: int) -> Image.Image:
     """Scale so the longest side is `size` (aspect kept)."""
-    scale = size / max(image.size)
-    new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    new = fit_longest(image.size, size)
     return image.resize(new, Image.Resampling.BICUBIC) if new != image.size else image
+
+
+def resize_tensor(image: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    """Antialiased resize of a 0–1 batch ``[N, 3, H, W]`` to (H, W), clamped to 0–1."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=size, mode=mode, align_corners=False, antialias=True).clamp(0, 1)
 
 
 def resize_center_crop(image: Image.Image, resize: int, crop: int) -> Image.Image:

@@ -11,14 +11,21 @@ import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 import torchvision
 from torch import nn
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 from . import weights as wsrc
 from .errors import VisRuntimeError, VisUsageError, unknown
+from .images import resize_center_crop
+
+__all__ = ["FC_ALIASES", "IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "Preprocessing", "as_model", "class_names",
+           "load_model", "resolve_device", "top_classes", "torchvision_names"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,6 +58,10 @@ class Preprocessing:
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         return x * std + mean
+
+    def model_crop(self, image: "Image.Image") -> "Image.Image":
+        """A PIL image resized and centre-cropped to the model's input (torchvision's recipe)."""
+        return resize_center_crop(image, self.resize_size, self.input_size)
 
     def to_dict(self) -> dict:
         return {"mean": list(self.mean), "std": list(self.std), "input_size": self.input_size,
@@ -204,7 +215,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise VisUsageError("--device cuda requested but no CUDA device is available; use cpu or auto")
+        raise VisUsageError("`device` cuda requested but no CUDA device is available; use cpu or auto")
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise VisUsageError(f"unknown device {device!r}; valid: auto, cpu, cuda")
     return torch.device(device)
@@ -230,7 +241,7 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
     missing: dict[str, str] = {}
     if weights == "hed":
         if name != "vgg16":
-            raise VisUsageError(f"--weights hed exists only for vgg16, not {name!r}; "
+            raise VisUsageError(f"`weights` hed exists only for vgg16, not {name!r}; "
                                 "valid: imagenet, random, or a state_dict path")
         state, sha = wsrc.hed_state_dict(quiet=quiet)
         features = torchvision.models.vgg16(weights=None).features
@@ -241,10 +252,10 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
                "resize_size": round(input_size * 256 / 224)})
         has_classifier = False
         missing = {a: f"layer {a!r} is a classifier layer and the hed VGG16 has conv layers only; "
-                      "use --weights imagenet for fc6..fc8" for a in FC_ALIASES}
+                      "use `weights` imagenet for fc6..fc8" for a in FC_ALIASES}
     elif weights == "imagenet":
         if is_user:
-            raise VisUsageError("--weights imagenet is for torchvision models; give a user model a "
+            raise VisUsageError("`weights` imagenet is for torchvision models; give a user model a "
                                 "state_dict path or random")
         try:
             enum = torchvision.models.get_model_weights(name).DEFAULT
@@ -253,7 +264,7 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise VisRuntimeError(
                 f"cannot get torchvision's imagenet weights for {name} ({reason[:160]}); offline "
-                "alternatives: --weights hed (vgg16), --weights random, or --weights PATH.pt") from None
+                "alternatives: `weights` hed (vgg16), random, or a state_dict path") from None
         transforms = enum.transforms()
         size = input_size or int(transforms.crop_size[0])
         preprocessing = Preprocessing(tuple(transforms.mean), tuple(transforms.std), size,  # type: ignore[arg-type]
@@ -270,7 +281,7 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
         if weights != "random":
             sha = wsrc.load_state_file(module, weights)
     if name in ("alexnet",) or name.startswith("vgg"):
-        aliases = _caffe_aliases(module if weights != "hed" else module)
+        aliases = _caffe_aliases(module)
     else:
         aliases = {}
     for m in module.modules():
@@ -280,6 +291,32 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
     return LoadedModel(name=name, weights=weights, module=module, preprocessing=preprocessing,
                        weights_sha256=sha, aliases=aliases, missing_aliases=missing,
                        has_classifier=has_classifier and _has_linear(module))
+
+
+def top_classes(model: LoadedModel, x: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
+    """The `k` most probable classes of the full model for the first image of the normalised batch `x`
+    (names from torchvision's weights metadata where known, else ``class i``)."""
+    logits = model.module(x)
+    probs = torch.softmax(logits.flatten(1).float(), dim=1)[0]
+    values, indices = probs.topk(min(k, probs.numel()))
+    names = class_names(model)
+    return [(names[i] if names and i < len(names) else f"class {i}", float(v))
+            for v, i in zip(values.tolist(), indices.tolist())]
+
+
+def class_names(model: LoadedModel) -> list[str] | None:
+    """ImageNet category names for torchvision models with ``imagenet`` weights, else None."""
+    if model.weights != "imagenet":
+        return None
+    try:
+        return list(torchvision.models.get_model_weights(model.name).DEFAULT.meta["categories"])
+    except (ValueError, KeyError, AttributeError):
+        return None
+
+
+def as_model(model: "LoadedModel | str") -> LoadedModel:
+    """A :class:`LoadedModel` as given, or a model name loaded with the default weights."""
+    return load_model(model) if isinstance(model, str) else model
 
 
 def _has_linear(module: nn.Module) -> bool:

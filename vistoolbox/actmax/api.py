@@ -15,16 +15,20 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .._version import __version__
 from ..errors import VisUsageError
-from ..extractor import FeatureExtractor
-from ..images import load_tensor, to_tensor
-from ..models import LoadedModel, load_model
-from ..store import maximize_path
+from ..features.extractor import FeatureExtractor
+from ..images import fit_longest, load_tensor, resize_tensor, to_tensor
+from ..models import LoadedModel, as_model
+from ..rundir import maximize_path
 from .backends import executor
 from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
 from .presets import Settings, settings_for
 from .render import Trace, measure, quantize, run_lucid, run_pixel, unit_generator
 from .result import MaximizeResult
+
+__all__ = ["build_objectives", "default_out", "dream", "layer_shape", "maximize", "maximize_layer", "parse_neuron",
+           "parse_target", "parse_units"]
 
 
 def parse_units(text: str) -> list[int]:
@@ -41,12 +45,12 @@ def parse_units(text: str) -> list[int]:
             else:
                 units.append(int(part))
     except ValueError:
-        raise VisUsageError(f"cannot read units {text!r}; use a number (12), a range (0-63) or a list (1,5,7-9)") from None
+        raise VisUsageError(f"cannot read `units` {text!r}; use a number (12), a range (0-63) or a list (1,5,7-9)") from None
     return units
 
 
 def parse_neuron(text: str | None) -> bool | tuple[int, int] | None:
-    """CLI ``--neuron``: None → channel objective; ``"centre"`` → True; ``"Y,X"`` → (y, x)."""
+    """A `neuron` given as text: None → channel objective; ``"centre"`` → True; ``"Y,X"`` → (y, x)."""
     if text is None:
         return None
     if text in ("centre", "center"):
@@ -54,7 +58,7 @@ def parse_neuron(text: str | None) -> bool | tuple[int, int] | None:
     try:
         y, x = (int(v) for v in text.split(","))
     except ValueError:
-        raise VisUsageError(f"cannot read --neuron {text!r}; use Y,X (e.g. 6,6) or a bare --neuron for the centre") from None
+        raise VisUsageError(f"cannot read `neuron` {text!r}; use Y,X (e.g. 6,6), or centre") from None
     return (y, x)
 
 
@@ -85,16 +89,12 @@ def layer_shape(model: LoadedModel, layer: str, size: tuple[int, int]) -> tuple[
             out = fx(model.preprocessing.normalize(x))[layer]
     except RuntimeError as exc:
         raise VisUsageError(f"image size {size[0]}x{size[1]} is too small for layer {layer!r} "
-                            f"({str(exc).splitlines()[0][:120]}); use a larger --size, e.g. "
+                            f"({str(exc).splitlines()[0][:120]}); use a larger `size`, e.g. "
                             f"{model.input_size}") from None
     if out.dim() > 2 and min(out.shape[2:]) < 1:
         raise VisUsageError(f"image size {size[0]}x{size[1]} is too small for layer {layer!r} (empty output); "
-                            f"use a larger --size, e.g. {model.input_size}")
+                            f"use a larger `size`, e.g. {model.input_size}")
     return tuple(out.shape[1:])
-
-
-def _as_model(model: LoadedModel | str) -> LoadedModel:
-    return load_model(model) if isinstance(model, str) else model
 
 
 def _size(settings: Settings, model: LoadedModel) -> tuple[int, int]:
@@ -108,22 +108,18 @@ def build_objectives(model: LoadedModel, layer: str, units: Sequence[int], size:
     """Check the request against the layer's shape and return (objective to maximise, primary
     activation to report, description). `neuron` True means the spatial centre."""
     shape = layer_shape(model, layer, size)
-    channels = shape[0]
-    bad = [u for u in units if not 0 <= u < channels]
-    if bad:
-        raise VisUsageError(f"unit {bad[0]} is out of range for layer {layer!r} with {channels} units; "
-                            f"valid: 0-{channels - 1}")
-    if diversity < 0:
-        raise VisUsageError(f"--diversity must be ≥ 0, got {diversity}")
+    check_units(units, shape[0], layer)
+    if not diversity >= 0:
+        raise VisUsageError(f"`diversity` must be ≥ 0, got {diversity}")
     info: dict[str, Any] = {"layer_shape": list(shape)}
     if neuron:
         if len(shape) < 3:
-            raise VisUsageError(f"--neuron needs a layer with spatial dimensions; {layer!r} has output "
-                                f"shape {list(shape)} (use a channel objective: drop --neuron)")
+            raise VisUsageError(f"`neuron` needs a layer with spatial dimensions; {layer!r} has output "
+                                f"shape {list(shape)} (use a channel objective: drop `neuron`)")
         h, w = shape[1], shape[2]
         y, x = (None, None) if neuron is True else neuron
         if y is not None and not (0 <= y < h and 0 <= x < w):  # type: ignore[operator]
-            raise VisUsageError(f"--neuron {y},{x} is outside layer {layer!r}'s {h}x{w} map; "
+            raise VisUsageError(f"`neuron` {y},{x} is outside layer {layer!r}'s {h}x{w} map; "
                                 f"valid: 0-{h - 1},0-{w - 1}")
         primary: Objective = Neuron(layer, tuple(units), y, x)
         info["neuron"] = list(primary.position(h, w))  # type: ignore[attr-defined]
@@ -136,11 +132,17 @@ def build_objectives(model: LoadedModel, layer: str, units: Sequence[int], size:
     return objective, primary, info
 
 
+def check_units(units: Sequence[int], channels: int, layer: str) -> None:
+    """Every unit must be a channel of the layer (a usage error names the first that is not)."""
+    bad = [u for u in units if not 0 <= u < channels]
+    if bad:
+        raise VisUsageError(f"unit {bad[0]} is out of range for layer {layer!r} with {channels} units; "
+                            f"valid: 0-{channels - 1}")
+
+
 def _record(model: LoadedModel, settings: Settings, preset: str, seed: int, objective: Objective,
             details: dict[str, Any], trace: Trace, initial: list[float], final: list[float],
             seconds: float) -> dict[str, Any]:
-    from .. import __version__
-
     return {
         "tool": "vistoolbox", "version": __version__, **model.describe(), **details,
         "objective": objective.describe(), "preset": preset, "settings": settings.to_dict(),
@@ -193,11 +195,11 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
         >>> res = maximize(load_model("alexnet", "random"), "conv4:12", steps=32)
         >>> res.image.save("unit12.png"); res.record["activation_final"]
     """
-    model = _as_model(model)
+    model = as_model(model)
     layer, from_target = parse_target(target)
     chosen = list(units) if units is not None else from_target
     if not chosen:
-        raise VisUsageError(f"no unit given for layer {layer!r}; use 'layer:12' or units=[...]")
+        raise VisUsageError(f"no unit given for layer {layer!r}; use 'layer:12' or `units`")
     settings = settings_for(preset, **overrides)
     size = _size(settings, model)
     objective, primary, info = build_objectives(model, layer, chosen, size, neuron, negate, diversity)
@@ -209,8 +211,8 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
                                           quiet, f"maximize {layer}")
     details = {"kind": "maximize", "layer": layer, "layer_canonical": model.resolve(layer), "units": chosen,
              "negate": negate, "diversity": diversity, "size": list(size), **info}
-    return MaximizeResult(trace.images, chosen,
-                          _record(model, settings, preset, seed, objective, details, trace, initial, final, seconds))
+    record = _record(model, settings, preset, seed, objective, details, trace, initial, final, seconds)
+    return MaximizeResult(trace.images, record, units=chosen)
 
 
 def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tensor, layer: str, *,
@@ -221,10 +223,10 @@ def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tens
     `image` is a path, PIL image or 0–1 tensor; it is scaled so its longest side is ``size``
     (default: the model's input size).
     """
-    model = _as_model(model)
+    model = as_model(model)
     settings = settings_for(preset, **overrides)
     if settings.family != "pixel":
-        raise VisUsageError(f"dream needs a pixel-space preset (dream, yosinski1..4), not {preset!r}")
+        raise VisUsageError(f"dream needs a pixel-space `preset` (dream, yosinski1..4), not {preset!r}")
     longest = settings.size or model.input_size
     if isinstance(image, (str, Path)):
         start = load_tensor(image, size=longest)
@@ -232,10 +234,7 @@ def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tens
     else:
         tensor = to_tensor(image) if isinstance(image, Image.Image) else image.detach().float()
         start = tensor if tensor.dim() == 4 else tensor.unsqueeze(0)
-        scale = longest / max(start.shape[-2:])
-        if scale != 1:
-            start = torch.nn.functional.interpolate(start, scale_factor=scale, mode="bilinear",
-                                                    align_corners=False, antialias=True).clamp(0, 1)
+        start = resize_tensor(start, fit_longest(tuple(start.shape[-2:]), longest), mode="bilinear")
         source = "tensor"
     size = (int(start.shape[-2]), int(start.shape[-1]))
     layer_shape(model, layer, size)
@@ -244,8 +243,8 @@ def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tens
                                           start.to(model.device), quiet, f"dream {layer}")
     details = {"kind": "dream", "layer": layer, "layer_canonical": model.resolve(layer), "units": [0],
              "image": source, "size": list(size)}
-    return MaximizeResult(trace.images, [0],
-                          _record(model, settings, preset, seed, objective, details, trace, initial, final, seconds))
+    record = _record(model, settings, preset, seed, objective, details, trace, initial, final, seconds)
+    return MaximizeResult(trace.images, record, units=[0])
 
 
 def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units: Iterable[int] | None = None,
@@ -255,17 +254,14 @@ def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units:
     (+ ``.json``), `batch` units per pass. Units whose PNG already exists are skipped, so an
     interrupted run resumes where it stopped. `backend` ``"ray"`` spreads the batches over a Ray
     cluster (``RAY_ADDRESS``, else a local one). Returns the PNGs written now."""
-    model = _as_model(model)
+    model = as_model(model)
     if batch < 1:
-        raise VisUsageError(f"--batch must be at least 1, got {batch}")
+        raise VisUsageError(f"`batch` must be at least 1, got {batch}")
     run_batches = executor(backend)
     settings = settings_for(preset, **{k: v for k, v in options.items() if k not in ("neuron", "negate", "diversity")})
     channels = layer_shape(model, layer, _size(settings, model))[0]
     wanted = list(units) if units is not None else list(range(channels))
-    bad = [u for u in wanted if not 0 <= u < channels]
-    if bad:
-        raise VisUsageError(f"unit {bad[0]} is out of range for layer {layer!r} with {channels} units; "
-                            f"valid: 0-{channels - 1}")
+    check_units(wanted, channels, layer)
     canonical = model.resolve(layer)
     todo = [u for u in wanted if not maximize_path(run, canonical, u).exists()]
     chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]

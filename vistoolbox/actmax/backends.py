@@ -12,7 +12,10 @@ import torch
 
 from ..errors import VisUsageError
 from ..models import LoadedModel
+from ..parallel import connect_ray
 from .result import MaximizeResult
+
+__all__ = ["BACKENDS", "executor", "run_local", "run_ray"]
 
 Render = Callable[..., MaximizeResult]
 BACKENDS = ("local", "ray")
@@ -35,8 +38,6 @@ def run_ray(render: Render, model: LoadedModel, layer: str, chunks: list[list[in
             kwargs: dict[str, Any]) -> Iterator[tuple[list[int], MaximizeResult]]:
     """Batches as Ray tasks (``RAY_ADDRESS`` picks a cluster, else a local one), yielded as they
     finish. The model is put in the object store once."""
-    from ..ray_backend import connect_ray
-
     ray = connect_ray()
     task = ray.remote(_remote_render)
     model_ref = ray.put(model)

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import torch
 
+__all__ = ["Channel", "DeepDream", "Diversity", "Neuron", "Objective", "Scaled", "Sum"]
+
 
 class Objective:
     """Base class: ``objective(acts) -> [N]`` scores; ``layers`` lists the layers it reads."""

@@ -12,6 +12,8 @@ from torch import nn
 
 from ..models import Preprocessing
 
+__all__ = ["COLOR_CORRELATION_SQRT", "FourierImage", "PixelImage"]
+
 #: Square root of the ImageNet RGB colour covariance (from its SVD), as published with Lucid.
 COLOR_CORRELATION_SQRT = torch.tensor([[0.26, 0.09, 0.02],
                                        [0.27, 0.00, -0.05],

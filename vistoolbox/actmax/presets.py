@@ -7,6 +7,8 @@ from typing import Any
 
 from ..errors import VisUsageError, unknown
 
+__all__ = ["LUCID_ANGLES", "LUCID_SCALES", "PRESETS", "Settings", "settings_for"]
+
 LUCID_SCALES = tuple(round(1 + (i - 5) / 50, 4) for i in range(11))
 LUCID_ANGLES = tuple(float(a) for a in range(-10, 11)) + (0.0,) * 5
 
@@ -54,21 +56,21 @@ class Settings:
         if self.family not in ("lucid", "pixel"):
             raise VisUsageError(f"unknown family {self.family!r}; valid: lucid, pixel")
         if self.steps <= 0:
-            raise VisUsageError(f"--steps must be at least 1, got {self.steps}")
+            raise VisUsageError(f"`steps` must be at least 1, got {self.steps}")
         if not self.lr > 0:
-            raise VisUsageError(f"--lr must be positive, got {self.lr}")
+            raise VisUsageError(f"`lr` must be positive, got {self.lr}")
         if self.size is not None and self.size < 1:
-            raise VisUsageError(f"--size must be positive, got {self.size}")
+            raise VisUsageError(f"`size` must be positive, got {self.size}")
         for name in ("norm_pct", "contrib_pct"):
             value = getattr(self, name)
             if not 0 <= value < 100:
-                raise VisUsageError(f"--{name.replace('_', '-')} must be in [0, 100), got {value}")
+                raise VisUsageError(f"`{name}` must be in [0, 100), got {value}")
         if not 0 <= self.decay < 1:
-            raise VisUsageError(f"--decay must be in [0, 1), got {self.decay}")
+            raise VisUsageError(f"`decay` must be in [0, 1), got {self.decay}")
         if self.blur_radius < 0 or self.blur_every < 0:
-            raise VisUsageError("--blur-radius and --blur-every must be ≥ 0")
+            raise VisUsageError("`blur_radius` and `blur_every` must be ≥ 0")
         if min(self.pad, self.jitter, self.jitter2, self.roll) < 0:
-            raise VisUsageError("--pad, --jitter and --roll must be ≥ 0")
+            raise VisUsageError("`pad`, `jitter` and `roll` must be ≥ 0")
         if self.lr_policy not in ("constant", "progress", "normalized"):
             raise VisUsageError(f"unknown lr policy {self.lr_policy!r}; valid: constant, progress, normalized")
         return self
@@ -95,7 +97,7 @@ PRESETS: dict[str, Settings] = {
 def settings_for(preset: str, **overrides: Any) -> Settings:
     """The preset's settings with `overrides` (``None`` values are ignored), validated."""
     if preset not in PRESETS:
-        raise VisUsageError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+        raise VisUsageError(f"unknown `preset` {preset!r}; valid: {', '.join(PRESETS)}")
     names = {f.name for f in fields(Settings)}
     bad = [k for k in overrides if k not in names]
     if bad:

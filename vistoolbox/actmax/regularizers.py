@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+__all__ = ["Blur", "ContribClip", "L2Decay", "NormClip", "all_regularizers", "gaussian_blur", "gaussian_kernel",
+           "progress_lr"]
+
 
 def _below_percentile(values: torch.Tensor, pct: float) -> torch.Tensor:
     """Mask of the entries of each row of `values` ``[N, P]`` strictly below that row's

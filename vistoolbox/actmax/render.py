@@ -20,13 +20,15 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..extractor import FeatureExtractor
+from ..features.extractor import FeatureExtractor
 from ..models import LoadedModel
 from .objectives import Objective
 from .params import FourierImage, PixelImage
 from .presets import Settings
 from .regularizers import all_regularizers, progress_lr
 from .transforms import robustness
+
+__all__ = ["Trace", "measure", "quantize", "run_lucid", "run_pixel", "unit_generator"]
 
 
 def unit_generator(seed: int, unit: int) -> torch.Generator:

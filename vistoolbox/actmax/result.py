@@ -1,32 +1,27 @@
 """The result of an optimisation: images plus a JSON-able record, and how both are written."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
 from ..files import write_json
-from ..images import montage, save_png, to_pil
-from ..store import unit_stem
+from ..images import montage, save_png
+from ..result import ImageResult, png_path
+from ..rundir import unit_stem
+
+__all__ = ["MaximizeResult"]
 
 
 @dataclass
-class MaximizeResult:
+class MaximizeResult(ImageResult):
     """``images`` ``[N, 3, H, W]`` in 0–1 (already 8-bit quantised), one per entry of ``units``;
     ``record`` holds every setting, the seed, device, versions, ``activation_initial`` /
     ``activation_final`` (one per unit) and ``history`` (per step, one value per unit)."""
 
-    images: torch.Tensor
-    units: list[int]
-    record: dict[str, Any]
-
-    @property
-    def image(self) -> Image.Image:
-        """The first image as PIL (the only one for a single unit)."""
-        return to_pil(self.images[0])
+    units: list[int] = field(default_factory=list)
 
     def grid(self) -> torch.Tensor:
         """All images tiled into one ``[3, H, W]`` montage."""
@@ -44,9 +39,7 @@ class MaximizeResult:
     def save(self, path: str | Path) -> list[Path]:
         """Write ``path`` (.png) and its ``.json`` sidecar. For several units the PNG is the grid
         and every unit also gets ``<stem>/unit_0012.png`` + ``.json``. Returns the PNGs written."""
-        path = Path(path)
-        if path.suffix.lower() != ".png":
-            path = path.with_suffix(".png")
+        path = png_path(path)
         written: list[Path] = []
         if len(self.units) == 1:
             save_png(self.images[0], path)

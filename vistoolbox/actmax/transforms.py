@@ -14,6 +14,9 @@ from typing import Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
+__all__ = ["Compose", "Jitter", "Pad", "ScaleRotate", "Transform", "distill_transforms", "lucid_transforms",
+           "robustness"]
+
 
 class Transform(Protocol):
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...

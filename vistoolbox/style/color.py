@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["luminance", "match_color", "match_luminance", "recombine_luminance", "rgb_to_yiq", "RGB_TO_YIQ",
+           "yiq_to_rgb"]
+
 #: RGB → YIQ (NTSC 1953). Rows: Y, I, Q.
 RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114],
                            [0.595716, -0.274453, -0.321263],

@@ -30,6 +30,9 @@ from torch import nn
 
 from ..errors import VisUsageError
 
+__all__ = ["ConvBlock", "GeneratorConfig", "MIN_SIZE", "MODES", "ResidualBlock", "SKIP_EPS", "SKIP_SCALE",
+           "StyleGenerator", "texture_noise"]
+
 MODES = ("image", "texture")
 #: inputs are padded to at least this size (and a multiple of 4) so every layer has room to pad
 MIN_SIZE = 16
@@ -52,9 +55,9 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise VisUsageError(f"unknown stylizer mode {self.mode!r}; valid: {', '.join(MODES)}")
+            raise VisUsageError(f"unknown stylizer `mode` {self.mode!r}; valid: {', '.join(MODES)}")
         if self.input_skip and self.mode != "image":
-            raise VisUsageError("--input-skip is for image mode (a texture generator's input is noise)")
+            raise VisUsageError("`input_skip` is for image mode (a texture generator's input is noise)")
         if self.width < 1 or self.res_blocks < 0 or self.noise_channels < 1:
             raise VisUsageError(f"generator width ({self.width}) and noise channels ({self.noise_channels}) "
                                 f"must be ≥ 1 and residual blocks ({self.res_blocks}) ≥ 0")

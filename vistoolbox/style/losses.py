@@ -27,9 +27,12 @@ import torch
 from torch import nn
 
 from ..errors import VisUsageError
-from ..extractor import FeatureExtractor
+from ..features.extractor import FeatureExtractor
 from ..models import LoadedModel
 from .stats import Statistic, get_statistic
+
+__all__ = ["DEFAULT_CONTENT_LAYER", "DEFAULT_STYLE_LAYERS", "POOLINGS", "StyleLoss", "layer_weights",
+           "parse_layer_weights", "total_variation", "with_pooling"]
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYER = "relu4_2"

@@ -23,6 +23,9 @@ from typing import Sequence
 
 import torch
 
+__all__ = ["get_statistic", "gram", "Gram", "Histogram", "mean_std", "MeanStd", "resample_sorted", "Statistic",
+           "STATISTICS"]
+
 
 class Statistic:
     """A style statistic: ``target`` once per style image, ``loss`` every step."""

@@ -30,6 +30,9 @@ from ..images import DEFAULT_MAX_PIXELS, load_tensor, save_png
 from ..weights import save_atomic
 from .generator import GeneratorConfig, StyleGenerator, texture_noise
 
+__all__ = ["FORMAT", "generate_texture", "HISTORY_KEYS", "load_stylizer", "output_names", "save_stylizer", "stylize",
+           "stylize_files", "Stylizer", "texture_files", "VERSION"]
+
 FORMAT = "vistoolbox.stylizer"
 VERSION = 1
 HISTORY_KEYS = ("step", "total", "content", "style", "tv")
@@ -100,7 +103,7 @@ def load_stylizer(path: str | Path, device: str | torch.device = "cpu") -> Styli
 
 def _check_strength(strength: float) -> None:
     if not 0.0 <= strength <= 1.0:
-        raise VisUsageError(f"--strength must be between 0 and 1, got {strength}")
+        raise VisUsageError(f"`strength` must be between 0 and 1, got {strength}")
 
 
 def _batches(images: Sequence[torch.Tensor], batch_size: int) -> list[list[int]]:
@@ -152,10 +155,10 @@ def generate_texture(stylizer: Stylizer, size: int | tuple[int, int] = 512, coun
     """Texture-mode stylizer: `count` textures ``[count, 3, H, W]`` from seeded noise."""
     if stylizer.mode != "texture":
         raise VisUsageError("this stylizer was trained in image mode: give it images to stylize "
-                            "(--noise is for stylizers trained with --mode texture)")
+                            "(`noise` is for stylizers trained in texture `mode`)")
     h, w = (size, size) if isinstance(size, int) else size
     if h < 1 or w < 1 or count < 1:
-        raise VisUsageError(f"--size and --count must be ≥ 1, got size {size} and count {count}")
+        raise VisUsageError(f"`size` and `count` must be ≥ 1, got {size} and {count}")
     device = next(stylizer.generator.parameters()).device
     noise = texture_noise(count, h, w, stylizer.config.noise_channels,
                           torch.Generator().manual_seed(seed), device)
@@ -169,7 +172,7 @@ def texture_files(stylizer: Stylizer, out_dir: str | Path, size: int | tuple[int
     """Texture-mode stylizer → ``texture_000.png`` … in `out_dir` (texture ``i`` uses seed ``seed + i``,
     so one more texture never changes the earlier ones)."""
     if count < 1:
-        raise VisUsageError(f"--count must be ≥ 1, got {count}")
+        raise VisUsageError(f"`count` must be ≥ 1, got {count}")
     return [save_png(generate_texture(stylizer, size, 1, seed + i), Path(out_dir) / f"texture_{i:03d}.png")
             for i in range(count)]
 

@@ -17,12 +17,15 @@ import torch
 from tqdm import tqdm
 
 from ..errors import VisUsageError
-from ..images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_tensor, open_image, to_tensor
-from ..models import LoadedModel, load_model
+from ..images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, find_images, load_tensor, open_image, to_tensor
+from ..models import LoadedModel, as_model
 from ..weights import sha256_file
 from .generator import GeneratorConfig, StyleGenerator, texture_noise
 from .losses import StyleLoss
 from .stylizer import HISTORY_KEYS, Stylizer, load_stylizer, save_stylizer
+
+__all__ = ["batch_indices", "dataset_record", "DEFAULT_CONTENT_LAYER", "DEFAULT_STYLE_LAYERS", "DEFAULT_WEIGHTS",
+           "list_images", "load_crop", "RESUME_KEYS", "style_identity", "train_stylizer", "training_batch"]
 
 #: Johnson et al.'s layers on VGG16: style relu1_2, relu2_2, relu3_3, relu4_3; content relu2_2.
 DEFAULT_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -37,8 +40,8 @@ def list_images(folder: str | Path) -> list[Path]:
     """Image files under `folder` (recursive, sorted); none found is a usage error."""
     root = Path(folder)
     if not root.is_dir():
-        raise VisUsageError(f"dataset folder {str(root)!r} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        raise VisUsageError(f"`dataset` folder {str(root)!r} does not exist")
+    files = find_images(root)
     if not files:
         raise VisUsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {str(root)!r}")
     return files
@@ -112,11 +115,11 @@ def _check_resume(previous: Stylizer, current: dict[str, Any]) -> None:
     for what, old, new in pairs:
         if old != new:
             raise VisUsageError(f"cannot resume: {what} differs from the checkpoint's ({old} vs {new}); "
-                                "use the same settings, or a new --out to start afresh")
+                                "use the same settings, or a new `out` to start afresh")
 
 
-def train_stylizer(style: str | Path | torch.Tensor, dataset: str | Path | None = None, *,
-                   out: str | Path | None = None, model: LoadedModel | None = None, mode: str = "image",
+def train_stylizer(model: LoadedModel | str, style: str | Path | torch.Tensor, dataset: str | Path | None = None, *,
+                   out: str | Path | None = None, mode: str = "image",
                    size: int = 256, style_size: int | None = None, steps: int = 2000, batch_size: int = 4,
                    lr: float = 1e-3, content_weight: float = DEFAULT_WEIGHTS["content"],
                    style_weight: float = DEFAULT_WEIGHTS["style"], tv_weight: float = DEFAULT_WEIGHTS["tv"],
@@ -128,9 +131,10 @@ def train_stylizer(style: str | Path | torch.Tensor, dataset: str | Path | None 
     (``mode="texture"``, no dataset needed); returns it and, with `out`, keeps it saved there.
 
     Args:
+        model: the loss network, a :class:`LoadedModel` or a model name (loaded with its default
+            weights; ``"vgg16"`` is the offline ``hed`` VGG16).
         style: style image file (or a 0–1 tensor ``[1, 3, H, W]``); scaled so its longest side
             is `style_size` (default `size`).
-        model: the loss network (default ``load_model("vgg16", "hed")``).
         size: side of the square training crops (texture mode: of the noise).
         steps: total optimisation steps (a resumed run continues up to this number).
         content_weight, style_weight, tv_weight: weights of StyleLoss's normalised terms.
@@ -144,26 +148,26 @@ def train_stylizer(style: str | Path | torch.Tensor, dataset: str | Path | None 
     """
     config = GeneratorConfig(mode=mode, width=width, res_blocks=res_blocks, noise_channels=noise_channels,
                              input_skip=input_skip)
-    for name, value in (("--size", size), ("--steps", steps), ("--batch-size", batch_size),
-                        ("--checkpoint-every", checkpoint_every)):
+    for name, value in (("size", size), ("steps", steps), ("batch_size", batch_size),
+                        ("checkpoint_every", checkpoint_every)):
         if value < 1:
-            raise VisUsageError(f"{name} must be ≥ 1, got {value}")
+            raise VisUsageError(f"`{name}` must be ≥ 1, got {value}")
     if min(content_weight, style_weight, tv_weight) < 0 or lr <= 0:
         raise VisUsageError("loss weights must be ≥ 0 and the learning rate > 0")
     out = Path(out) if out is not None else None
     if out is not None and out.exists() and not resume:
-        raise VisUsageError(f"{str(out)!r} exists; pass --resume to continue it or choose another --out")
+        raise VisUsageError(f"{str(out)!r} exists; pass `resume` to continue it or choose another `out`")
     if resume and (out is None or not out.exists()):
-        raise VisUsageError(f"--resume needs an existing checkpoint at --out, and {str(out)!r} does not exist")
+        raise VisUsageError(f"`resume` needs an existing checkpoint at `out`, and {str(out)!r} does not exist")
     style_image = style if isinstance(style, torch.Tensor) else load_tensor(style, size=style_size or size)
     files: list[Path] = []
     data_record: dict[str, Any] | None = None
     if mode == "image":
         if dataset is None:
-            raise VisUsageError("image mode needs --dataset DIR (a folder of training images)")
+            raise VisUsageError("image mode needs `dataset` DIR (a folder of training images)")
         files = list_images(dataset)
         data_record = dataset_record(dataset, files)
-    model = model or load_model("vgg16", "hed", quiet=quiet)
+    model = as_model(model)
     loss = StyleLoss(model, style_layers=style_layers or list(DEFAULT_STYLE_LAYERS),
                      content_layer=(content_layer or DEFAULT_CONTENT_LAYER) if mode == "image" else None,
                      content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight)

@@ -1,54 +1,54 @@
-"""Gatys texture synthesis and style transfer by image optimisation.
+"""Gatys texture synthesis and style transfer by image optimisation: the entry points and outputs.
 
 ``transfer_style(model, content, [style, ...])`` and ``synthesize_texture(model, style)`` both
-return ``(image [1, 3, H, W] in 0–1 on the CPU, record dict)`` and call ``progress(info)`` after
-every step with ``{"step", "steps_total", "stage", "stage_step", "size", "losses"}`` plus
-``"image"`` (the current result, 0–1, CPU) on snapshot steps.
-
-A *step* is one loss evaluation: one forward pass through the truncated network plus one
-backward pass, so a run costs exactly ``steps`` passes whatever the optimiser does. L-BFGS takes
-plain steps (one evaluation each); should the loss explode it restarts from the best image with a
-strong-Wolfe line search, whose trials count as steps (see :func:`optimize`). Coarse-to-fine (``sizes``) runs one stage per size, each
-starting from the bilinearly upsampled result of the previous one; style targets are computed
-once per stage.
+return a :class:`StyleResult` (``images [1, 3, H, W]`` in 0–1 on the CPU and the ``record``) and
+call ``progress(info)`` after every step with ``{"step", "steps_total", "stage", "stage_step",
+"size", "losses"}`` plus ``"image"`` (the current result, 0–1, CPU) on snapshot steps. The loop
+itself is :mod:`.optimize`.
 """
 from __future__ import annotations
 
-import math
-import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import VisUsageError
-from ..files import write_json
 from ..images import DEFAULT_MAX_PIXELS, open_image, save_png, to_tensor
 from ..models import LoadedModel
-from .color import luminance, match_color, match_luminance, recombine_luminance
+from ..result import ImageResult
 from .losses import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleLoss
+from .optimize import OPTIMIZERS, Progress, run_stages, settings_record
+
+__all__ = ["DEFAULT_CONTENT_WEIGHT", "DEFAULT_STYLE_WEIGHT", "DEFAULT_TV_WEIGHT", "MAX_PIXELS", "StyleResult",
+           "check_output_path", "sidecar_path", "snapshot_path", "snapshot_writer", "synthesize_texture",
+           "transfer_style"]
 
 #: Largest optimised image (and scaled style image), in pixels, unless ``max_pixels`` raises it.
 MAX_PIXELS = 2048 * 2048
 #: Default output size: the content's own size, scaled down to this longest side.
 DEFAULT_MAX_SIDE = 512
-MIN_SIDE = 16
 DEFAULT_CONTENT_WEIGHT = 1.0
 DEFAULT_STYLE_WEIGHT = 10.0
 DEFAULT_TV_WEIGHT = 1.0
-DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 INITS = ("content", "noise", "style")
-OPTIMIZERS = ("lbfgs", "adam")
 PRESERVE = ("none", "luminance", "histogram")
 
 ImageLike = torch.Tensor | str | Path | Image.Image
-Progress = Callable[[dict], None]
 
 
-class _Stop(Exception):
-    """Ends an optimisation from inside the loss closure (step budget reached)."""
+@dataclass
+class StyleResult(ImageResult):
+    """The synthesised or stylised image ``images [1, 3, H, W]`` (0–1, CPU) and its ``record``:
+    every setting, the seed, the device, per-stage loss curves for every term, timings and the
+    status (``complete`` or ``interrupted``)."""
+
+    def save(self, path: str | Path) -> list[Path]:
+        """Write the PNG (``path`` must end in .png) and its JSON sidecar, the record plus ``output``."""
+        check_output_path(path)
+        return ImageResult(self.images, {**self.record, "output": str(path)}).save(path)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -66,34 +66,11 @@ def as_image(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.T
     return tensor
 
 
-def fit_size(shape: tuple[int, int], longest: int) -> tuple[int, int]:
-    """(H, W) scaled so the longest side is `longest`, aspect kept."""
-    h, w = shape
-    scale = longest / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Antialiased bicubic resize of a 0–1 image (clamped)."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    return F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-
-
-def check_size(size: tuple[int, int], max_pixels: int, what: str) -> None:
-    """Refuse sizes above `max_pixels` or below :data:`MIN_SIDE`."""
-    if size[0] * size[1] > max_pixels:
-        raise VisUsageError(f"{what} would be {size[1]}x{size[0]} = {size[0] * size[1]:,} pixels, above the "
-                            f"limit of {max_pixels:,}; raise it with --max-pixels (or choose a smaller size)")
-    if min(size) < MIN_SIDE:
-        raise VisUsageError(f"{what} would be {size[1]}x{size[0]} pixels; the smallest side must be ≥ {MIN_SIDE}")
-
-
 def plan_stages(content_shape: tuple[int, int], sizes: Sequence[int] | None, steps: Sequence[int] | int | None,
                 size: int | None) -> list[tuple[int, int]]:
     """``[(longest side, steps), ...]`` from the size options (see :func:`transfer_style`)."""
     if sizes and size:
-        raise VisUsageError("give either --size or --sizes, not both (the last of --sizes is the output size)")
+        raise VisUsageError("give either `size` or `sizes`, not both (the last of the sizes is the output's)")
     if not sizes:
         sizes = [size or min(DEFAULT_MAX_SIDE, max(content_shape))]
     sizes = [int(s) for s in sizes]
@@ -103,7 +80,7 @@ def plan_stages(content_shape: tuple[int, int], sizes: Sequence[int] | None, ste
         steps = [steps]
     steps = [int(s) for s in steps]
     if len(steps) != len(sizes):
-        raise VisUsageError(f"--sizes has {len(sizes)} entries ({', '.join(map(str, sizes))}) but --steps has "
+        raise VisUsageError(f"`sizes` has {len(sizes)} entries ({', '.join(map(str, sizes))}) but `steps` has "
                             f"{len(steps)} ({', '.join(map(str, steps))}); give one step count per size")
     if any(s <= 0 for s in sizes) or any(s < 0 for s in steps):
         raise VisUsageError(f"sizes must be > 0 and steps ≥ 0, got sizes {sizes} and steps {steps}")
@@ -112,203 +89,8 @@ def plan_stages(content_shape: tuple[int, int], sizes: Sequence[int] | None, ste
 
 def _choice(value: str, valid: Sequence[str], what: str) -> str:
     if value not in valid:
-        raise VisUsageError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+        raise VisUsageError(f"unknown `{what}` {value!r}; valid: {', '.join(valid)}")
     return value
-
-
-# --------------------------------------------------------------------------- optimisation
-class _Diverged(Exception):
-    """Plain L-BFGS produced a non-finite or exploding loss."""
-
-
-def _lbfgs(x: torch.Tensor, lr: float, budget: int, line_search: bool) -> torch.optim.LBFGS:
-    # Plain steps: `budget` evaluations and `budget` updates. torch stops once evaluations reach
-    # max_eval, which would skip the last update; with max_eval = budget + 1 it stops on max_iter
-    # instead, after applying the final (unevaluated) update, as pystiche's loop does.
-    return torch.optim.LBFGS([x], lr=lr, max_iter=max(budget, 1), max_eval=max(budget, 1) + (not line_search),
-                             tolerance_grad=0.0, tolerance_change=0.0, history_size=100,
-                             line_search_fn="strong_wolfe" if line_search else None)
-
-
-def optimize(loss: StyleLoss, init: torch.Tensor, steps: int, optimizer: str = "lbfgs", lr: float | None = None,
-             on_step: Callable[[int, dict[str, float], torch.Tensor], None] | None = None
-             ) -> tuple[torch.Tensor, dict[str, list[float]], dict[str, Any]]:
-    """Minimise ``loss`` over the pixels of `init` for `steps` loss evaluations.
-
-    L-BFGS takes plain steps of length `lr` (one evaluation per iteration, as pystiche and the
-    Gatys notebook do); if the loss turns non-finite or exceeds 10× its first value, the best image
-    so far is restored and the rest of the budget runs with a strong-Wolfe line search. Adam
-    clamps the pixels to 0–1 after each step.
-
-    Returns ``(image, curves {term: [value per step]}, info)``: the final iterate, or the best
-    evaluated image when the run was interrupted (Ctrl-C), fell back to the line search or was cut
-    inside a line search; ``info`` says which (``interrupted``, ``line_search_from_step``,
-    ``returned``). ``on_step(step, losses, image)`` runs after every evaluation (1-based step).
-    """
-    x = init.detach().clone().contiguous().to(loss.device).requires_grad_(True)
-    lr = DEFAULT_LR[optimizer] if lr is None else lr
-    opt: torch.optim.Optimizer = _lbfgs(x, lr, steps, False) if optimizer == "lbfgs" else torch.optim.Adam([x], lr=lr)
-    curves: dict[str, list[float]] = {}
-    best = {"loss": math.inf, "image": x.detach().clone()}
-    count = [0]
-    info: dict[str, Any] = {"interrupted": False, "line_search_from_step": None, "returned": "final"}
-
-    def closure() -> torch.Tensor:
-        if count[0] >= steps:
-            raise _Stop
-        opt.zero_grad(set_to_none=True)
-        total, terms = loss(x)
-        total.backward()
-        count[0] += 1
-        values = {k: float(v.detach()) for k, v in terms.items()}
-        for key, value in values.items():
-            curves.setdefault(key, []).append(value)
-        if values["total"] < best["loss"]:
-            best["loss"], best["image"] = values["total"], x.detach().clone()
-        if on_step is not None:
-            on_step(count[0], values, x.detach())
-        plain = optimizer == "lbfgs" and info["line_search_from_step"] is None
-        if plain and not (math.isfinite(values["total"]) and values["total"] <= 10 * curves["total"][0]):
-            raise _Diverged
-        return total
-
-    try:
-        while count[0] < steps:
-            before = count[0]
-            try:
-                opt.step(closure)
-            except _Diverged:
-                with torch.no_grad():
-                    x.copy_(best["image"])
-                info["line_search_from_step"] = count[0] + 1
-                opt = _lbfgs(x, lr, steps - count[0], True)
-                continue
-            if optimizer == "adam":
-                with torch.no_grad():
-                    x.clamp_(0, 1)
-            elif count[0] == before:
-                break
-    except _Stop:
-        info["returned"] = "best"
-    except KeyboardInterrupt:
-        info["interrupted"], info["returned"] = True, "best"
-    if info["line_search_from_step"] is not None or steps == 0:
-        info["returned"] = "best" if steps else "final"
-    image = best["image"] if info["returned"] == "best" else x.detach().clone()
-    return image, curves, info
-
-
-def _settings_record(**settings: Any) -> dict:
-    out = {}
-    for key, value in settings.items():
-        if isinstance(value, (torch.Tensor, Image.Image)):
-            value = f"<{type(value).__name__}>"
-        elif isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[key] = value
-    return out
-
-
-def _run_stages(model: LoadedModel, loss: StyleLoss, *, kind: str, content: torch.Tensor | None,
-                styles: list[torch.Tensor], blend: Sequence[float] | None, stages: list[tuple[int, int]],
-                init: str, optimizer: str, lr: float | None, style_scale: float, preserve_colors: str,
-                max_pixels: int, seed: int, snapshot_every: int, progress: Progress | None,
-                settings: dict, square: bool = False) -> tuple[torch.Tensor, dict]:
-    """The shared driver of texture synthesis and style transfer (see the module doc)."""
-    started = time.perf_counter()
-    device = loss.device
-    generator = torch.Generator().manual_seed(seed)
-    base_shape = tuple(content.shape[-2:]) if content is not None else tuple(styles[0].shape[-2:])
-    if preserve_colors == "histogram" and content is not None:
-        styles = [match_color(s, content) for s in styles]
-    shapes = [(side, side) if square else fit_size(base_shape, side) for side, _ in stages]
-    style_shapes = [[fit_size(tuple(s.shape[-2:]), max(1, round(max(shape) * style_scale))) for s in styles]
-                    for shape in shapes]
-    for shape, s_shapes in zip(shapes, style_shapes):
-        check_size(shape, max_pixels, "the output")
-        for s_shape in s_shapes:
-            check_size(s_shape, max_pixels, "a style image (after --style-scale)")
-    total_steps = sum(n for _, n in stages)
-    record_stages: list[dict] = []
-    image: torch.Tensor | None = None
-    done = 0
-    interrupted = False
-    for index, ((side, steps), shape, s_shapes) in enumerate(zip(stages, shapes, style_shapes)):
-        t0 = time.perf_counter()
-        stage_content = resize(content, shape) if content is not None else None
-        stage_styles = [resize(s, ss) for s, ss in zip(styles, s_shapes)]
-        if preserve_colors == "luminance":
-            grey_content = luminance(stage_content) if stage_content is not None else None
-            stage_styles = [luminance(s) if grey_content is None else match_luminance(luminance(s), grey_content)
-                            for s in stage_styles]
-            stage_content = grey_content
-        loss.set_style([s.to(device) for s in stage_styles], blend)
-        if stage_content is not None and loss.content_layer is not None:
-            loss.set_content(stage_content.to(device))
-        targets_s = time.perf_counter() - t0
-        if image is not None:
-            start = F.interpolate(image, size=shape, mode="bilinear", align_corners=False)
-            if preserve_colors == "luminance":
-                start = luminance(start)
-        elif init == "content" and stage_content is not None:
-            start = stage_content
-        elif init == "style":
-            start = resize(stage_styles[0], shape)
-        else:
-            start = torch.rand((1, 3, *shape), generator=generator)
-        full_content = resize(content, shape) if content is not None else None
-
-        def finish(x: torch.Tensor) -> torch.Tensor:
-            x = x.detach().float().cpu()
-            if preserve_colors == "luminance" and full_content is not None:
-                x = recombine_luminance(x, full_content)
-            return x.clamp(0, 1)
-
-        def on_step(step: int, values: dict[str, float], x: torch.Tensor, _index=index, _done=done,
-                    _steps=steps, _shape=shape, _finish=finish) -> None:
-            if progress is None:
-                return
-            info: dict[str, Any] = {"step": _done + step, "steps_total": total_steps, "stage": _index,
-                                    "stage_step": step, "stage_steps": _steps, "size": list(_shape),
-                                    "losses": values}
-            if snapshot_every and (_done + step) % snapshot_every == 0:
-                info["image"] = _finish(x)
-            progress(info)
-
-        t1 = time.perf_counter()
-        result, curves, opt_info = optimize(loss, start, steps, optimizer, lr, on_step)
-        interrupted = opt_info["interrupted"]
-        seconds = time.perf_counter() - t1
-        evaluations = len(curves.get("total", []))
-        image = result.detach().float().cpu()
-        record_stages.append({
-            "size": list(shape), "style_sizes": [list(s) for s in s_shapes], "steps": steps,
-            "evaluations": evaluations, "seconds": seconds, "targets_seconds": targets_s,
-            "s_per_step": seconds / evaluations if evaluations else None, "curves": curves,
-            "final": {k: v[-1] for k, v in curves.items()},
-            "best_total": min(curves["total"]) if curves.get("total") else None, "optimizer": opt_info})
-        done += steps
-        if interrupted:
-            break
-    assert image is not None
-    output = finish(image)  # noqa: F821 - defined in the last stage
-    record = {
-        "kind": kind, "status": "interrupted" if interrupted else "complete", "settings": settings,
-        "loss": {**loss.describe(),
-                 "step": "one loss evaluation (forward + backward pass); L-BFGS takes plain steps and "
-                         "switches to a strong-Wolfe line search (whose trials count) if the loss explodes",
-                 "formulas": "content mean((F-P)^2); style sum_l w_l L_stat (w normalised to sum 1); "
-                             "Gram F F^T/(H*W), L = mean((G-G_hat)^2); tv mean sq. neighbour diff of the 0-1 "
-                             "image; normalize=True divides each content/style term by its target's mean square"},
-        "model": model.describe(), "seed": seed, "device": str(device), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "output_size": list(output.shape[-2:]), "stages": record_stages,
-        "timings": {"total_seconds": time.perf_counter() - started,
-                    "optimize_seconds": sum(s["seconds"] for s in record_stages)},
-        "snapshots": [],
-    }
-    return output, record
 
 
 # --------------------------------------------------------------------------- public API
@@ -323,7 +105,7 @@ def transfer_style(model: LoadedModel, content: ImageLike, styles: Sequence[Imag
                    sizes: Sequence[int] | None = None, steps: Sequence[int] | int | None = None,
                    size: int | None = None, max_pixels: int = MAX_PIXELS, seed: int = 0,
                    snapshot_every: int = 0, progress: Progress | None = None,
-                   normalize: bool = True) -> tuple[torch.Tensor, dict]:
+                   normalize: bool = True) -> StyleResult:
     """Gatys et al. style transfer: optimise an image to have `content`'s features and the styles' statistics.
 
     Args:
@@ -348,20 +130,20 @@ def transfer_style(model: LoadedModel, content: ImageLike, styles: Sequence[Imag
         progress: called after every step (see module doc).
 
     Returns:
-        ``(image [1, 3, H, W] 0–1 CPU, record)``; the record holds every setting, the seed, the
-        device, per-stage loss curves for every term, timings and the status.
+        :class:`StyleResult`: ``images [1, 3, H, W]`` 0–1 on the CPU and the record (every setting,
+        the seed, the device, per-stage loss curves for every term, timings and the status).
     """
     _choice(init, INITS, "init")
     _choice(optimizer, OPTIMIZERS, "optimizer")
-    _choice(preserve_colors, PRESERVE, "preserve-colors")
+    _choice(preserve_colors, PRESERVE, "preserve_colors")
     if style_scale <= 0:
-        raise VisUsageError(f"--style-scale must be > 0, got {style_scale}")
+        raise VisUsageError(f"`style_scale` must be > 0, got {style_scale}")
     style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     if not style_list:
         raise VisUsageError("at least one style image is needed")
     if style_blend is not None and len(style_blend) != len(style_list):
-        raise VisUsageError(f"--style-blend has {len(style_blend)} weights for {len(style_list)} style images")
-    settings = _settings_record(
+        raise VisUsageError(f"`style_blend` has {len(style_blend)} weights for {len(style_list)} style images")
+    settings = settings_record(
         content=content, styles=style_list, style_blend=style_blend, content_layer=content_layer,
         style_layers=style_layers, statistic=statistic, content_weight=content_weight,
         style_weight=style_weight, tv_weight=tv_weight, init=init, optimizer=optimizer, lr=lr,
@@ -374,10 +156,10 @@ def transfer_style(model: LoadedModel, content: ImageLike, styles: Sequence[Imag
     loss = StyleLoss(model, style_layers, content_layer, statistic, content_weight, style_weight, tv_weight,
                      pooling, normalize)
     try:
-        return _run_stages(model, loss, kind="transfer", content=content_t, styles=style_ts, blend=style_blend,
-                           stages=stages, init=init, optimizer=optimizer, lr=lr, style_scale=style_scale,
-                           preserve_colors=preserve_colors, max_pixels=max_pixels, seed=seed,
-                           snapshot_every=snapshot_every, progress=progress, settings=settings)
+        return StyleResult(*run_stages(
+            model, loss, kind="transfer", content=content_t, styles=style_ts, blend=style_blend, stages=stages,
+            init=init, optimizer=optimizer, lr=lr, style_scale=style_scale, preserve_colors=preserve_colors,
+            max_pixels=max_pixels, seed=seed, snapshot_every=snapshot_every, progress=progress, settings=settings))
     finally:
         loss.close()
 
@@ -388,17 +170,17 @@ def synthesize_texture(model: LoadedModel, style: Sequence[ImageLike] | ImageLik
                        lr: float | None = None, pooling: str = "max", style_scale: float = 1.0,
                        style_blend: Sequence[float] | None = None, max_pixels: int = MAX_PIXELS,
                        seed: int = 0, snapshot_every: int = 0, progress: Progress | None = None,
-                       normalize: bool = True) -> tuple[torch.Tensor, dict]:
+                       normalize: bool = True) -> StyleResult:
     """Gatys et al. (2015) texture synthesis: a `size`×`size` image from noise matching the style statistics.
 
     The style image is resized so its longest side is ``style_scale × size``. Other arguments as
-    in :func:`transfer_style`; returns ``(image [1, 3, size, size] 0–1 CPU, record)``.
+    in :func:`transfer_style`; returns a :class:`StyleResult` with ``images [1, 3, size, size]``.
     """
     _choice(optimizer, OPTIMIZERS, "optimizer")
     if style_scale <= 0:
-        raise VisUsageError(f"--style-scale must be > 0, got {style_scale}")
+        raise VisUsageError(f"`style_scale` must be > 0, got {style_scale}")
     style_list = list(style) if isinstance(style, (list, tuple)) else [style]
-    settings = _settings_record(styles=style_list, size=size, steps=steps, layers=layers, statistic=statistic,
+    settings = settings_record(styles=style_list, size=size, steps=steps, layers=layers, statistic=statistic,
                                 tv_weight=tv_weight, optimizer=optimizer, lr=lr, pooling=pooling,
                                 style_scale=style_scale, style_blend=style_blend, max_pixels=max_pixels,
                                 seed=seed, snapshot_every=snapshot_every, normalize=normalize)
@@ -406,10 +188,11 @@ def synthesize_texture(model: LoadedModel, style: Sequence[ImageLike] | ImageLik
     stages = plan_stages((size, size), None, steps, size)
     loss = StyleLoss(model, layers, None, statistic, 0.0, 1.0, tv_weight, pooling, normalize)
     try:
-        return _run_stages(model, loss, kind="texture", content=None, styles=style_ts, blend=style_blend,
-                           stages=stages, init="noise", optimizer=optimizer, lr=lr, style_scale=style_scale,
-                           preserve_colors="none", max_pixels=max_pixels, seed=seed,
-                           snapshot_every=snapshot_every, progress=progress, settings=settings, square=True)
+        return StyleResult(*run_stages(
+            model, loss, kind="texture", content=None, styles=style_ts, blend=style_blend, stages=stages,
+            init="noise", optimizer=optimizer, lr=lr, style_scale=style_scale, preserve_colors="none",
+            max_pixels=max_pixels, seed=seed, snapshot_every=snapshot_every, progress=progress, settings=settings,
+            square=True))
     finally:
         loss.close()
 
@@ -436,19 +219,10 @@ def snapshot_writer(out: str | Path, record_into: list[str]) -> Progress:
     return write
 
 
-def save_result(image: torch.Tensor, record: dict, out: str | Path) -> tuple[Path, Path]:
-    """Write the PNG and its JSON sidecar (atomically); returns both paths."""
-    out = Path(out)
-    check_output_path(out)
-    png = save_png(image, out)
-    record = {**record, "output": str(out)}
-    return png, write_json(sidecar_path(out), record)
-
-
 def check_output_path(out: str | Path) -> None:
-    """``--out`` must be a .png path whose folder can be created (checked before any work)."""
+    """`out` must be a .png path whose folder can be created (checked before any work)."""
     out = Path(out)
     if out.suffix.lower() != ".png":
-        raise VisUsageError(f"--out must end in .png, got {str(out)!r}")
+        raise VisUsageError(f"`out` must end in .png, got {str(out)!r}")
     if out.exists() and out.is_dir():
-        raise VisUsageError(f"--out {str(out)!r} is a folder; give a .png file path")
+        raise VisUsageError(f"`out` {str(out)!r} is a folder; give a .png file path")

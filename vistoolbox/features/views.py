@@ -23,11 +23,26 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .errors import VisUsageError
+from ..errors import VisUsageError
+from ..models import LoadedModel
 from .extractor import FeatureExtractor
-from .models import LoadedModel
 
+__all__ = ["MODES", "batch_views", "parse_modes", "unit_views"]
+
+#: The view modes, in display order.
 MODES = ("deconv", "backprop", "guided")
+
+
+def parse_modes(modes: str | Sequence[str] | None, param: str = "views") -> list[str]:
+    """``"deconv,guided"`` or a list → the valid modes in display order; unknown names are a usage
+    error naming `param`."""
+    if not modes:
+        return []
+    items = [m.strip() for m in (modes.split(",") if isinstance(modes, str) else modes) if m.strip()]
+    bad = [m for m in items if m not in MODES]
+    if bad:
+        raise VisUsageError(f"unknown view {bad[0]!r} in `{param}`; valid: {', '.join(MODES)}")
+    return [m for m in MODES if m in items]
 
 
 class _Rule:
@@ -80,9 +95,7 @@ def batch_views(model: LoadedModel, images: torch.Tensor, layer: str, units: Seq
     forward pass for the whole batch and one backward pass per mode (the ReLU rule is read when
     the backward pass runs; samples are independent in eval mode). fc layers ignore y and x.
     """
-    bad = [m for m in modes if m not in MODES]
-    if bad:
-        raise VisUsageError(f"unknown view {bad[0]!r}; valid: {', '.join(MODES)}")
+    parse_modes(modes, "modes")
     count = images.shape[0]
     if not len(units) == len(ys) == len(xs) == count:
         raise ValueError("need one unit, y and x per image")

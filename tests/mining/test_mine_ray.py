@@ -9,7 +9,7 @@ from PIL import Image
 
 from vistoolbox import load_model, open_run
 from vistoolbox.mining import mine
-from vistoolbox.ray_backend import slices
+from vistoolbox.mining.shards import slices
 
 
 def test_slices_are_cut_on_batch_boundaries():

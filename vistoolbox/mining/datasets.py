@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import VisUsageError
-from .images import IMAGE_SUFFIXES, open_image, resize_center_crop
+from ..errors import VisUsageError
+from ..images import IMAGE_SUFFIXES, find_images, open_image, resize_center_crop
+
+__all__ = ["ImageList", "MiningDataset", "Transform", "discover_images", "make_loader"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,10 @@ def discover_images(source: str | Path, limit: int | None = None) -> ImageList:
     """List the images of a folder, ImageFolder tree or text file (see module doc); `limit` keeps the first N."""
     src = Path(source)
     if limit is not None and limit < 1:
-        raise VisUsageError(f"--limit must be a positive number of images, got {limit}")
+        raise VisUsageError(f"`limit` must be a positive number of images, got {limit}")
     if src.is_dir():
         root = src.resolve()
-        found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        found = sorted(p.relative_to(root).as_posix() for p in find_images(root))
         top_files = [p for p in found if "/" not in p]
         tree = bool(found) and not top_files
         kind = "imagefolder" if tree else "folder"
@@ -71,12 +72,12 @@ def discover_images(source: str | Path, limit: int | None = None) -> ImageList:
         root, found, kind = _read_list(src)
         tree = False
     else:
-        raise VisUsageError(f"dataset {str(source)!r} does not exist; give a folder of images, an "
+        raise VisUsageError(f"`dataset` {str(source)!r} does not exist; give a folder of images, an "
                             "ImageFolder tree or a text file with one image path per line")
     if limit is not None:
         found = found[:limit]
     if not found:
-        raise VisUsageError(f"dataset {str(source)!r} has no images (looked for "
+        raise VisUsageError(f"`dataset` {str(source)!r} has no images (looked for "
                             f"{', '.join(IMAGE_SUFFIXES)})")
     classes = [p.split("/", 1)[0] for p in found] if tree else []
     return ImageList(root=root, paths=found, kind=kind, classes=classes)
@@ -136,8 +137,8 @@ def make_loader(images: ImageList, transform: Transform, indices: Sequence[int],
                 workers: int = 0) -> DataLoader:
     """An in-order DataLoader over `indices` (decoding in `workers` processes)."""
     if batch_size < 1:
-        raise VisUsageError(f"--batch-size must be at least 1, got {batch_size}")
+        raise VisUsageError(f"`batch_size` must be at least 1, got {batch_size}")
     if workers < 0:
-        raise VisUsageError(f"--workers must be 0 or more, got {workers}")
+        raise VisUsageError(f"`workers` must be 0 or more, got {workers}")
     return DataLoader(MiningDataset(images, transform, indices), batch_size=batch_size, shuffle=False,
                       num_workers=workers, persistent_workers=False)

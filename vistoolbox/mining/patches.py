@@ -1,6 +1,6 @@
 """Patches of a mined run: each top-k hit cropped to its unit's receptive-field box.
 
-The box of unit (y, x) comes from :func:`~vistoolbox.receptive.unit_box` on the preprocessed image
+The box of unit (y, x) comes from :func:`~vistoolbox.features.receptive.unit_box` on the preprocessed image
 (the resized, centre-cropped RGB the model saw); where it leaves the image it is padded with the
 model's mean colour, so every patch of a layer has the layer's full receptive-field size. fc layers
 show the whole image. Pixels are copied, not resampled: a patch equals the box of the image exactly.
@@ -15,19 +15,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..features.receptive import Box, field_of, unit_box
+from ..features.views import batch_views
+from ..files import write_bytes
+from ..images import normalize_visual, png_bytes
+from ..models import LoadedModel
+from ..rundir import layer_dir, open_run, patch_path
 from .datasets import ImageList, Transform
-from .files import write_bytes
-from .images import normalize_visual, png_bytes
-from .models import LoadedModel
-from .receptive import GLOBAL, Box, Field, unit_box
-from .store import layer_dir, patch_path
 
-
-def field_of(entry: dict) -> Field:
-    """The receptive field stored in a manifest layer entry (global for fc layers)."""
-    if entry.get("rf_size") is None:
-        return GLOBAL
-    return Field(tuple(entry["rf_size"]), tuple(entry["rf_stride"]), tuple(entry["rf_offset"]))  # type: ignore[arg-type]
+__all__ = ["crop_padded", "grid_u8", "mean_colour_u8", "render_patches", "render_unit_views"]
 
 
 def crop_padded(image: np.ndarray | torch.Tensor, box: Box, fill) -> np.ndarray | torch.Tensor:
@@ -126,8 +122,6 @@ def render_patches(run: str | Path, layers: dict[str, dict], images: ImageList, 
 
 def _render_views(run: Path, model: LoadedModel, layer: str, unit: int, ranks: list[int], boxes: list[Box],
                   pictures: list[np.ndarray], ys: np.ndarray, xs: np.ndarray, views: Sequence[str]) -> None:
-    from .attribution import batch_views
-
     batch = torch.from_numpy(np.stack(pictures)).float().div(255).to(model.device)
     maps = batch_views(model, batch, layer, [unit] * len(ranks), [int(ys[r]) for r in ranks],
                        [int(xs[r]) for r in ranks], views)
@@ -141,10 +135,8 @@ def _render_views(run: Path, model: LoadedModel, layer: str, unit: int, ranks: l
 def render_unit_views(run: str | Path, model: LoadedModel, layer: str, units: Sequence[int],
                       views: Sequence[str], quiet: bool = False) -> int:
     """Write the `views` (deconv/backprop/guided) of the top-k patches of some `units` of a mined
-    `layer` — for runs mined without ``--with``, or only a few units of them. Units whose view files
+    `layer` — for runs mined without views, or only a few units of them. Units whose view files
     all exist are skipped. Returns the number of units rendered now."""
-    from .store import open_run
-
     opened = open_run(run)
     name = opened.resolve(layer)
     prep = opened.manifest["preprocessing"]

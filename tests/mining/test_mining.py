@@ -16,11 +16,12 @@ import torch
 from PIL import Image
 
 from vistoolbox import FeatureExtractor, load_model, open_run
-from vistoolbox.datasets import Transform, discover_images
+from vistoolbox.mining.datasets import Transform, discover_images
 from vistoolbox.errors import VisUsageError
 from vistoolbox.images import resize_center_crop
-from vistoolbox.mining import MiningState, layer_entries, merge_runs, mine, mine_indices, resolve_layers
-from vistoolbox.topk import HIST_EDGES, UnitTopK
+from vistoolbox.mining.pipeline import layer_entries, merge_runs, mine, resolve_layers
+from vistoolbox.mining.stream import mine_indices
+from vistoolbox.mining.topk import HIST_EDGES, MiningState, UnitTopK
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64          # crop the models see: small, so everything runs in seconds
@@ -123,7 +124,7 @@ def test_topk_equals_brute_force_for_any_batch_size(alexnet, dataset, batch_size
     images = discover_images(dataset)
     layers = resolve_layers(alexnet, ["conv2", "conv5", "fc8"])
     entries = layer_entries(alexnet, layers, SIZE)
-    state = mine_indices(alexnet, images, Transform(RESIZE, SIZE), MiningState.empty(entries, 4),
+    state = mine_indices(alexnet, images, Transform(RESIZE, SIZE), MiningState.empty({n: e["units"] for n, e in entries.items()}, 4),
                          range(len(images)), batch_size=batch_size, workers=2 if batch_size == 5 else 0,
                          quiet=True)
     for layer in layers:
@@ -217,8 +218,8 @@ def test_run_directory_manifest_and_skipped_files(run, dataset, alexnet):
 
 
 def test_patches_are_the_unit_box_padded_with_the_mean_colour(run, alexnet):
-    from vistoolbox.layers import layer_field
-    from vistoolbox.receptive import unit_box
+    from vistoolbox.features.layers import layer_field
+    from vistoolbox.features.receptive import unit_box
 
     opened = open_run(run)
     mean_u8 = np.round(np.array(alexnet.preprocessing.mean) * 255).astype(np.uint8)
@@ -353,10 +354,10 @@ def test_hed_vgg16_conv5_3_small(hed_vgg16, dataset, tmp_path):
 
 
 def test_with_views_writes_cropped_deconv_and_guided_patches(alexnet, dataset, tmp_path):
-    from vistoolbox.attribution import unit_views
+    from vistoolbox.features.views import unit_views
     from vistoolbox.images import normalize_visual, to_pil
-    from vistoolbox.layers import layer_field
-    from vistoolbox.receptive import unit_box
+    from vistoolbox.features.layers import layer_field
+    from vistoolbox.features.receptive import unit_box
 
     out = mine(alexnet, dataset, tmp_path / "views", layers=["conv1"], k=2, resize=RESIZE, crop=SIZE, limit=4,
                views="guided,deconv", quiet=True)

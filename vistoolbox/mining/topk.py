@@ -11,10 +11,16 @@ Statistics are kept in exact integer form (counts, and the sum of spatial maxima
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..files import write_npz
+
+__all__ = ["BINS", "HIST_EDGES", "MiningState", "UnitTopK"]
 
 SUM_SCALE = 2.0 ** 16
 SUM_CLAMP = 2.0 ** 24
@@ -136,10 +142,12 @@ class UnitTopK:
 
     # ----------------------------------------------------------------- (de)serialisation
     def arrays(self) -> dict[str, np.ndarray]:
+        """Every array of the running state (for checkpoints)."""
         return {name: getattr(self, name).numpy() for name in _ARRAYS}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "UnitTopK":
+        """The inverse of :meth:`arrays`."""
         return cls(*(torch.from_numpy(np.array(arrays[name])) for name in _ARRAYS))
 
     def topk_file(self) -> dict[str, np.ndarray]:
@@ -153,3 +161,42 @@ class UnitTopK:
         return {"mean_max": (self.sum_q.double().numpy() / SUM_SCALE / n).astype(np.float64),
                 "frac_active": self.active.double().numpy() / n,
                 "hist_edges": HIST_EDGES.copy(), "hist_counts": self.hist.numpy()}
+
+
+@dataclass
+class MiningState:
+    """Everything a run needs to resume: per-layer top-k, images done, images seen and skipped."""
+
+    layers: dict[str, UnitTopK]
+    done: int = 0          # images of this run's index range already processed
+    seen: int = 0          # decoded images that entered the top-k
+    skipped: list[int] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, units: dict[str, int], k: int) -> "MiningState":
+        """A state with no image yet for layers ``{name: units}``."""
+        return cls({name: UnitTopK.empty(count, k) for name, count in units.items()})
+
+    def merge(self, other: "MiningState") -> "MiningState":
+        """Union of two states over disjoint images (exact)."""
+        return MiningState({name: topk.merge(other.layers[name]) for name, topk in self.layers.items()},
+                           self.done + other.done, self.seen + other.seen,
+                           sorted(self.skipped + other.skipped))
+
+    def save(self, path: Path) -> None:
+        """Write atomically as one ``.npz`` (arrays plus a JSON header)."""
+        arrays = {f"{name}/{key}": value for name, topk in self.layers.items()
+                  for key, value in topk.arrays().items()}
+        header = {"done": self.done, "seen": self.seen, "skipped": self.skipped, "layers": list(self.layers)}
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        write_npz(path, arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> "MiningState":
+        """Read a state written by :meth:`save`."""
+        with np.load(path) as data:
+            header = json.loads(bytes(data["header"]).decode())
+            layers = {name: UnitTopK.from_arrays({key.split("/", 1)[1]: data[key] for key in data.files
+                                                  if key.startswith(name + "/")})
+                      for name in header["layers"]}
+        return cls(layers, header["done"], header["seen"], header["skipped"])

@@ -156,7 +156,7 @@ def transferred(hed_vgg16, content, style):
 
 @pytest.mark.hed
 def test_transfer_moves_style_and_keeps_content(hed_vgg16, content, style, transferred):
-    image, record = transferred
+    image, record = transferred.images, transferred.record
     assert image.shape == (1, 3, SIZE, SIZE) and 0 <= image.min() and image.max() <= 1
     out_style, out_content = _distances(hed_vgg16, image, content, style)
     content_style, _ = _distances(hed_vgg16, content, content, style)
@@ -171,10 +171,11 @@ def test_transfer_moves_style_and_keeps_content(hed_vgg16, content, style, trans
 
 @pytest.mark.hed
 def test_luminance_transfer_keeps_the_content_chroma(hed_vgg16, content, style, transferred):
-    image, _ = transfer_style(hed_vgg16, content, [style], steps=25, preserve_colors="luminance")
+    result = transfer_style(hed_vgg16, content, [style], steps=25, preserve_colors="luminance")
+    image = result.images
     chroma = lambda img: rgb_to_yiq(img)[:, 1:]  # noqa: E731
     kept = (chroma(image) - chroma(content)).abs().mean()
-    plain = (chroma(transferred[0]) - chroma(content)).abs().mean()
+    plain = (chroma(transferred.images) - chroma(content)).abs().mean()
     assert kept < 0.01 < plain
     assert (rgb_to_yiq(image)[:, 0] - rgb_to_yiq(content)[:, 0]).abs().mean() > 0.02  # luminance did change
 
@@ -182,10 +183,13 @@ def test_luminance_transfer_keeps_the_content_chroma(hed_vgg16, content, style, 
 @pytest.mark.hed
 def test_texture_is_deterministic_and_matches_the_style(hed_vgg16, style):
     calls: list[dict] = []
-    a, rec = synthesize_texture(hed_vgg16, style, size=48, steps=30, seed=5, snapshot_every=10,
+    result = synthesize_texture(hed_vgg16, style, size=48, steps=30, seed=5, snapshot_every=10,
                                 progress=calls.append)
-    b, _ = synthesize_texture(hed_vgg16, style, size=48, steps=30, seed=5)
-    c, _ = synthesize_texture(hed_vgg16, style, size=48, steps=30, seed=6)
+    a, rec = result.images, result.record
+    result = synthesize_texture(hed_vgg16, style, size=48, steps=30, seed=5)
+    b = result.images
+    result = synthesize_texture(hed_vgg16, style, size=48, steps=30, seed=6)
+    c = result.images
     assert torch.equal(a, b) and not torch.equal(a, c)
     curve = rec["stages"][0]["curves"]["style"]
     assert min(curve) < 0.05 * curve[0]
@@ -196,9 +200,10 @@ def test_texture_is_deterministic_and_matches_the_style(hed_vgg16, style):
 
 @pytest.mark.hed
 def test_pyramid_adam_avg_pooling_blend_and_interrupt(hed_vgg16, content, style):
-    image, record = transfer_style(hed_vgg16, content, [style, content], style_blend=[0.7, 0.3], sizes=[40, 64],
-                                   steps=[6, 4], optimizer="adam", pooling="avg", init="noise",
-                                   statistic="mean_std", preserve_colors="histogram")
+    result = transfer_style(hed_vgg16, content, [style, content], style_blend=[0.7, 0.3], sizes=[40, 64],
+                            steps=[6, 4], optimizer="adam", pooling="avg", init="noise",
+                            statistic="mean_std", preserve_colors="histogram")
+    image, record = result.images, result.record
     assert image.shape == (1, 3, 64, 64)
     assert [s["size"] for s in record["stages"]] == [[40, 40], [64, 64]]
     assert [s["evaluations"] for s in record["stages"]] == [6, 4]
@@ -208,7 +213,9 @@ def test_pyramid_adam_avg_pooling_blend_and_interrupt(hed_vgg16, content, style)
         if info["step"] == 3:
             raise KeyboardInterrupt
 
-    image, record = transfer_style(hed_vgg16, content, style, steps=10, progress=stop, statistic="histogram")
+    result = transfer_style(hed_vgg16, content, style, steps=10, progress=stop, statistic="histogram")
+
+    image, record = result.images, result.record
     assert record["status"] == "interrupted" and record["stages"][0]["evaluations"] == 3
     assert image.shape == (1, 3, SIZE, SIZE)
 
@@ -217,18 +224,21 @@ def test_pyramid_adam_avg_pooling_blend_and_interrupt(hed_vgg16, content, style)
 def test_style_scale_init_style_and_output_size(hed_vgg16, content, style):
     wide = F.interpolate(content, size=(36, 72), mode="bilinear", align_corners=False)
     calls: list[dict] = []
-    image, record = transfer_style(hed_vgg16, wide, style, size=64, steps=1, style_scale=0.5, init="style",
-                                   tv_weight=0.0, progress=calls.append)
+    result = transfer_style(hed_vgg16, wide, style, size=64, steps=1, style_scale=0.5, init="style",
+                            tv_weight=0.0, progress=calls.append)
+    image, record = result.images, result.record
     assert image.shape == (1, 3, 32, 64) and record["stages"][0]["style_sizes"] == [[32, 32]]
     assert "tv" not in calls[0]["losses"] and calls[0]["size"] == [32, 64]
     # the default output size is the content's own size, capped at 512 px on the longest side
-    _, record = transfer_style(hed_vgg16, wide, style, steps=0)
+    result = transfer_style(hed_vgg16, wide, style, steps=0)
+    record = result.record
     assert record["output_size"] == [36, 72]
 
 
 @pytest.mark.hed
 def test_exploding_lbfgs_falls_back_to_a_line_search(hed_vgg16, content, style):
-    image, record = transfer_style(hed_vgg16, content, style, size=40, steps=12, lr=1e4)
+    result = transfer_style(hed_vgg16, content, style, size=40, steps=12, lr=1e4)
+    image, record = result.images, result.record
     info, curve = record["stages"][0]["optimizer"], record["stages"][0]["curves"]["total"]
     assert info["line_search_from_step"] is not None and info["returned"] == "best"
     assert torch.isfinite(image).all() and min(curve) < curve[0]

@@ -14,7 +14,7 @@ from vistoolbox.actmax import Channel, DeepDream, Diversity, Neuron, dream, meas
 from vistoolbox.actmax.regularizers import Blur, ContribClip, L2Decay, NormClip, gaussian_blur, progress_lr
 from vistoolbox.actmax.transforms import Jitter, lucid_transforms
 from vistoolbox.cli import main
-from vistoolbox.store import maximize_path
+from vistoolbox.rundir import maximize_path
 
 SIZE = 64
 

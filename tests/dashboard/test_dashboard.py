@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from dashboard import live, units
-from dashboard.context import make_context
-from dashboard.serving import inside
-from dashboard.uploads import decode_upload
+from vistoolbox.dashboard import live, units
+from vistoolbox.dashboard.context import make_context
+from vistoolbox.dashboard.serving import inside
+from vistoolbox.dashboard.uploads import decode_upload
 from vistoolbox.errors import VisUsageError
 
 
@@ -108,7 +108,7 @@ def live_ctx(tmp_path_factory, alexnet_random):
 
 
 def test_live_activations_match_an_independent_convolution(live_ctx, astronaut):
-    from dashboard.uploads import cache_image
+    from vistoolbox.dashboard.uploads import cache_image
     from vistoolbox.images import to_pil, to_tensor
 
     key, url = cache_image(live_ctx, to_pil(astronaut))
@@ -158,7 +158,7 @@ def test_montage_tiles_are_where_channel_at_says():
 
 @pytest.fixture(scope="module")
 def mined(tmp_path_factory):
-    from dashboard import create_app
+    from vistoolbox.dashboard import create_app
     from dashboard_browser import mine_run
 
     run_dir = mine_run(tmp_path_factory.mktemp("mined"))
@@ -221,14 +221,14 @@ def test_source_image_has_the_receptive_field_box(mined):
     """The red box drawn on the full source image frames the same pixels as the unit's patch that
     `vis mine` cut from the preprocessed image (compared after resampling; a shifted box does not)."""
     from vistoolbox.images import open_image
-    from vistoolbox.receptive import Field, unit_box
+    from vistoolbox.features.receptive import field_of, unit_box
 
     _, ctx = mined
     run = ctx.runs[0]
     layer = run.layers[1]
     topk = run.topk(layer)
     info = run.layer_info(layer)
-    field = Field(tuple(info["rf_size"]), tuple(info["rf_stride"]), tuple(info["rf_offset"]))
+    field = field_of(info)
     checked = 0
     for unit in range(0, 64, 7):
         rank = 0
@@ -257,10 +257,8 @@ def test_source_image_has_the_receptive_field_box(mined):
 def test_jobs_are_cached_by_their_parameters(mined):
     """A texture job through the library: progress reaches the last step, the result file is
     written, and the same parameters again reuse it without running the work."""
-    from dashboard import jobs, texture
+    from vistoolbox.dashboard import jobs, texture
 
-    if texture.style_api() is None:
-        pytest.skip("texture synthesis (vistoolbox.style) is not in this build")
     _, ctx = mined
     key_in = jobs.resolve_pick(ctx, "sample:brick")
     params = {"images": {"keys": [key_in]}, "size": 32, "steps": 4, "seed": 0, "layers": ["relu1_1", "relu2_1"]}
@@ -280,7 +278,7 @@ def test_jobs_are_cached_by_their_parameters(mined):
 
 
 def test_blend_weights_are_parsed_and_checked():
-    from dashboard.transfer import parse_blend
+    from vistoolbox.dashboard.transfer import parse_blend
 
     assert parse_blend("0.7, 0.3", 2) == [0.7, 0.3]
     assert parse_blend("  ", 3) is None
@@ -301,7 +299,7 @@ def test_cli_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 
 def test_without_a_run_the_units_tab_says_how_to_make_one(live_ctx):
-    from dashboard.units import layout
+    from vistoolbox.dashboard.units import layout
 
     text = str(layout(make_context(None, "alexnet", "random", cache_dir=live_ctx.cache_dir)).to_plotly_json())
     assert "vis mine --dataset FOLDER --out RUN" in text and "vis dashboard --run RUN" in text
@@ -310,7 +308,7 @@ def test_without_a_run_the_units_tab_says_how_to_make_one(live_ctx):
 def test_views_mined_with_the_run_are_shown(tmp_path, alexnet_random):
     """A run mined with views (``vis mine --with guided``'s library call; alexnet, random
     weights) shows those rows for a unit."""
-    from dashboard import create_app
+    from vistoolbox.dashboard import create_app
     from dashboard_browser import write_dataset
 
     try:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from vistoolbox import load_model, trace_geometry, unit_box
-from vistoolbox.receptive import Field
+from vistoolbox.features.receptive import Field
 
 
 def positive_copy(module: nn.Module) -> nn.Module:

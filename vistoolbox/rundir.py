@@ -1,4 +1,5 @@
-"""The run directory: one stable on-disk format written by mining/maximization, read by the dashboard.
+"""The run directory: one stable on-disk format, written by mining and maximization, read by the
+dashboard — this module is the one place that knows its layout.
 
 ::
 
@@ -12,18 +13,36 @@
     RUN/layers/<name>/maximize/unit_0012.png + .json the unit's optimised image and its record
 
 ``<name>`` is the canonical layer name printed by ``vis layers``. Every file is written atomically.
+While a run is mined, ``RUN/checkpoint.npz`` holds the resumable state; a shard run also keeps
+``RUN/shard_state.npz`` (the exact state ``vis merge`` joins).
 """
 from __future__ import annotations
 
+import json
+import platform
+import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ._version import __version__
 from .errors import VisUsageError
-from .files import read_json
+from .files import read_json, write_json, write_npz
+
+__all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "identity_changes",
+           "layer_dir", "maximize_path", "open_run", "patch_path", "unit_stem", "versions", "write_images",
+           "write_layer_arrays", "write_manifest"]
+
+MANIFEST = "manifest.json"
+IMAGES = "images.json"
+CHECKPOINT = "checkpoint.npz"
+SHARD_STATE = "shard_state.npz"
+#: The manifest fields that define a run: a run with different ones must not resume or merge into it.
+IDENTITY_KEYS = ("model", "weights", "weights_sha256", "seed", "input_size", "preprocessing", "dataset", "k",
+                 "layers", "shard")
 
 
 def unit_stem(unit: int) -> str:
@@ -32,6 +51,7 @@ def unit_stem(unit: int) -> str:
 
 
 def layer_dir(run: str | Path, layer: str) -> Path:
+    """``RUN/layers/<name>``."""
     return Path(run) / "layers" / layer
 
 
@@ -54,11 +74,11 @@ class Run:
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
-        return read_json(self.root / "manifest.json")
+        return read_json(self.root / MANIFEST)
 
     @cached_property
     def images(self) -> list[str]:
-        path = self.root / "images.json"
+        path = self.root / IMAGES
         return read_json(path) if path.exists() else []
 
     @property
@@ -67,6 +87,7 @@ class Run:
         return list(self.manifest.get("layers", {}))
 
     def aliases(self, layer: str) -> list[str]:
+        """Aliases of a mined layer (e.g. ``conv4``, ``conv4_3``)."""
         return list(self.manifest.get("layers", {}).get(layer, {}).get("aliases", []))
 
     def layer_info(self, layer: str) -> dict[str, Any]:
@@ -74,6 +95,7 @@ class Run:
         return dict(self.manifest.get("layers", {}).get(layer, {}))
 
     def resolve(self, layer: str) -> str:
+        """The canonical name of a mined layer given by name or alias (else a usage error)."""
         if layer in self.layers:
             return layer
         for name in self.layers:
@@ -92,6 +114,7 @@ class Run:
             return {key: data[key] for key in data.files}
 
     def units(self, layer: str) -> int:
+        """Number of units of a mined layer."""
         return int(self.layer_info(self.resolve(layer)).get("units") or self.topk(layer)["values"].shape[0])
 
     def image_path(self, index: int) -> Path:
@@ -99,19 +122,67 @@ class Run:
         return Path(self.manifest["dataset"]["root"]) / self.images[index]
 
     def patch(self, layer: str, unit: int, rank: int | None = None, view: str = "") -> Path:
+        """See :func:`patch_path`."""
         return patch_path(self.root, self.resolve(layer), unit, rank, view)
 
     def maximized(self, layer: str, unit: int) -> Path:
+        """See :func:`maximize_path`."""
         return maximize_path(self.root, self.resolve(layer), unit)
 
     @property
     def complete(self) -> bool:
+        """True once ``vis mine`` finished the run."""
         return self.manifest.get("status") == "complete"
 
 
 def open_run(path: str | Path) -> Run:
     """Open a run directory written by ``vis mine``; a missing or foreign folder is a usage error."""
     root = Path(path)
-    if not (root / "manifest.json").is_file():
+    if not (root / MANIFEST).is_file():
         raise VisUsageError(f"{str(root)!r} is not a vistoolbox run (no manifest.json); make one with `vis mine`")
     return Run(root.resolve())
+
+
+# --------------------------------------------------------------------------- writing
+def versions() -> dict[str, str]:
+    """Versions recorded in a manifest."""
+    import torch
+    import torchvision
+
+    return {"vistoolbox": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def write_manifest(out: str | Path, identity: Mapping[str, Any], status: str, views: Sequence[str],
+                   counts: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> Path:
+    """``RUN/manifest.json``: the run's `identity` fields, its `status` (``running`` | ``complete``),
+    the `views` it was mined with, versions and `counts` (images, seen, skipped, skipped_paths)."""
+    manifest = {**identity, "status": status, "views": list(views), "versions": versions(), "counts": dict(counts),
+                **(extra or {})}
+    return write_json(Path(out) / MANIFEST, manifest)
+
+
+def write_images(out: str | Path, paths: Sequence[str]) -> Path:
+    """``RUN/images.json``: the dataset's image paths in index order."""
+    return write_json(Path(out) / IMAGES, list(paths))
+
+
+def write_layer_arrays(out: str | Path, layer: str, topk: Mapping[str, np.ndarray],
+                       stats: Mapping[str, np.ndarray]) -> None:
+    """``layers/<name>/topk.npz`` and ``stats.npz`` of one layer (atomic)."""
+    write_npz(layer_dir(out, layer) / "topk.npz", dict(topk))
+    write_npz(layer_dir(out, layer) / "stats.npz", dict(stats))
+
+
+def clear_run(out: str | Path) -> None:
+    """Remove what a run wrote (only the format's own files)."""
+    out = Path(out)
+    for name in (MANIFEST, IMAGES, CHECKPOINT, SHARD_STATE):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "layers", ignore_errors=True)
+
+
+def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any], keys: Sequence[str] = IDENTITY_KEYS) -> list[str]:
+    """The identity `keys` whose values differ between two manifests (compared as JSON)."""
+    same = lambda value: json.loads(json.dumps(value))  # noqa: E731 - tuples vs lists, numpy scalars
+    return [key for key in keys if same(old.get(key)) != same(new.get(key))]

@@ -42,11 +42,11 @@ def trained(tmp_path_factory, alexnet_random) -> dict[str, Path]:
     style = root / "coffee.png"
     shutil.copy(dataset / "coffee.png", style)
     out = {"texture": root / "texture.pt"}
-    train_stylizer(style, out=out["texture"], model=alexnet_random, mode="texture", size=32, steps=2, batch_size=1,
+    train_stylizer(alexnet_random, style, out=out["texture"], mode="texture", size=32, steps=2, batch_size=1,
                    style_layers=ALEX_LAYERS, width=8, res_blocks=1, quiet=True)
     for seed in (0, 1):
         path = root / f"stylizer_{seed}.pt"
-        train_stylizer(style, dataset, out=path, model=alexnet_random, size=32, steps=3, batch_size=2,
+        train_stylizer(alexnet_random, style, dataset, out=path, size=32, steps=3, batch_size=2,
                        style_layers=ALEX_LAYERS, content_layer="relu2", width=8, res_blocks=1, seed=seed, quiet=True)
         out[seed] = path
     return out
@@ -56,7 +56,7 @@ def trained(tmp_path_factory, alexnet_random) -> dict[str, Path]:
 def fast_app(tmp_path_factory, trained, alexnet_random):
     """A dashboard on a tiny AlexNet run whose stylizers/ holds seed 1, with a stylizers folder holding
     seed 0, a corrupt file and a pickle that must never be unpickled."""
-    from dashboard import create_app
+    from vistoolbox.dashboard import create_app
     from vistoolbox import mine
 
     root = tmp_path_factory.mktemp("fast-app")
@@ -109,7 +109,7 @@ def run_fast(app, content, key, strength, size, mode="fast"):  # noqa: ANN001, A
 
 
 def content_store(app) -> dict:  # noqa: ANN001
-    from dashboard.jobs import resolve_pick
+    from vistoolbox.dashboard.jobs import resolve_pick
 
     return {"keys": [resolve_pick(app.vis_context, "sample:chelsea")]}
 
@@ -134,7 +134,7 @@ def test_dropdown_lists_run_and_folder_stylizers_and_skips_bad_files(fast_app):
 
 
 def test_stylizer_info_shows_its_record_and_the_other_loss_network(fast_app, trained):
-    from dashboard import stylizers
+    from vistoolbox.dashboard import stylizers
 
     app, paths = fast_app
     found = {f.path: f for f in stylizers.find_stylizers(app.vis_context)[0]}
@@ -150,8 +150,8 @@ def test_stylizer_info_shows_its_record_and_the_other_loss_network(fast_app, tra
 
 @pytest.mark.parametrize("which, strength, size", [("folder", 0.6, 64), ("run", 1.0, 48)])
 def test_fast_mode_equals_stylize_of_the_loaded_file(fast_app, which, strength, size):
-    from dashboard import stylizers
-    from dashboard.uploads import cached_path
+    from vistoolbox.dashboard import stylizers
+    from vistoolbox.dashboard.uploads import cached_path
 
     app, paths = fast_app
     ctx = app.vis_context
@@ -182,12 +182,12 @@ def test_fast_mode_equals_stylize_of_the_loaded_file(fast_app, which, strength, 
 
 
 def test_two_stylizers_give_different_results(fast_app):
-    from dashboard import stylizers
+    from vistoolbox.dashboard import stylizers
 
     app, paths = fast_app
     ctx = app.vis_context
     source = [f for f in stylizers.find_stylizers(ctx)[0] if f.stylizer.mode == "image"]
-    from dashboard.uploads import cached_path
+    from vistoolbox.dashboard.uploads import cached_path
 
     image = cached_path(ctx, content_store(app)["keys"][0])
     a, b = (stylizers.fast_stylize(ctx, image, f.key, 1.0, 40)[0] for f in source)
@@ -202,7 +202,7 @@ def test_fast_mode_messages_instead_of_crashes(fast_app, tmp_path):
     assert data["response"]["fast-status"]["children"].startswith("⚠ choose a")
     status, _ = run_fast(app, content_store(app), None, 1.0, 64, mode="optimise")
     assert status == 204                                            # optimise mode: fast does nothing
-    from dashboard import stylizers
+    from vistoolbox.dashboard import stylizers
 
     key = next(f.key for f in stylizers.find_stylizers(app.vis_context)[0])
     status, data = run_fast(app, content_store(app), key, 1.0, 99999)
@@ -210,7 +210,7 @@ def test_fast_mode_messages_instead_of_crashes(fast_app, tmp_path):
     texture = next(f.key for f in stylizers.find_stylizers(app.vis_context)[0] if f.stylizer.mode == "texture")
     status, data = run_fast(app, content_store(app), texture, 1.0, 64)
     assert "trained in texture mode" in data["response"]["fast-status"]["children"]
-    from dashboard import create_app
+    from vistoolbox.dashboard import create_app
 
     with pytest.raises(VisUsageError, match="is not a folder"):
         create_app([], "alexnet", "random", cache_dir=tmp_path, stylizers_dir=tmp_path / "missing")

@@ -26,6 +26,7 @@ def test_pre_and_post_relu_with_inplace_relu():
     assert torch.allclose(out["features.8"], ref_conv, atol=1e-5)
     assert (out["features.8"] < 0).any(), "conv output must be pre-ReLU"
     assert torch.allclose(out["features.9"], ref_conv.clamp_min(0), atol=1e-5)
+    assert raw.features[1].inplace and raw.features[9].inplace, "the caller's module is left as it was"
 
 
 def test_functional_inplace_add_is_detected(resnet18_random):

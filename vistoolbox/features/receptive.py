@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+__all__ = ["GLOBAL", "Box", "Field", "LayerGeometry", "field_of", "trace_geometry", "unit_box"]
+
 Pair = tuple[int, int]
 
 
@@ -93,6 +95,14 @@ def unit_box(field: Field, y: int, x: int, image_size: Pair) -> Box:
     top, left, bottom, right = max(r0, 0), max(c0, 0), min(r1, height), min(c1, width)
     return Box(top, left, max(bottom, top), max(right, left),
                top - r0, left - c0, r1 - max(bottom, top), c1 - max(right, left))
+
+
+def field_of(entry: dict) -> Field:
+    """The receptive field stored in a layer-table row or manifest layer entry (``rf_size``,
+    ``rf_stride``, ``rf_offset``; null sizes mean a global field, as fc layers have)."""
+    if entry.get("rf_size") is None:
+        return GLOBAL
+    return Field(tuple(entry["rf_size"]), tuple(entry["rf_stride"]), tuple(entry["rf_offset"]))  # type: ignore[arg-type]
 
 
 def _pair(value: Any) -> Pair:

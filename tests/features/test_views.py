@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vistoolbox import load_model
-from vistoolbox.attribution import batch_views, unit_views
+from vistoolbox.features.views import batch_views, unit_views
 from vistoolbox.errors import VisUsageError
 
 
@@ -83,8 +83,8 @@ def test_modes_differ_and_batch_equals_single(alexnet, image):
 
 
 def test_views_outside_the_receptive_field_are_zero(alexnet, image):
-    from vistoolbox.layers import layer_field
-    from vistoolbox.receptive import unit_box
+    from vistoolbox.features.layers import layer_field
+    from vistoolbox.features.receptive import unit_box
 
     _, field = layer_field(alexnet, "conv2", 96)
     box = unit_box(field, 2, 2, (96, 96))

@@ -27,7 +27,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def duo(run_dir, tmp_path_factory):
-    from dashboard import create_app
+    from vistoolbox.dashboard import create_app
 
     app = create_app([run_dir], device="cpu", cache_dir=tmp_path_factory.mktemp("dash-cache"))
     with dash_browser(app) as browser:
@@ -124,7 +124,7 @@ def test_deep_link_reloads_to_the_same_view(duo):
 
 
 def test_live_tab_maps_click_overlay_and_top9(duo):
-    from dashboard.live import tile_layout
+    from vistoolbox.dashboard.live import tile_layout
 
     run = duo.app.vis_context.runs[0]
     duo.driver.get(duo.server_url + "/")
@@ -165,10 +165,6 @@ def test_live_upload_rejects_a_non_image(duo, tmp_path):
 
 def run_job(duo, tab: str, prefix: str, pickers: list[str], values: dict[str, str], timeout: float = 150) -> None:
     """Open a job tab, wait for its default images, type `values` into inputs, run, wait for the result."""
-    from dashboard.texture import style_api
-
-    if style_api() is None:
-        pytest.skip("texture synthesis / style transfer (vistoolbox.style) is not in this build")
     duo.driver.get(duo.server_url + "/")
     duo.wait_for_element(f"#tab-{tab}").click()
     for picker in pickers:
@@ -200,10 +196,6 @@ def test_transfer_job_shows_result(duo):
 
 
 def test_optimised_image_is_computed_on_demand_and_cached_in_the_run(duo):
-    from dashboard.units import maximize_api
-
-    if maximize_api() is None:
-        pytest.skip("activation maximization (vistoolbox.maximize_layer) is not in this build")
     run = duo.app.vis_context.runs[0]
     layer = run.layers[0]
     target = run.maximized(layer, 3)
@@ -225,7 +217,7 @@ def test_optimised_image_is_computed_on_demand_and_cached_in_the_run(duo):
 
 
 def sprite_tile(png: bytes, unit: int):  # noqa: ANN201
-    from dashboard.units import GRID_COLUMNS, THUMB
+    from vistoolbox.dashboard.units import GRID_COLUMNS, THUMB
 
     row, col = divmod(unit, GRID_COLUMNS)
     return Image.open(io.BytesIO(png)).convert("RGB").crop((col * THUMB, row * THUMB, (col + 1) * THUMB,
@@ -233,10 +225,6 @@ def sprite_tile(png: bytes, unit: int):  # noqa: ANN201
 
 
 def test_jobs_in_two_sessions_do_not_block_each_other_and_can_be_cancelled(duo):
-    from dashboard.texture import style_api
-
-    if style_api() is None:
-        pytest.skip("texture synthesis (vistoolbox.style) is not in this build")
     run = duo.app.vis_context.runs[0]
     driver = duo.driver
     driver.get(duo.server_url + "/")

@@ -138,10 +138,10 @@ def _train(data, model, **kw):
     from vistoolbox.style.train_stylizer import train_stylizer
 
     folder, style = data
-    settings = dict(model=model, size=40, batch_size=2, style_layers=ALEX_LAYERS, content_layer="relu2",
-                    lr=3e-3, quiet=True, **TINY)
+    settings = dict(size=40, batch_size=2, style_layers=ALEX_LAYERS, content_layer="relu2", lr=3e-3, quiet=True,
+                    **TINY)
     settings.update(kw)
-    return train_stylizer(style, None if kw.get("mode") == "texture" else folder, **settings)
+    return train_stylizer(model, style, None if kw.get("mode") == "texture" else folder, **settings)
 
 
 def test_training_loss_falls_and_file_describes_itself(data, alexnet_random, tmp_path):

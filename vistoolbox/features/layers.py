@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .models import LoadedModel
+from ..models import LoadedModel
 from .receptive import Field, trace_geometry
+
+__all__ = ["LayerInfo", "layer_field", "layer_table"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class LayerInfo:
     rf_offset: list[int] | None
 
     def to_dict(self) -> dict:
+        """The row as ``vis layers --json`` prints it."""
         return asdict(self)
 
 

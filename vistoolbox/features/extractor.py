@@ -12,7 +12,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .models import LoadedModel
+from ..errors import unknown
+from ..models import LoadedModel
+
+__all__ = ["FeatureExtractor"]
 
 
 class _Stop(Exception):
@@ -28,8 +31,9 @@ class FeatureExtractor:
         stop_early: cut the forward pass after the last requested layer (default True).
 
     Values are the modules' outputs as computed: a conv hooked before an in-place op keeps its
-    pre-activation value (in-place ReLUs are made out-of-place; if a tensor was still modified
-    in place after capture, the pass is re-run with that layer's output cloned).
+    pre-activation value (:func:`~vistoolbox.load_model` makes ReLUs out-of-place; should a later
+    op still modify a captured tensor in place, the pass is re-run with that layer's output
+    cloned). The model is never modified.
 
     Example:
         >>> with FeatureExtractor(model, ["conv5_3", "relu5_3"]) as fx:
@@ -45,14 +49,10 @@ class FeatureExtractor:
             names = {n for n, _ in model.named_modules() if n}
             for name in layers:
                 if name not in names:
-                    from .errors import unknown
                     raise unknown("layer", name, sorted(names))
             resolved = list(layers)
         if not layers:
             raise ValueError("FeatureExtractor needs at least one layer")
-        for m in self.module.modules():
-            if getattr(m, "inplace", False) is True:
-                m.inplace = False
         self.layers = list(layers)
         self.paths = resolved
         self.stop_early = stop_early

@@ -1,0 +1,245 @@
+"""``vis mine`` and ``vis merge``: stream a dataset through a model once and keep, per unit, the
+top-k images; join shard runs exactly.
+
+The pipeline: :func:`~vistoolbox.mining.datasets.discover_images` → the streaming pass
+(:mod:`.stream`, one :class:`~vistoolbox.features.FeatureExtractor` pass per batch) →
+:class:`~vistoolbox.mining.topk.UnitTopK` per layer → the run directory of :mod:`vistoolbox.rundir`
+(top-k, stats, then patches from :mod:`.patches`).
+
+Checkpoints (``RUN/checkpoint.npz``, atomic) fall on batch boundaries, shards are cut on batch
+boundaries (:mod:`.shards`), so a resumed, sharded or Ray run feeds every image through the model in
+exactly the same batch as an uninterrupted local run and the results are bit-identical (a different
+``batch_size`` can change activations in the last float bit, never the tie rule).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from torch import nn
+
+from .. import rundir
+from ..errors import VisUsageError
+from ..features.layers import layer_table
+from ..features.views import parse_modes
+from ..files import read_json
+from ..models import LoadedModel, load_model
+from .datasets import ImageList, Transform, discover_images
+from .patches import render_patches
+from .ray import mine_on_ray
+from .shards import shard_range
+from .stream import mine_indices
+from .topk import MiningState
+
+__all__ = ["identity", "layer_entries", "merge_runs", "mine", "resolve_layers"]
+
+
+# --------------------------------------------------------------------------- layers
+def resolve_layers(model: LoadedModel, layers: Sequence[str] | None) -> list[str]:
+    """Canonical names of the layers to mine (default: every conv and fc layer), duplicates removed."""
+    names = list(layers) if layers else model.layers_of_type(nn.Conv2d, nn.Linear)
+    if not names:
+        raise VisUsageError(f"model {model.name!r} has no conv or fc layers; name some with `layers`")
+    canonical: list[str] = []
+    for name in names:
+        path = model.resolve(name)
+        if path not in canonical:
+            canonical.append(path)
+    return canonical
+
+
+def layer_entries(model: LoadedModel, paths: Sequence[str], size: int) -> dict[str, dict]:
+    """Manifest entries ``{name: {aliases, type, shape, units, rf_size, rf_stride, rf_offset}}``:
+    the rows of ``vis layers`` for the mined layers."""
+    rows = {row.name: row.to_dict() for row in layer_table(model, size, names=list(paths))}
+    entries: dict[str, dict] = {}
+    for path in paths:
+        shape = rows[path]["shape"] if path in rows else None
+        if shape is None or len(shape) not in (1, 3):
+            raise VisUsageError(f"layer {path!r} has output shape {shape}; only [C, H, W] (conv) and "
+                                "[C] (fc) layers can be mined")
+        entries[path] = {key: value for key, value in rows[path].items() if key != "name"}
+    return entries
+
+
+# --------------------------------------------------------------------------- identity of a run
+def identity(model: LoadedModel, images: ImageList, transform: Transform, entries: dict[str, dict],
+             k: int, shard: tuple[int, int] | None, batch_size: int, seed: int | None = None) -> dict:
+    """The manifest fields that define a run: a rerun with different ones must not resume it."""
+    described = model.describe()
+    return {
+        "model": described["model"], "weights": described["weights"],
+        "weights_sha256": described["weights_sha256"],
+        "seed": seed if model.weights == "random" else None, "input_size": model.input_size,
+        "preprocessing": {**described["preprocessing"], **transform.to_dict()},
+        "dataset": images.describe(), "k": k,
+        "layers": entries,
+        "shard": None if shard is None else {"index": shard[0], "count": shard[1]},
+        "batch_size": batch_size,
+    }
+
+
+def _counts(images: ImageList, state: MiningState | None) -> dict:
+    skipped = [] if state is None else state.skipped
+    return {"images": len(images), "seen": 0 if state is None else state.seen, "skipped": len(skipped),
+            "skipped_paths": [images.paths[i] for i in skipped]}
+
+
+def prepare_out(out: Path, ident: dict, overwrite: bool) -> MiningState | None:
+    """Check `out` before a run: `overwrite` → cleared, None; empty/new → None; the same run → its
+    checkpoint (or None when complete or not started); a different run or foreign files → refused."""
+    manifest_path = out / rundir.MANIFEST
+    if out.exists() and not out.is_dir():
+        raise VisUsageError(f"`out` {str(out)!r} is a file; give a folder")
+    if overwrite:
+        rundir.clear_run(out)
+        return None
+    if not manifest_path.exists():
+        if out.exists() and any(out.iterdir()):
+            raise VisUsageError(f"`out` {str(out)!r} is not empty and is not a vistoolbox run; "
+                                "choose another folder or pass `overwrite`")
+        return None
+    changed = rundir.identity_changes(read_json(manifest_path), ident)
+    if changed:
+        raise VisUsageError(f"`out` {str(out)!r} holds a run with a different {', '.join(changed)}; "
+                            "pass `overwrite` to replace it or choose another `out`")
+    if (out / rundir.CHECKPOINT).exists():
+        return MiningState.load(out / rundir.CHECKPOINT)
+    return None
+
+
+# --------------------------------------------------------------------------- the command
+def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Sequence[str] | None = None,
+         k: int = 9, limit: int | None = None, resize: int | None = None, crop: int | None = None,
+         batch_size: int = 32, workers: int = 0, views: str | Sequence[str] | None = None,
+         shard: tuple[int, int] | None = None, checkpoint_every: int = 20, overwrite: bool = False,
+         patches: bool = True, backend: str = "local", address: str | None = None,
+         ray_tasks: int | None = None, seed: int = 0, quiet: bool = False) -> Path:
+    """Mine the top-`k` images of every unit of `layers` over `dataset` into run directory `out`.
+
+    Resumes an interrupted run of the same model/weights/dataset/preprocessing from its checkpoint;
+    refuses a different one unless `overwrite`. `seed` is recorded for random weights (pass the one
+    the model was built with, so `vis merge` can rebuild it). Returns the run directory (open it with
+    :func:`vistoolbox.open_run`).
+    """
+    if k < 1:
+        raise VisUsageError(f"`k` must be at least 1, got {k}")
+    if checkpoint_every < 1:
+        raise VisUsageError(f"`checkpoint_every` must be at least 1, got {checkpoint_every}")
+    if backend not in ("local", "ray"):
+        raise VisUsageError(f"unknown backend {backend!r}; valid: local, ray")
+    if backend == "ray" and shard is not None:
+        raise VisUsageError("`shard` and `backend` ray do not combine; Ray shards the dataset itself")
+    view_list = parse_modes(views, "views")
+    out = Path(out)
+    images = discover_images(dataset, limit)
+    crop = crop or model.input_size
+    resize = resize or (model.preprocessing.resize_size if crop == model.input_size
+                        else round(crop * 256 / 224))
+    if crop < 1 or resize < crop:
+        raise VisUsageError(f"`resize` ({resize}) must be at least `crop` ({crop}), both positive")
+    transform = Transform(resize, crop)
+    paths = resolve_layers(model, layers)
+    entries = layer_entries(model, paths, crop)
+    ident = identity(model, images, transform, entries, k, shard, batch_size, seed)
+    state = prepare_out(out, ident, overwrite)
+    manifest_path = out / rundir.MANIFEST
+    if state is None and manifest_path.exists() and read_json(manifest_path).get("status") == "complete":
+        return out  # already complete: nothing to redo
+    indices = range(len(images)) if shard is None else shard_range(len(images), *shard, batch_size)
+    state = state or MiningState.empty({name: info["units"] for name, info in entries.items()}, k)
+    rundir.write_images(out, images.paths)
+    rundir.write_manifest(out, ident, "running", view_list, _counts(images, state))
+
+    def checkpoint(current: MiningState) -> None:
+        current.save(out / rundir.CHECKPOINT)
+        rundir.write_manifest(out, ident, "running", view_list, _counts(images, current))
+
+    if backend == "ray":
+        spec = {key: ident[key] for key in ("model", "weights", "seed", "input_size")}
+        state = mine_on_ray(spec, images, transform, state, indices, batch_size=batch_size,
+                            address=address, tasks=ray_tasks, quiet=quiet)
+    else:
+        state = mine_indices(model, images, transform, state, indices, batch_size, workers,
+                             checkpoint, checkpoint_every, quiet)
+    checkpoint(state)  # the pass is done: a kill from here on only redoes the files below
+    finish_run(out, model, images, transform, state, ident, view_list, patches, quiet)
+    return out
+
+
+def finish_run(out: Path, model: LoadedModel | None, images: ImageList, transform: Transform,
+               state: MiningState, ident: dict, views: Sequence[str], patches: bool, quiet: bool) -> None:
+    """Write top-k, stats and patches, then mark the run complete and drop the checkpoint."""
+    for name, topk in state.layers.items():
+        rundir.write_layer_arrays(out, name, topk.topk_file(), topk.stats_file(state.seen))
+    if patches:
+        render_patches(out, ident["layers"], images, transform, ident["preprocessing"]["mean"], model,
+                       views, quiet=quiet)
+    if ident.get("shard") is not None:
+        state.save(out / rundir.SHARD_STATE)
+    rundir.write_manifest(out, ident, "complete", views, _counts(images, state))
+    (out / rundir.CHECKPOINT).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- merging shards
+def merge_runs(runs: Sequence[str | Path], out: str | Path, *, device: str = "auto", patches: bool = True,
+               overwrite: bool = False, quiet: bool = False) -> Path:
+    """Merge complete shard runs (``vis mine --shard i/n``, all n of them) into one run at `out`.
+
+    The result equals an unsharded run with the same batch size exactly. The dataset must still be
+    readable (patches are cut from it); the model is rebuilt from the manifest only for runs mined
+    with views.
+    """
+    if not runs:
+        raise VisUsageError("merging needs at least one run")
+    manifests = []
+    for run in runs:
+        path = Path(run) / rundir.MANIFEST
+        if not path.is_file():
+            raise VisUsageError(f"{str(run)!r} is not a vistoolbox run (no manifest.json)")
+        manifest = read_json(path)
+        if manifest.get("shard") is None:
+            raise VisUsageError(f"{str(run)!r} is not a shard run (made without `shard` i/n); nothing to merge")
+        if manifest.get("status") != "complete" or not (Path(run) / rundir.SHARD_STATE).is_file():
+            raise VisUsageError(f"shard run {str(run)!r} is not complete; rerun its vis mine command first")
+        manifests.append(manifest)
+    first = manifests[0]
+    keys = [key for key in rundir.IDENTITY_KEYS + ("batch_size",) if key != "shard"]
+    for run, manifest in zip(runs[1:], manifests[1:]):
+        changed = rundir.identity_changes(first, manifest, keys)
+        if changed:
+            raise VisUsageError(f"run {str(run)!r} differs from {str(runs[0])!r} in {', '.join(changed)}; "
+                                "only shards of the same run merge")
+    count = first["shard"]["count"]
+    got = sorted(m["shard"]["index"] for m in manifests)
+    if any(m["shard"]["count"] != count for m in manifests) or got != sorted(set(got)):
+        raise VisUsageError(f"shards {got} are not distinct shards of one `shard` i/{count} split")
+    missing = sorted(set(range(count)) - set(got))
+    if missing:
+        raise VisUsageError(f"shards {', '.join(f'{i}/{count}' for i in missing)} are missing; "
+                            f"give all {count} shard runs")
+    order = sorted(range(len(runs)), key=lambda i: manifests[i]["shard"]["index"])
+    state = MiningState.load(Path(runs[order[0]]) / rundir.SHARD_STATE)
+    for i in order[1:]:
+        state = state.merge(MiningState.load(Path(runs[i]) / rundir.SHARD_STATE))
+    ident = {key: first.get(key) for key in rundir.IDENTITY_KEYS + ("batch_size",)}
+    ident["shard"] = None
+    out = Path(out)
+    dataset = first["dataset"]
+    images = ImageList(Path(dataset["root"]), read_json(Path(runs[0]) / rundir.IMAGES), dataset["kind"])
+    if images.fingerprint() != dataset["fingerprint"]:
+        raise VisUsageError(f"dataset {dataset['root']!r} changed since the shards were mined "
+                            "(fingerprint differs); mine it again")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise VisUsageError(f"`out` {str(out)!r} is not empty; pass `overwrite` to replace it")
+    rundir.clear_run(out)
+    pre = first["preprocessing"]
+    transform = Transform(pre["resize"], pre["crop"])
+    views = first.get("views", [])
+    model = None
+    if patches and views:
+        model = load_model(first["model"], first["weights"], device=device, seed=first.get("seed") or 0,
+                           input_size=first["input_size"], quiet=quiet)
+    rundir.write_images(out, images.paths)
+    finish_run(out, model, images, transform, state, ident, views, patches, quiet)
+    return out
