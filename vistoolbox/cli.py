@@ -234,13 +234,18 @@ def mine(model_name: str, weights: str, device: str, seed: int, input_size: int 
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda (for --with views)")
 @click.option("--no-patches", is_flag=True, help="write top-k and stats only")
 @click.option("--overwrite", is_flag=True, help="replace an existing run in --out")
+@click.option("--model", "model_name", default=None,
+              help="model to rebuild for --with views (default: the shards' torchvision model; code the runs "
+                   "name is never imported)")
+@click.option("--trust-run-code", is_flag=True, help="import the model code the shards name (only for runs you trust)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def merge(runs: tuple[str, ...], out: str, device: str, no_patches: bool, overwrite: bool, quiet: bool) -> None:
+def merge(runs: tuple[str, ...], out: str, device: str, no_patches: bool, overwrite: bool, model_name: str | None,
+          trust_run_code: bool, quiet: bool) -> None:
     """Merge the shard runs of `vis mine --shard i/n` into one run (exact)."""
     from .mining import merge_runs
 
     click.echo(str(merge_runs(list(runs), out, device=device, patches=not no_patches, overwrite=overwrite,
-                              quiet=quiet)))
+                              quiet=quiet, model=model_name, trust_run_code=trust_run_code)))
 
 
 
@@ -384,11 +389,13 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
 @click.option("--stylizers", "stylizers_dir", default=None, type=click.Path(),
               help="folder of trained stylizers (vis train-stylizer .pt files) for the Transfer tab's fast mode; "
                    "each run's stylizers/ folder is searched too")
+@click.option("--trust-run-code", is_flag=True,
+              help="import model code that a run names (default: never; give --model to name your code)")
 @click.option("--debug-dash", is_flag=True, help="Dash debug mode (hot reload, dev tools)")
 @click.pass_context
 def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: str, seed: int,
               input_size: int | None, runs: tuple[str, ...], host: str, port: int, cache_dir: str | None,
-              max_upload_mb: int, stylizers_dir: str | None, debug_dash: bool) -> None:
+              max_upload_mb: int, stylizers_dir: str | None, trust_run_code: bool, debug_dash: bool) -> None:
     """Serve the Dash dashboard: Units, Live, Texture and Transfer tabs (Transfer: Gatys optimisation,
     or a fast mode with a trained stylizer from RUN/stylizers/ or --stylizers DIR)."""
     from click.core import ParameterSource
@@ -399,7 +406,9 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
     app = create_app(list(runs), model_name if given("model_name") or not runs else None,
                      weights if given("weights") or not runs else None, device=device, seed=seed,
                      input_size=input_size, cache_dir=cache_dir, max_upload_bytes=max_upload_mb * 2**20,
-                     stylizers_dir=stylizers_dir)
+                     stylizers_dir=stylizers_dir, trust_run_code=trust_run_code)
+    for note in app.vis_context.notes:
+        click.echo(f"vis dashboard: {note}", err=True)
     click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)
     app.run(host=host, port=port, debug=debug_dash)
 

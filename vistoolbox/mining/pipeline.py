@@ -23,7 +23,7 @@ from ..errors import VisUsageError
 from ..features.layers import layer_table
 from ..features.views import parse_modes
 from ..files import read_json
-from ..models import LoadedModel, load_model
+from ..models import LoadedModel, check_run_model, load_model
 from .datasets import ImageList, Transform, discover_images
 from .patches import render_patches
 from .ray import mine_on_ray
@@ -183,12 +183,14 @@ def finish_run(out: Path, model: LoadedModel | None, images: ImageList, transfor
 
 # --------------------------------------------------------------------------- merging shards
 def merge_runs(runs: Sequence[str | Path], out: str | Path, *, device: str = "auto", patches: bool = True,
-               overwrite: bool = False, quiet: bool = False) -> Path:
+               overwrite: bool = False, quiet: bool = False, model: str | None = None,
+               trust_run_code: bool = False) -> Path:
     """Merge complete shard runs (``vis mine --shard i/n``, all n of them) into one run at `out`.
 
     The result equals an unsharded run with the same batch size exactly. The dataset must still be
-    readable (patches are cut from it); the model is rebuilt from the manifest only for runs mined
-    with views.
+    readable (patches are cut from it); the model is rebuilt only for runs mined with views: from
+    `model` when given (a spec you trust), else from the manifest — a torchvision name only, never
+    code that the run names (unless `trust_run_code`).
     """
     if not runs:
         raise VisUsageError("merging needs at least one run")
@@ -236,10 +238,12 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path, *, device: str = "au
     pre = first["preprocessing"]
     transform = Transform(pre["resize"], pre["crop"])
     views = first.get("views", [])
-    model = None
+    loaded = None
     if patches and views:
-        model = load_model(first["model"], first["weights"], device=device, seed=first.get("seed") or 0,
-                           input_size=first["input_size"], quiet=quiet)
+        if model is None:
+            check_run_model(str(first["model"]), trust_run_code=trust_run_code, where=f"shard run {str(runs[0])!r}")
+        loaded = load_model(model or first["model"], first["weights"], device=device, seed=first.get("seed") or 0,
+                            input_size=first["input_size"], quiet=quiet)
     rundir.write_images(out, images.paths)
-    finish_run(out, model, images, transform, state, ident, views, patches, quiet)
+    finish_run(out, loaded, images, transform, state, ident, views, patches, quiet)
     return out
