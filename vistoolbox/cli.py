@@ -412,26 +412,30 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
 @click.option("--stylizers", "stylizers_dir", default=None, type=click.Path(),
               help="folder of trained stylizers (vis train-stylizer .pt files) for the Transfer tab's fast mode; "
                    "each run's stylizers/ folder is searched too")
-@click.option("--debug-dash", is_flag=True, help="Dash debug mode (hot reload, dev tools)")
+@click.option("--verbose", is_flag=True, help="log every HTTP request (method, path, status, ms)")
+@click.option("--debug-dash", is_flag=True, help="Dash debug mode (hot reload, dev tools; Flask's dev server)")
 @click.pass_context
 def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: str, seed: int,
               input_size: int | None, runs: tuple[str, ...], host: str, port: int, cache_dir: str | None,
-              max_upload_mb: int, stylizers_dir: str | None, debug_dash: bool) -> None:
+              max_upload_mb: int, stylizers_dir: str | None, verbose: bool, debug_dash: bool) -> None:
     """Serve the Dash dashboard: Units, Live, Texture and Transfer tabs.
 
     Transfer runs Gatys optimisation, or a fast mode with a trained stylizer from RUN/stylizers/ or
     --stylizers DIR."""
     from click.core import ParameterSource
 
-    from .dashboard import create_app
+    from .dashboard import create_app, serve
 
     given = lambda name: click_ctx.get_parameter_source(name) != ParameterSource.DEFAULT  # noqa: E731
     app = create_app(list(runs), model_name if given("model_name") or not runs else None,
                      weights if given("weights") or not runs else None, device=device, seed=seed,
                      input_size=input_size, cache_dir=cache_dir, max_upload_bytes=max_upload_mb * 2**20,
                      stylizers_dir=stylizers_dir)
-    click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)
-    app.run(host=host, port=port, debug=debug_dash)
+    if debug_dash:
+        click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)
+        app.run(host=host, port=port, debug=True)
+        return
+    serve(app, host, port, verbose, say=lambda line: click.echo(f"vis dashboard: {line}", err=True))
 
 
 
@@ -454,10 +458,11 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8050, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--quiet", is_flag=True, help="no progress output")
+@click.option("--verbose", is_flag=True, help="log every HTTP request of the dashboard")
 def demo(model_name: str, weights: str, device: str, seed: int, input_size: int | None, out: str,
          dataset: str | None, tile: bool, layer_list: str, limit: int | None, view_units: int,
          maximize_layer: str, maximize_units: int, maximize_steps: int, maximize_size: int, no_serve: bool, host: str, port: int,
-         quiet: bool) -> None:
+         quiet: bool, verbose: bool) -> None:
     """Offline demo: build an image set, mine the top-9 of VGG16's block ends, serve the dashboard."""
     import time
 
@@ -472,11 +477,10 @@ def demo(model_name: str, weights: str, device: str, seed: int, input_size: int 
     click.echo(f"vis demo: run ready at {run} ({time.perf_counter() - start:.0f} s)", err=True)
     if no_serve:
         return
-    from .dashboard import create_app
+    from .dashboard import create_app, serve
 
     app = create_app([run], device=device, seed=seed, input_size=input_size)
-    click.echo(f"vis demo: dashboard at http://{host}:{port}/  (Ctrl+C stops)", err=True)
-    app.run(host=host, port=port, debug=False)
+    serve(app, host, port, verbose, say=lambda line: click.echo(f"vis demo: {line}", err=True))
 
 
 @vis.command("train-stylizer")
