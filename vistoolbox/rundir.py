@@ -129,6 +129,14 @@ class Run:
         """See :func:`maximize_path`."""
         return maximize_path(self.root, self.resolve(layer), unit)
 
+    def maximized_record(self, layer: str, unit: int) -> dict[str, Any] | None:
+        """The JSON record beside a unit's optimised image (None when there is none or it is unreadable)."""
+        try:
+            record = read_json(self.maximized(layer, unit).with_suffix(".json"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
     @property
     def complete(self) -> bool:
         """True once ``vis mine`` finished the run."""
