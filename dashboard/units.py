@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from vistoolbox import maximize_layer
 from vistoolbox.errors import VisError
+from vistoolbox.export import export_command
 from vistoolbox.features.views import MODES
 from vistoolbox.files import write_bytes
 from vistoolbox.images import fit_longest, open_image, png_bytes
@@ -196,6 +197,10 @@ def layout(ctx: Context) -> html.Div:
                          style={"display": "none"} if len(ctx.runs) == 1 else {"minWidth": "260px"}),
             dcc.Dropdown(id="layer-select", clearable=False, style={"minWidth": "420px"}),
             html.Span(id="layer-info", className="status"),
+            html.Details(id="export-hint", className="export-hint", children=[
+                html.Summary("export"),
+                html.Span("these runs as a static site (plain files, no server): "),
+                html.Code(export_command([run.root for run in ctx.runs], "vis-site"), id="export-command")]),
         ]),
         html.Div(className="units-body", children=[
             html.Div(id="unit-grid", className="unit-grid",

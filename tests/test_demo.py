@@ -46,6 +46,7 @@ def test_vis_demo_no_serve_reduced_and_resumes(tmp_path):
             "--view-units", "2", "--maximize-layer", "conv5", "--maximize-units", "2", "--maximize-steps", "32"]
     first = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
+    assert f"vis export {out / 'run'} --out {out / 'site'}" in first.stderr   # how to share it, printed at the end
     run = open_run(out / "run")
     assert run.complete and run.layers == ["features.3", "features.10"]
     assert len(run.images) == 10 and (out / "images" / "demo.json").exists()

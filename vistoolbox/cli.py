@@ -406,6 +406,35 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
 
 
 
+@vis.command("export")
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="site folder to write (or update)")
+@click.option("--layers", "layer_list", default=None, help="comma-separated layers/aliases (default: every mined layer)")
+@click.option("--title", default=None, help="the site's title (default: models and run names)")
+@click.option("--max-mb", default=None, type=float, help="refuse, before writing, a site larger than this (MiB)")
+@click.option("--dry-run", is_flag=True, help="report the site's size and what would change; write nothing")
+@click.option("--quiet", is_flag=True, help="only the summary line")
+def export_cmd(runs: tuple[str, ...], out: str, layer_list: str | None, title: str | None, max_mb: float | None,
+               dry_run: bool, quiet: bool) -> None:
+    """Write RUN(s) as a static site (HTML + images, no server): index, unit grids, a page per unit."""
+    from .export import MIB, export_site
+
+    say = None if quiet else (lambda message: click.echo(f"vis export: {message}", err=True))
+    layers_arg = [name.strip() for name in layer_list.split(",") if name.strip()] if layer_list else None
+    report = export_site(list(runs), out, layers=layers_arg, title=title, max_mb=max_mb, dry_run=dry_run,
+                         progress=say)
+    if not quiet:
+        for group, (count, size) in sorted(report.groups.items()):
+            click.echo(f"  {group:<40} {count:>6} files {size / MIB:>9.1f} MiB", err=True)
+        for skipped in report.skipped:
+            click.echo(f"vis export: left out {skipped}", err=True)
+    verb = "would write" if dry_run else "wrote"
+    click.echo(f"{report.index}: {report.files} files, {report.size / MIB:.1f} MiB; {verb} {len(report.written)}, "
+               f"kept {len(report.kept)}, {'would remove' if dry_run else 'removed'} {len(report.removed)}"
+               + ("" if dry_run else f" ({report.linked} hard-linked, {report.copied} copied)")
+               + f" in {report.seconds:.1f} s")
+
+
 @vis.command()
 @model_options
 @click.option("--out", default="vis-demo", show_default=True, type=click.Path(), help="folder for images and run")
@@ -440,6 +469,11 @@ def demo(model_name: str, weights: str, device: str, seed: int, input_size: int 
                     maximize_units=maximize_units, maximize_steps=maximize_steps, maximize_size=maximize_size)
     run = run_demo(model, out, dataset, tile, plan, seed=seed, quiet=quiet)
     click.echo(f"vis demo: run ready at {run} ({time.perf_counter() - start:.0f} s)", err=True)
+    from pathlib import Path
+
+    from .export import export_command
+
+    click.echo(f"vis demo: share it as a static site: {export_command([run], Path(out) / 'site')}", err=True)
     if no_serve:
         return
     from .dashboard import create_app
