@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from .errors import VisError
+from .errors import VisError, VisRuntimeError, from_os_error
 
 __all__ = ["main", "vis"]
 
@@ -553,13 +553,32 @@ def flag_names(args: list[str]) -> dict[str, str]:
     return names
 
 
+def as_vis_error(exc: BaseException) -> VisError | None:
+    """The one-line error an unexpected-but-known failure stands for: an OSError (wrong path: usage;
+    disk full, read-only, permissions: runtime), running out of memory, a file that ends early."""
+    if isinstance(exc, VisError):
+        return exc
+    if isinstance(exc, OSError):
+        return from_os_error(exc)
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and (
+            "out of memory" in str(exc) or "can't allocate memory" in str(exc))):
+        return VisRuntimeError("out of memory; use smaller sizes or batches (or a device with more memory)")
+    if isinstance(exc, EOFError):
+        return VisRuntimeError("a file ended early (it is empty or truncated); remove or replace it")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one-line errors, exit 2 for usage errors and 1 for runtime failures."""
+    """Entry point: one-line errors, exit 2 for usage errors and 1 for runtime failures (``--debug``
+    adds the traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
         vis.main(args=args, prog_name="vis", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        known = as_vis_error(exc.__context__) if isinstance(exc.__context__, EOFError) else None
+        if known is not None:  # click turns an EOFError into Abort; a truncated file is not Ctrl-C
+            _fail(known, args, debug)
         click.echo("vis: interrupted", err=True)
         sys.exit(130)
     except click.UsageError as exc:
@@ -569,15 +588,28 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"vis: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except VisError as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"vis: error: {exc.renamed(flag_names(args))}", err=True)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("vis: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        known = as_vis_error(exc)
+        if known is None:
+            if debug:
+                traceback.print_exc()
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            click.echo(f"vis: error: unexpected {type(exc).__name__}: {first} (a bug: `vis --debug ...` "
+                       "shows where; please report it)", err=True)
+            sys.exit(1)
+        _fail(known, args, debug)
     sys.exit(0)
+
+
+def _fail(error: VisError, args: list[str], debug: bool) -> None:
+    """Print `error` as one line with this command's flag names (traceback first with ``--debug``), exit."""
+    if debug:
+        traceback.print_exc()
+    click.echo(f"vis: error: {error.renamed(flag_names(args))}", err=True)
+    sys.exit(error.exit_code)
 
 
 if __name__ == "__main__":
