@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from .errors import VisError
+from .errors import VisError, VisRuntimeError, from_os_error
 
 __all__ = ["main", "vis"]
 
@@ -234,13 +234,18 @@ def mine(model_name: str, weights: str, device: str, seed: int, input_size: int 
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda (for --with views)")
 @click.option("--no-patches", is_flag=True, help="write top-k and stats only")
 @click.option("--overwrite", is_flag=True, help="replace an existing run in --out")
+@click.option("--model", "model_name", default=None,
+              help="model to rebuild for --with views (default: the shards' torchvision model; code the runs "
+                   "name is never imported)")
+@click.option("--trust-run-code", is_flag=True, help="import the model code the shards name (only for runs you trust)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def merge(runs: tuple[str, ...], out: str, device: str, no_patches: bool, overwrite: bool, quiet: bool) -> None:
+def merge(runs: tuple[str, ...], out: str, device: str, no_patches: bool, overwrite: bool, model_name: str | None,
+          trust_run_code: bool, quiet: bool) -> None:
     """Merge the shard runs of `vis mine --shard i/n` into one run (exact)."""
     from .mining import merge_runs
 
     click.echo(str(merge_runs(list(runs), out, device=device, patches=not no_patches, overwrite=overwrite,
-                              quiet=quiet)))
+                              quiet=quiet, model=model_name, trust_run_code=trust_run_code)))
 
 
 
@@ -384,11 +389,13 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
 @click.option("--stylizers", "stylizers_dir", default=None, type=click.Path(),
               help="folder of trained stylizers (vis train-stylizer .pt files) for the Transfer tab's fast mode; "
                    "each run's stylizers/ folder is searched too")
+@click.option("--trust-run-code", is_flag=True,
+              help="import model code that a run names (default: never; give --model to name your code)")
 @click.option("--debug-dash", is_flag=True, help="Dash debug mode (hot reload, dev tools)")
 @click.pass_context
 def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: str, seed: int,
               input_size: int | None, runs: tuple[str, ...], host: str, port: int, cache_dir: str | None,
-              max_upload_mb: int, stylizers_dir: str | None, debug_dash: bool) -> None:
+              max_upload_mb: int, stylizers_dir: str | None, trust_run_code: bool, debug_dash: bool) -> None:
     """Serve the Dash dashboard: Units, Live, Texture and Transfer tabs (Transfer: Gatys optimisation,
     or a fast mode with a trained stylizer from RUN/stylizers/ or --stylizers DIR)."""
     from click.core import ParameterSource
@@ -399,7 +406,9 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
     app = create_app(list(runs), model_name if given("model_name") or not runs else None,
                      weights if given("weights") or not runs else None, device=device, seed=seed,
                      input_size=input_size, cache_dir=cache_dir, max_upload_bytes=max_upload_mb * 2**20,
-                     stylizers_dir=stylizers_dir)
+                     stylizers_dir=stylizers_dir, trust_run_code=trust_run_code)
+    for note in app.vis_context.notes:
+        click.echo(f"vis dashboard: {note}", err=True)
     click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)
     app.run(host=host, port=port, debug=debug_dash)
 
@@ -578,13 +587,32 @@ def flag_names(args: list[str]) -> dict[str, str]:
     return names
 
 
+def as_vis_error(exc: BaseException) -> VisError | None:
+    """The one-line error an unexpected-but-known failure stands for: an OSError (wrong path: usage;
+    disk full, read-only, permissions: runtime), running out of memory, a file that ends early."""
+    if isinstance(exc, VisError):
+        return exc
+    if isinstance(exc, OSError):
+        return from_os_error(exc)
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and (
+            "out of memory" in str(exc) or "can't allocate memory" in str(exc))):
+        return VisRuntimeError("out of memory; use smaller sizes or batches (or a device with more memory)")
+    if isinstance(exc, EOFError):
+        return VisRuntimeError("a file ended early (it is empty or truncated); remove or replace it")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one-line errors, exit 2 for usage errors and 1 for runtime failures."""
+    """Entry point: one-line errors, exit 2 for usage errors and 1 for runtime failures (``--debug``
+    adds the traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
         vis.main(args=args, prog_name="vis", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        known = as_vis_error(exc.__context__) if isinstance(exc.__context__, EOFError) else None
+        if known is not None:  # click turns an EOFError into Abort; a truncated file is not Ctrl-C
+            _fail(known, args, debug)
         click.echo("vis: interrupted", err=True)
         sys.exit(130)
     except click.UsageError as exc:
@@ -594,15 +622,28 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"vis: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except VisError as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"vis: error: {exc.renamed(flag_names(args))}", err=True)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("vis: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        known = as_vis_error(exc)
+        if known is None:
+            if debug:
+                traceback.print_exc()
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            click.echo(f"vis: error: unexpected {type(exc).__name__}: {first} (a bug: `vis --debug ...` "
+                       "shows where; please report it)", err=True)
+            sys.exit(1)
+        _fail(known, args, debug)
     sys.exit(0)
+
+
+def _fail(error: VisError, args: list[str], debug: bool) -> None:
+    """Print `error` as one line with this command's flag names (traceback first with ``--debug``), exit."""
+    if debug:
+        traceback.print_exc()
+    click.echo(f"vis: error: {error.renamed(flag_names(args))}", err=True)
+    sys.exit(error.exit_code)
 
 
 if __name__ == "__main__":
