@@ -216,6 +216,6 @@ def collect_run(run: Run, run_slug: str, layers: list[str]) -> RunContent:
         used.add(name)
         try:
             content.layers.append(collect_layer(run, layer, name, sources))
-        except (OSError, KeyError, ValueError) as exc:  # a damaged layer is left out, not the whole site
-            content.skipped.append(f"{layer} ({type(exc).__name__})")
+        except (OSError, KeyError, ValueError, VisError) as exc:  # a damaged layer is left out, not the whole site
+            content.skipped.append(f"{layer} ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})")
     return content
