@@ -17,7 +17,8 @@ ASSETS = Path(__file__).parent / "assets"
 
 def create_app(runs: list[str | Path] | None = None, model: str | None = None, weights: str | None = None, *,
                device: str = "cpu", seed: int = 0, input_size: int | None = None, cache_dir: str | Path | None = None,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, stylizers_dir: str | Path | None = None) -> dash.Dash:
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, stylizers_dir: str | Path | None = None,
+               trust_run_code: bool = False) -> dash.Dash:
     """Build the dashboard for run directories written by ``vis mine``.
 
     Args:
@@ -28,12 +29,15 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
         max_upload_bytes: the largest upload accepted (default 8 MiB).
         stylizers_dir: a folder of trained stylizers (``vis train-stylizer`` files) for the Transfer
             tab's fast mode, besides each run's ``stylizers/`` folder.
+        trust_run_code: import model code that a run's manifest names (default: never; a run is
+            data, only torchvision models are rebuilt from it — name your model code with `model`).
 
     The app's shared state is ``app.vis_context`` (a :class:`~vistoolbox.dashboard.context.Context`).
     """
     extra = {"cache_dir": Path(cache_dir)} if cache_dir else {}
     ctx = make_context(runs, model, weights, device=device, seed=seed, input_size=input_size,
-                       max_upload_bytes=max_upload_bytes, stylizers_dir=stylizers_dir, **extra)
+                       max_upload_bytes=max_upload_bytes, stylizers_dir=stylizers_dir,
+                       trust_run_code=trust_run_code, **extra)
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     manager = jobs.make_manager(ctx)
     app = dash.Dash(__name__, assets_folder=str(ASSETS), title="vistoolbox", suppress_callback_exceptions=True,
@@ -46,7 +50,8 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
         html.Header(className="header", children=[
             html.B("vistoolbox"), html.Span(f" · {ctx.model_name} / {ctx.weights}"),
             html.Span(f" · {len(ctx.runs)} run{'s' if len(ctx.runs) != 1 else ''}" if ctx.runs else
-                      " · no run (make one with vis mine)", className="status")]),
+                      " · no run (make one with vis mine)", className="status"),
+            *[html.Div(f"⚠ {note}", className="message") for note in ctx.notes]]),
         dcc.Tabs(id="tabs", value="units" if ctx.runs else "live", children=[
             dcc.Tab(label="Units", value="units", id="tab-units", children=units.layout(ctx)),
             dcc.Tab(label="Live", value="live", id="tab-live", children=live.layout(ctx)),

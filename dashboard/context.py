@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vistoolbox import LoadedModel, Run, load_model, open_run
+from vistoolbox.models import check_run_model, is_code
 from vistoolbox.errors import VisUsageError
 
 __all__ = ["content_key", "Context", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_UPLOAD_PIXELS", "make_context"]
@@ -31,6 +32,8 @@ class Context:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
     stylizers_dir: Path | None = None
+    trust_run_code: bool = False  # import model code that a run names (never by default)
+    notes: list[str] = field(default_factory=list)  # one-line remarks for the header and the console
     cache_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vis-dashboard-")))
     _model: LoadedModel | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -46,10 +49,12 @@ class Context:
             return self._model
 
     def model_for(self, run: Run) -> LoadedModel:
-        """The model a run was mined with (the shared model when it is the same one)."""
+        """The model a run was mined with (the shared model when it is the same one). Model code
+        that the run names is imported only when the user named the same spec or `trust_run_code`."""
         name, weights = run.manifest.get("model"), run.manifest.get("weights")
         if (name, weights) == (self.model_name, self.weights) or not name:
             return self.model
+        check_run_model(str(name), (self.model_name,), self.trust_run_code, where=f"run {str(run.root)!r}")
         with self._lock:
             key = (name, weights)
             if key not in self._others:
@@ -78,19 +83,26 @@ class Context:
 
 def make_context(runs: list[str | Path] | None = None, model: str | None = None, weights: str | None = None,
                  **kwargs) -> Context:
-    """Open the runs; the model defaults to the first run's model, else ``vgg16``/``hed``."""
+    """Open the runs; the model defaults to the first run's model (a torchvision name; model code
+    that a run names is used only with ``trust_run_code``), else ``vgg16``/``hed``."""
     opened = [open_run(path) for path in runs or []]
     names = [r.root for r in opened]
     if len(set(names)) != len(names):
         raise VisUsageError("the same run was given twice to --run")
+    notes: list[str] = []
     if model is None:
         manifest = opened[0].manifest if opened else {}
         model = manifest.get("model") or "vgg16"
         weights = weights or manifest.get("weights") or "hed"
+        if is_code(str(model)) and not kwargs.get("trust_run_code"):
+            notes.append(f"run 0 was made with model code {model!r}, which is not imported (a run is data): the "
+                         f"Live, Texture and Transfer tabs use vgg16/hed; start with --model {model} if you trust "
+                         "that code")
+            model, weights = "vgg16", "hed"
     folder = kwargs.pop("stylizers_dir", None)
     if folder is not None and not Path(folder).is_dir():
         raise VisUsageError(f"--stylizers {str(folder)!r} is not a folder (give the folder holding stylizer .pt files)")
-    return Context(runs=opened, model_name=model, weights=weights or "hed",
+    return Context(runs=opened, model_name=model, weights=weights or "hed", notes=notes,
                    stylizers_dir=Path(folder) if folder is not None else None, **kwargs)
 
 

@@ -51,6 +51,7 @@ def test_vis_demo_no_serve_reduced_and_resumes(tmp_path):
     assert bars == {"mine", "patches conv2", "patches conv5", "views conv2", "views conv5", "optimise conv5"}, bars
     assert "features." not in first.stderr and "\x1b[A" not in first.stderr
     assert "step 32/32" in first.stderr
+    assert f"vis export {out / 'run'} --out {out / 'site'}" in first.stderr   # how to share it, printed at the end
     run = open_run(out / "run")
     assert run.complete and run.layers == ["features.3", "features.10"]
     assert len(run.images) == 10 and (out / "images" / "demo.json").exists()

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from .errors import VisError
+from .errors import VisError, VisRuntimeError, from_os_error
 
 __all__ = ["main", "vis"]
 
@@ -262,13 +262,18 @@ def mine(model_name: str, weights: str, device: str, seed: int, input_size: int 
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda (for --with views)")
 @click.option("--no-patches", is_flag=True, help="write top-k and stats only")
 @click.option("--overwrite", is_flag=True, help="replace an existing run in --out")
+@click.option("--model", "model_name", default=None,
+              help="model to rebuild for --with views (default: the shards' torchvision model; code the runs "
+                   "name is never imported)")
+@click.option("--trust-run-code", is_flag=True, help="import the model code the shards name (only for runs you trust)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def merge(runs: tuple[str, ...], out: str, device: str, no_patches: bool, overwrite: bool, quiet: bool) -> None:
+def merge(runs: tuple[str, ...], out: str, device: str, no_patches: bool, overwrite: bool, model_name: str | None,
+          trust_run_code: bool, quiet: bool) -> None:
     """Merge the shard runs of `vis mine --shard i/n` into one run (exact)."""
     from .mining import merge_runs
 
     click.echo(str(merge_runs(list(runs), out, device=device, patches=not no_patches, overwrite=overwrite,
-                              quiet=quiet)))
+                              quiet=quiet, model=model_name, trust_run_code=trust_run_code)))
 
 
 
@@ -412,12 +417,15 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
 @click.option("--stylizers", "stylizers_dir", default=None, type=click.Path(),
               help="folder of trained stylizers (vis train-stylizer .pt files) for the Transfer tab's fast mode; "
                    "each run's stylizers/ folder is searched too")
+@click.option("--trust-run-code", is_flag=True,
+              help="import model code that a run names (default: never; give --model to name your code)")
 @click.option("--verbose", is_flag=True, help="log every HTTP request (method, path, status, ms)")
 @click.option("--debug-dash", is_flag=True, help="Dash debug mode (hot reload, dev tools; Flask's dev server)")
 @click.pass_context
 def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: str, seed: int,
               input_size: int | None, runs: tuple[str, ...], host: str, port: int, cache_dir: str | None,
-              max_upload_mb: int, stylizers_dir: str | None, verbose: bool, debug_dash: bool) -> None:
+              max_upload_mb: int, stylizers_dir: str | None, trust_run_code: bool, verbose: bool,
+              debug_dash: bool) -> None:
     """Serve the Dash dashboard: Units, Live, Texture and Transfer tabs.
 
     Transfer runs Gatys optimisation, or a fast mode with a trained stylizer from RUN/stylizers/ or
@@ -430,7 +438,9 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
     app = create_app(list(runs), model_name if given("model_name") or not runs else None,
                      weights if given("weights") or not runs else None, device=device, seed=seed,
                      input_size=input_size, cache_dir=cache_dir, max_upload_bytes=max_upload_mb * 2**20,
-                     stylizers_dir=stylizers_dir)
+                     stylizers_dir=stylizers_dir, trust_run_code=trust_run_code)
+    for note in app.vis_context.notes:
+        click.echo(f"vis dashboard: {note}", err=True)
     if debug_dash:
         click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)
         app.run(host=host, port=port, debug=True)
@@ -438,6 +448,35 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
     serve(app, host, port, verbose, say=lambda line: click.echo(f"vis dashboard: {line}", err=True))
 
 
+
+
+@vis.command("export")
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="site folder to write (or update)")
+@click.option("--layers", "layer_list", default=None, help="comma-separated layers/aliases (default: every mined layer)")
+@click.option("--title", default=None, help="the site's title (default: models and run names)")
+@click.option("--max-mb", default=None, type=float, help="refuse, before writing, a site larger than this (MiB)")
+@click.option("--dry-run", is_flag=True, help="report the site's size and what would change; write nothing")
+@click.option("--quiet", is_flag=True, help="only the summary line")
+def export_cmd(runs: tuple[str, ...], out: str, layer_list: str | None, title: str | None, max_mb: float | None,
+               dry_run: bool, quiet: bool) -> None:
+    """Write RUN(s) as a static site (HTML + images, no server): index, unit grids, a page per unit."""
+    from .export import MIB, export_site
+
+    say = None if quiet else (lambda message: click.echo(f"vis export: {message}", err=True))
+    layers_arg = [name.strip() for name in layer_list.split(",") if name.strip()] if layer_list else None
+    report = export_site(list(runs), out, layers=layers_arg, title=title, max_mb=max_mb, dry_run=dry_run,
+                         progress=say)
+    if not quiet:
+        for group, (count, size) in sorted(report.groups.items()):
+            click.echo(f"  {group:<40} {count:>6} files {size / MIB:>9.1f} MiB", err=True)
+        for skipped in report.skipped:
+            click.echo(f"vis export: left out {skipped}", err=True)
+    verb = "would write" if dry_run else "wrote"
+    click.echo(f"{report.index}: {report.files} files, {report.size / MIB:.1f} MiB; {verb} {len(report.written)}, "
+               f"kept {len(report.kept)}, {'would remove' if dry_run else 'removed'} {len(report.removed)}"
+               + ("" if dry_run else f" ({report.linked} hard-linked, {report.copied} copied)")
+               + f" in {report.seconds:.1f} s")
 
 
 @vis.command()
@@ -475,6 +514,11 @@ def demo(model_name: str, weights: str, device: str, seed: int, input_size: int 
                     maximize_units=maximize_units, maximize_steps=maximize_steps, maximize_size=maximize_size)
     run = run_demo(model, out, dataset, tile, plan, seed=seed, quiet=quiet)
     click.echo(f"vis demo: run ready at {run} ({time.perf_counter() - start:.0f} s)", err=True)
+    from pathlib import Path
+
+    from .export import export_command
+
+    click.echo(f"vis demo: share it as a static site: {export_command([run], Path(out) / 'site')}", err=True)
     if no_serve:
         return
     from .dashboard import create_app, serve
@@ -578,13 +622,32 @@ def flag_names(args: list[str]) -> dict[str, str]:
     return names
 
 
+def as_vis_error(exc: BaseException) -> VisError | None:
+    """The one-line error an unexpected-but-known failure stands for: an OSError (wrong path: usage;
+    disk full, read-only, permissions: runtime), running out of memory, a file that ends early."""
+    if isinstance(exc, VisError):
+        return exc
+    if isinstance(exc, OSError):
+        return from_os_error(exc)
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and (
+            "out of memory" in str(exc) or "can't allocate memory" in str(exc))):
+        return VisRuntimeError("out of memory; use smaller sizes or batches (or a device with more memory)")
+    if isinstance(exc, EOFError):
+        return VisRuntimeError("a file ended early (it is empty or truncated); remove or replace it")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one-line errors, exit 2 for usage errors and 1 for runtime failures."""
+    """Entry point: one-line errors, exit 2 for usage errors and 1 for runtime failures (``--debug``
+    adds the traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
         vis.main(args=args, prog_name="vis", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        known = as_vis_error(exc.__context__) if isinstance(exc.__context__, EOFError) else None
+        if known is not None:  # click turns an EOFError into Abort; a truncated file is not Ctrl-C
+            _fail(known, args, debug)
         click.echo("vis: interrupted", err=True)
         sys.exit(130)
     except click.UsageError as exc:
@@ -594,15 +657,28 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"vis: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except VisError as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"vis: error: {exc.renamed(flag_names(args))}", err=True)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("vis: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        known = as_vis_error(exc)
+        if known is None:
+            if debug:
+                traceback.print_exc()
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            click.echo(f"vis: error: unexpected {type(exc).__name__}: {first} (a bug: `vis --debug ...` "
+                       "shows where; please report it)", err=True)
+            sys.exit(1)
+        _fail(known, args, debug)
     sys.exit(0)
+
+
+def _fail(error: VisError, args: list[str], debug: bool) -> None:
+    """Print `error` as one line with this command's flag names (traceback first with ``--debug``), exit."""
+    if debug:
+        traceback.print_exc()
+    click.echo(f"vis: error: {error.renamed(flag_names(args))}", err=True)
+    sys.exit(error.exit_code)
 
 
 if __name__ == "__main__":

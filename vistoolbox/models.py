@@ -11,7 +11,7 @@ import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 import torchvision
@@ -24,8 +24,9 @@ from . import weights as wsrc
 from .errors import VisRuntimeError, VisUsageError, unknown
 from .images import resize_center_crop
 
-__all__ = ["FC_ALIASES", "IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "Preprocessing", "as_model", "class_names",
-           "load_model", "resolve_device", "top_classes", "torchvision_names"]
+__all__ = ["FC_ALIASES", "IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "Preprocessing", "as_model",
+           "check_run_model", "class_names", "is_code", "load_model", "resolve_device", "top_classes",
+           "torchvision_names"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -175,6 +176,23 @@ def _caffe_aliases(module: nn.Module) -> dict[str, str]:
 def torchvision_names() -> list[str]:
     """torchvision's classification model names."""
     return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def is_code(name: str) -> bool:
+    """True for a model given as code (``package.module:callable`` or ``path/file.py:callable``):
+    building it imports that code and runs it."""
+    return ":" in name
+
+
+def check_run_model(name: str, trusted: Sequence[str] = (), trust_run_code: bool = False,
+                    where: str = "the run") -> None:
+    """Refuse to rebuild a model that a run names as code, unless the user named the same spec
+    (`trusted`: the specs given by the user, e.g. on the command line) or opted in with
+    `trust_run_code`. A run directory is data: opening one never imports the code it names."""
+    if is_code(name) and not trust_run_code and name not in trusted:
+        raise VisUsageError(f"{where} was made with model code {name!r}, and vistoolbox never imports code "
+                            f"that a run names: give `model` {name} yourself if you trust that code (or "
+                            "`trust_run_code`)")
 
 
 def _user_model(spec: str) -> nn.Module:
