@@ -21,12 +21,12 @@ from vistoolbox.images import open_image, png_bytes, save_png
 from vistoolbox.result import ImageResult
 
 from .context import Context, content_key
-from .serving import HEX_KEY, cache_url
+from .serving import HEX_KEY, cache_url, data_uri
 from .uploads import cache_image, cached_path, store_upload
 
 __all__ = ["CACHE_EXPIRE_S", "download_button", "image_picker", "images_of", "job_panel", "loss_figure",
            "make_manager", "pick_options", "PREVIEW_EVERY_S", "register_download", "register_job", "register_picker",
-           "resolve_pick", "run_job", "sample_image", "SAMPLES"]
+           "resolve_pick", "run_job", "sample_image", "SAMPLES", "Throttle"]
 
 #: Cached job results expire after a week.
 CACHE_EXPIRE_S = 7 * 24 * 3600
@@ -160,15 +160,14 @@ def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
         import json
 
         return key, json.loads(sidecar.read_text())
-    last = {"t": 0.0, "preview": None}
+    preview: list[str | None] = [None]
+    throttle = Throttle()
 
     def report(info: dict) -> None:
         if "image" in info:
-            last["preview"] = "data:image/png;base64," + _b64(png_bytes(info["image"]))
-        now = time.monotonic()
-        if now - last["t"] >= PREVIEW_EVERY_S or info["step"] == info["steps_total"]:
-            last["t"] = now
-            set_progress((str(info["step"]), str(info["steps_total"]), last["preview"],
+            preview[0] = data_uri(png_bytes(info["image"]))
+        if throttle.due(info["step"] == info["steps_total"]):
+            set_progress((str(info["step"]), str(info["steps_total"]), preview[0],
                           f"step {info['step']}/{info['steps_total']}"))
 
     result = work(ctx, params, report)
@@ -178,10 +177,20 @@ def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
     return key, record
 
 
-def _b64(data: bytes) -> str:
-    import base64
+class Throttle:
+    """Says when progress is worth sending: at most every `every_s` seconds, and always when forced
+    (the last step)."""
 
-    return base64.b64encode(data).decode()
+    def __init__(self, every_s: float = PREVIEW_EVERY_S) -> None:
+        self.every_s = every_s
+        self.last = float("-inf")
+
+    def due(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or now - self.last >= self.every_s:
+            self.last = now
+            return True
+        return False
 
 
 def register_job(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager, prefix: str, kind: str,

@@ -12,8 +12,6 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx as cb, dcc, html
 from PIL import Image, ImageDraw
 
-from vistoolbox import maximize_layer
-from vistoolbox.errors import VisError
 from vistoolbox.export import export_command
 from vistoolbox.features.views import MODES
 from vistoolbox.files import write_bytes
@@ -21,11 +19,12 @@ from vistoolbox.images import fit_longest, open_image, png_bytes
 from vistoolbox.mining.gallery import GRID_COLUMNS, THUMB, histogram_bins, source_hit, sprite_image, thumbnails
 from vistoolbox.rundir import Run, unit_stem
 
+from . import optimise
 from .context import Context, content_key
 from .serving import cache_url, run_url
 
 __all__ = ["GRID_COLUMNS", "THUMB", "histogram_figure", "layer_label", "layer_summary", "layout", "make_query",
-           "optimise_unit", "parse_query", "register", "resolve_selection", "select_from_trigger",
+           "parse_query", "register", "resolve_selection", "select_from_trigger",
            "source_with_box", "sprite", "step_unit", "unit_detail", "unit_grid"]
 
 
@@ -177,17 +176,7 @@ def layout(ctx: Context) -> html.Div:
         html.Div(className="row", children=[
             html.Div(className="col", children=[html.H4("source (click a patch)"),
                                                 html.Img(id="source-view", className="source-view")]),
-            html.Div(id="max-panel", className="col", children=[
-                html.H4("optimised image"),
-                html.Img(id="max-view", className="max-view"),
-                html.Div(id="max-status", className="status"),
-                html.Div(className="pickers", children=[
-                    html.Label(["steps ", dcc.Input(id="max-steps", type="number", min=8, max=4096, step=1,
-                                                    value=128, style={"width": "5em"})]),
-                    html.Button("compute optimised image", id="max-run", n_clicks=0),
-                    html.Button("cancel", id="max-cancel", n_clicks=0, disabled=True),
-                    html.Progress(id="max-progress", style={"display": "none"})]),  # indeterminate while running
-            ]),
+            optimise.panel(),
         ]),
         dcc.Graph(id="unit-hist", config={"displayModeBar": False}),
     ])
@@ -212,20 +201,11 @@ def layout(ctx: Context) -> html.Div:
 
 # --------------------------------------------------------------------------- callbacks
 
-def optimise_unit(ctx: Context, run_index: int, layer: str, unit: int, steps: int) -> Path:
-    """The unit's optimised image, computed with the library (``maximize_layer``) into the run
-    (``RUN/layers/<name>/maximize/unit_NNNN.png``) unless already there."""
-    run = ctx.runs[run_index]
-    path = run.maximized(layer, unit)
-    if not path.is_file():
-        maximize_layer(ctx.model_for(run), layer, run.root, units=[unit], steps=int(steps), quiet=True)
-    return path
-
-
 def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None = None) -> None:
     """Wire the Units tab."""
     if not ctx.runs:
         return
+    optimise.register(app, ctx, manager)
 
     @app.callback(
         Output("url", "search"), Output("run-select", "value"), Output("layer-select", "options"),
@@ -264,22 +244,6 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         if not sel:
             raise dash.exceptions.PreventUpdate
         return unit_detail(ctx, sel["run"], sel["layer"], sel["unit"])
-
-    @app.callback(
-        Output("max-view", "src", allow_duplicate=True), Output("max-status", "children", allow_duplicate=True),
-        Input("max-run", "n_clicks"), State("selection", "data"), State("max-steps", "value"),
-        background=True, manager=manager, prevent_initial_call=True,
-        running=[(Output("max-run", "disabled"), True, False), (Output("max-cancel", "disabled"), False, True),
-                 (Output("max-progress", "style"), {"display": "inline-block"}, {"display": "none"})],
-        cancel=[Input("max-cancel", "n_clicks")])
-    def optimise(n, sel, steps):  # noqa: ANN001, ANN202
-        if not n or not sel:
-            raise dash.exceptions.PreventUpdate
-        try:
-            path = optimise_unit(ctx, sel["run"], sel["layer"], sel["unit"], steps or 128)
-        except VisError as exc:
-            return dash.no_update, f"⚠ {exc}"
-        return run_url(ctx, sel["run"], path), f"unit {sel['unit']}: computed and cached in the run"
 
     @app.callback(Output("source-view", "src"), Input({"type": "top9-img", "rank": ALL}, "n_clicks"),
                   State("selection", "data"), prevent_initial_call=True)
@@ -367,7 +331,7 @@ def unit_detail(ctx: Context, run_index: int, layer: str, unit: int) -> tuple:
             views.append(html.Div(className="view-row", children=[
                 html.H4(view), *[html.Img(src=run_url(ctx, run_index, p), className="view-img") for p in paths]]))
     maximized = run.maximized(layer, unit)
-    max_src = run_url(ctx, run_index, maximized) if maximized.is_file() else None
+    max_src = optimise.versioned_url(ctx, run_index, maximized) if maximized.is_file() else None
     status = "cached in the run" if max_src else "not computed yet"
     aliases = run.aliases(layer)
     title = f"{aliases[0] if aliases else layer} · unit {unit} ({unit_stem(unit)})"

@@ -195,20 +195,55 @@ def test_transfer_job_shows_result(duo):
     screenshot(duo, "transfer")
 
 
-def test_optimised_image_is_computed_on_demand_and_cached_in_the_run(duo):
+RECORD_CHANGES = """
+window.visSeen = {status: [], preview: []};
+new MutationObserver(function () {
+  var status = document.getElementById('max-status').textContent;
+  var preview = document.getElementById('max-preview').getAttribute('src');
+  if (window.visSeen.status.slice(-1)[0] !== status) { window.visSeen.status.push(status); }
+  if (preview && window.visSeen.preview.indexOf(preview) < 0) { window.visSeen.preview.push(preview); }
+}).observe(document.getElementById('max-panel'), {subtree: true, childList: true, characterData: true,
+                                                  attributes: true});
+"""
+
+
+def test_optimised_image_is_computed_on_demand_with_progress_and_cached_in_the_run(duo):
+    import json
+    import re
+
     run = duo.app.vis_context.runs[0]
     layer = run.layers[0]
     target = run.maximized(layer, 3)
     assert not target.exists()
     duo.driver.get(f"{duo.server_url}/?layer={layer}&unit=3")
     duo.wait_for_contains_text("#max-status", "not computed yet", timeout=20)
-    set_inputs(duo, {"#max-steps": "16"})
+    duo.wait_for_text_to_equal("#max-run", "compute optimised image")
+    duo.driver.execute_script(RECORD_CHANGES)
+    set_inputs(duo, {"#max-steps": "24"})
     duo.find_element("#max-run").click()
-    wait_images(duo, "#max-view", 1, timeout=120)
-    duo.wait_for_contains_text("#max-status", "cached in the run")
-    assert target.is_file()
+    duo.wait_for_contains_text("#max-status", "computed and cached in the run", timeout=120)
+    wait_images(duo, "#max-view", 1)
+    seen = duo.driver.execute_script("return window.visSeen")
+    steps = [s for s in seen["status"] if re.fullmatch(r"unit 3: step \d+/24 · activation -?[0-9.e+-]+", s)]
+    assert steps, seen["status"]                                   # step n/N and the activation, live
+    assert seen["preview"] and all(p.startswith("data:image/png;base64,") for p in seen["preview"])
+    record = json.loads(target.with_suffix(".json").read_text())
+    assert record["settings"]["steps"] == 24
+    assert duo.find_element("#max-status").text.endswith(f"activation {record['activation_final']:.4g}")
+    duo.wait_for_text_to_equal("#max-run", "recompute optimised image")
+    first_src = duo.find_element("#max-view").get_attribute("src")
+
+    set_inputs(duo, {"#max-steps": "8"})                           # recompute overwrites the run's image
+    duo.find_element("#max-run").click()
+    end = time.time() + 120
+    while duo.find_element("#max-view").get_attribute("src") == first_src and time.time() < end:
+        time.sleep(0.2)
+    wait_images(duo, "#max-view", 1)
+    assert json.loads(target.with_suffix(".json").read_text())["settings"]["steps"] == 8
+
     duo.driver.refresh()                       # now it comes from the run, and is the unit's grid tile
     duo.wait_for_text_to_equal("#max-status", "cached in the run", timeout=20)
+    duo.wait_for_text_to_equal("#max-run", "recompute optimised image")
     wait_images(duo, "#grid-sprite", 1)
     sprite = duo.find_element("#grid-sprite").get_attribute("src")
     tile = sprite_tile(duo.app.server.test_client().get(sprite[sprite.index("/vis/"):]).data, 3)
