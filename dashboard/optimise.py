@@ -15,10 +15,10 @@ from vistoolbox.errors import VisError
 from vistoolbox.images import png_bytes
 
 from .context import Context
-from .jobs import Throttle
+from .jobs import Throttle, cancelled_note
 from .serving import data_uri, run_url
 
-__all__ = ["button_label", "cancelled_note", "optimise_unit", "panel", "PREVIEW_EVERY", "progress_text",
+__all__ = ["button_label", "optimise_unit", "panel", "PREVIEW_EVERY", "progress_text",
            "register", "versioned_url"]
 
 #: Steps between two previews of the image being optimised.
@@ -51,12 +51,6 @@ def progress_text(unit: int, info: dict) -> str:
     """``unit 3: step 37/128 · activation 12.5`` (the mean over the batch, here one unit)."""
     act = sum(info["activation"]) / len(info["activation"])
     return f"unit {unit}: step {info['step']}/{info['steps_total']} · activation {act:.4g}"
-
-
-def cancelled_note(unit: int, step: str | None, steps: str | None, cached: bool) -> str:
-    where = f" at step {step}/{steps}" if step and steps and str(step) != "0" else ""
-    kept = "the run keeps its previous image" if cached else "nothing was saved"
-    return f"unit {unit}: cancelled{where}; {kept}"
 
 
 def versioned_url(ctx: Context, run_index: int, path: Path) -> str:
@@ -121,7 +115,8 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         if dash.ctx.triggered_id != "max-cancel" or not sel:
             return ""
         cached = ctx.runs[sel["run"]].maximized(sel["layer"], sel["unit"]).is_file()
-        return cancelled_note(sel["unit"], step, steps, cached)
+        kept = "the run keeps its previous image" if cached else "nothing was saved"
+        return f"unit {sel['unit']}: {cancelled_note(step, steps, kept)}"
 
     @app.callback(Output("max-run", "children", allow_duplicate=True), Input("selection", "data"),
                   prevent_initial_call=True)

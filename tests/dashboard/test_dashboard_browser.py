@@ -4,6 +4,7 @@ Screenshots of every tab go to test-artifacts/."""
 from __future__ import annotations
 
 import io
+import re
 import time
 from pathlib import Path
 
@@ -176,10 +177,25 @@ def run_job(duo, tab: str, prefix: str, pickers: list[str], values: dict[str, st
     duo.wait_for_element(f"#{prefix}-loss .main-svg .scatterlayer .trace")
 
 
+def shown(duo, selector: str) -> bool:
+    return duo.find_element(selector).is_displayed()
+
+
 def test_texture_job_shows_progress_result_and_download(duo):
+    duo.driver.get(duo.server_url + "/")
+    duo.wait_for_element("#tab-texture").click()
+    duo.wait_for_element("#tex-thumbs img")
+    # before any run: no empty chart, no download button, a hint instead; compact number inputs
+    assert not shown(duo, "#tex-loss") and not shown(duo, "#tex-download-btn") and not shown(duo, "#tex-result")
+    assert "no result yet" in duo.find_element("#tex-result ~ .hint").text
+    widths = [duo.find_element(f"#tex-{name}").size["width"] for name in ("size", "steps", "seed")]
+    assert max(widths) < 160, widths
     run_job(duo, "texture", "tex", ["tex"], {"size": "48", "steps": "12"})
     assert duo.find_element("#tex-progress").get_attribute("value") == "12"
     assert duo.find_element("#tex-progress").get_attribute("max") == "12"
+    assert shown(duo, "#tex-loss") and shown(duo, "#tex-download-btn") and not shown(duo, "#tex-result ~ .hint")
+    legend = [e.text for e in duo.find_elements("#tex-loss .legendtext")]     # layers by their alias
+    assert "style:relu1_1" in legend and not any("features" in name for name in legend), legend
     screenshot(duo, "texture")
     duo.find_element("#tex-download-btn").click()
     folder = Path(duo.download_path)
@@ -188,6 +204,21 @@ def test_texture_job_shows_progress_result_and_download(duo):
         time.sleep(0.2)
     (saved,) = folder.glob("texture_*.png")
     assert Image.open(saved).size == (48, 48)
+
+    # a new run clears the old result and chart; cancel keeps the last preview and says so
+    set_inputs(duo, {"#tex-size": "64", "#tex-steps": "4000"})
+    duo.find_element("#tex-run").click()
+    duo.wait_for_contains_text("#tex-status", "step ", timeout=60)
+    assert not shown(duo, "#tex-result") and not shown(duo, "#tex-loss") and not shown(duo, "#tex-download-btn")
+    wait_images(duo, "#tex-preview", 1, timeout=60)
+    duo.find_element("#tex-cancel").click()
+    duo.wait_for_contains_text("#tex-note", "cancelled at step ")
+    note = duo.find_element("#tex-note").text
+    assert re.fullmatch(r"cancelled at step \d+/4000; nothing was saved", note), note
+    time.sleep(1.5)                                        # the job's last poll comes and goes
+    assert duo.find_element("#tex-note").text == note and not shown(duo, "#tex-result")
+    assert shown(duo, "#tex-preview") and not shown(duo, "#tex-loss")
+    assert not duo.find_element("#tex-run").get_attribute("disabled")
 
 
 def test_transfer_job_shows_result(duo):
