@@ -105,6 +105,13 @@ def test_reexport_rewrites_only_what_changed(small_run, tmp_path):
     assert sorted(fourth.written) == ["index.html", "run/conv_b/sprite.png", "run/conv_b/unit_0004.html"]
     assert not (site / "run/conv_b/maximize").exists()
 
+    damaged = ["run/conv_a/unit_0003.html", "run/conv_a/patches/unit_0003_1.png", "run/conv_a/sprite.png"]
+    (site / damaged[0]).write_text("edited by hand")               # files changed or lost in the site
+    for rel in damaged[1:]:
+        (site / rel).unlink()
+    fifth = export_site([small_run], site)
+    assert sorted(fifth.written) == sorted(damaged) and not fifth.removed
+
     only = export_site([small_run], site, layers=["conv_a"])     # a layer dropped: its files go
     assert not (site / "run" / "conv_b").exists() and len(only.removed) == fourth.files - only.files
 
