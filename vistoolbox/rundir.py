@@ -34,8 +34,9 @@ from .errors import VisRuntimeError, VisUsageError
 from .files import read_json, write_json, write_npz
 
 __all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "damaged",
-           "identity_changes", "layer_dir", "maximize_path", "open_run", "patch_name", "patch_path", "read_arrays", "read_images",
-           "read_manifest", "unit_stem", "versions", "write_images", "write_layer_arrays", "write_manifest"]
+           "identity_changes", "layer_dir", "maximize_path", "open_run", "patch_name", "patch_path", "read_arrays",
+           "read_images", "read_manifest", "short_name", "unit_stem", "versions", "write_images", "write_layer_arrays",
+           "write_manifest"]
 
 MANIFEST = "manifest.json"
 IMAGES = "images.json"
@@ -49,6 +50,11 @@ IDENTITY_KEYS = ("model", "weights", "weights_sha256", "seed", "input_size", "pr
 def unit_stem(unit: int) -> str:
     """``unit_0012`` — the file stem of a unit."""
     return f"unit_{unit:04d}"
+
+
+def short_name(layer: str, aliases: Sequence[str]) -> str:
+    """What people call a layer: its first alias (``conv1`` for VGG's ``features.2``), else its name."""
+    return aliases[0] if aliases else layer
 
 
 def layer_dir(run: str | Path, layer: str) -> Path:
@@ -166,6 +172,10 @@ class Run:
     def aliases(self, layer: str) -> list[str]:
         """Aliases of a mined layer (e.g. ``conv4``, ``conv4_3``)."""
         return list(self.manifest.get("layers", {}).get(layer, {}).get("aliases", []))
+
+    def short_name(self, layer: str) -> str:
+        """The layer's first alias, else its canonical name (see :func:`short_name`)."""
+        return short_name(layer, self.aliases(layer))
 
     def layer_info(self, layer: str) -> dict[str, Any]:
         """Manifest entry of a layer (aliases, shape, rf_size, rf_stride, rf_offset, units)."""
