@@ -34,8 +34,9 @@ from .errors import VisRuntimeError, VisUsageError
 from .files import read_json, write_json, write_npz
 
 __all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "damaged",
-           "identity_changes", "layer_dir", "maximize_path", "open_run", "patch_path", "read_arrays", "read_images",
-           "read_manifest", "short_name", "unit_stem", "versions", "write_images", "write_layer_arrays", "write_manifest"]
+           "identity_changes", "layer_dir", "maximize_path", "open_run", "patch_name", "patch_path", "read_arrays",
+           "read_images", "read_manifest", "short_name", "unit_stem", "versions", "write_images", "write_layer_arrays",
+           "write_manifest"]
 
 MANIFEST = "manifest.json"
 IMAGES = "images.json"
@@ -61,10 +62,15 @@ def layer_dir(run: str | Path, layer: str) -> Path:
     return Path(run) / "layers" / layer
 
 
+def patch_name(unit: int, rank: int | None = None, view: str = "") -> str:
+    """``unit_0012_3_deconv.png``: the file name inside ``patches/`` of a montage (``rank=None``) or one
+    patch; `view` is ``""``, ``deconv``, ``backprop`` or ``guided``."""
+    return unit_stem(unit) + ("" if rank is None else f"_{rank}") + (f"_{view}" if view else "") + ".png"
+
+
 def patch_path(run: str | Path, layer: str, unit: int, rank: int | None = None, view: str = "") -> Path:
     """Montage (``rank=None``) or one patch; `view` is ``""``, ``deconv``, ``backprop`` or ``guided``."""
-    name = unit_stem(unit) + ("" if rank is None else f"_{rank}") + (f"_{view}" if view else "")
-    return layer_dir(run, layer) / "patches" / f"{name}.png"
+    return layer_dir(run, layer) / "patches" / patch_name(unit, rank, view)
 
 
 def maximize_path(run: str | Path, layer: str, unit: int) -> Path:
