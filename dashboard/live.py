@@ -243,6 +243,6 @@ def run_top9(ctx: Context, layer: str, channel: int) -> list:
                                          id="live-top9-img"))
             children.append(html.Br())
             children.append(html.Button("open in Units", id="live-open-unit", n_clicks=0))
-            children.append(dcc.Store(id="live-open-query", data=make_query(i, layer, channel, len(ctx.runs))))
+            children.append(dcc.Store(id="live-open-query", data=make_query(i, run.short_name(layer), channel, len(ctx.runs))))
             return children
     return [html.P("no run mined this layer with this model", className="status")] if ctx.runs else []

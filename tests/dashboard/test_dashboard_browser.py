@@ -80,7 +80,7 @@ def test_units_tab_layer_unit_top9_keys_and_source(duo):
     first, second = run.layers
     duo.wait_for_text_to_equal("#detail-title", f"{run.aliases(first)[0]} · unit 0 (unit_0000)", timeout=20)
     wait_grid(duo, run.units(first))
-    assert search(duo) == f"?layer={first}&unit=0"
+    assert search(duo) == f"?layer={run.short_name(first)}&unit=0"       # the alias, not features.0
 
     duo.select_dcc_dropdown("#layer-select", index=1)
     wait_grid(duo, run.units(second))      # 256 thumbnails
@@ -89,7 +89,7 @@ def test_units_tab_layer_unit_top9_keys_and_source(duo):
     duo.wait_for_contains_text("#detail-title", "unit 21")
     widths = wait_images(duo, "#top9 img", 9)
     assert len(widths) == 9 and min(widths) > 0
-    assert search(duo) == f"?layer={second}&unit=21"
+    assert search(duo) == f"?layer={run.short_name(second)}&unit=21"
     values = [float(e.text.split(": ")[1]) for e in duo.find_elements("#top9 figcaption")]
     topk = run.topk(second)["values"][21]
     assert values == pytest.approx([float(v) for v in topk[:9]], rel=5e-3)
@@ -100,7 +100,7 @@ def test_units_tab_layer_unit_top9_keys_and_source(duo):
     duo.wait_for_contains_text("#detail-title", "unit 22")
     body.send_keys(Keys.ARROW_DOWN)
     duo.wait_for_contains_text("#detail-title", "unit 38")
-    assert search(duo) == f"?layer={second}&unit=38"
+    assert search(duo) == f"?layer={run.short_name(second)}&unit=38"
 
     duo.find_elements("#top9 img")[2].click()
     wait_images(duo, "#source-view", 1)
@@ -108,20 +108,54 @@ def test_units_tab_layer_unit_top9_keys_and_source(duo):
     screenshot(duo, "units")
 
 
+def test_the_unit_grid_stays_in_view_on_a_long_page(duo):
+    run = duo.app.vis_context.runs[0]
+    duo.driver.set_window_size(1500, 700)
+    try:
+        duo.driver.get(f"{duo.server_url}/?layer={run.short_name(run.layers[1])}&unit=200")
+        duo.wait_for_contains_text("#detail-title", "unit 200", timeout=20)
+        wait_grid(duo, run.units(run.layers[1]))
+        duo.wait_for_element("#unit-hist .main-svg")
+        script = "window.scrollTo(0, document.body.scrollHeight); return [window.scrollY, window.innerHeight]"
+        scrolled, height = duo.driver.execute_script(script)
+        assert scrolled > 300                                          # the page is long: it did scroll
+        time.sleep(0.3)
+        rect = duo.driver.execute_script("return document.getElementById('unit-grid').getBoundingClientRect().toJSON()")
+        assert 0 <= rect["top"] < 40 and rect["bottom"] <= height, rect   # the grid is still on screen
+        cell = duo.driver.execute_script(
+            "return document.querySelector('.unit-cell.selected').getBoundingClientRect().toJSON()")
+        assert 0 <= cell["top"] and cell["bottom"] <= height, cell       # and so is the selected unit
+    finally:
+        duo.driver.set_window_size(1500, 1100)
+
+
 def test_deep_link_reloads_to_the_same_view(duo):
     run = duo.app.vis_context.runs[0]
     layer = run.layers[1]
-    alias = run.aliases(layer)[0]
-    duo.driver.get(f"{duo.server_url}/?layer={alias}&unit=17")
-    duo.wait_for_text_to_equal("#detail-title", f"{alias} · unit 17 (unit_0017)", timeout=20)
+    first_alias, typed = run.aliases(layer)[0], run.aliases(layer)[-1]
+    duo.driver.get(f"{duo.server_url}/?layer={typed}&unit=17")
+    duo.wait_for_text_to_equal("#detail-title", f"{first_alias} · unit 17 (unit_0017)", timeout=20)
     wait_images(duo, "#top9 img", 9)
-    assert search(duo) == f"?layer={layer}&unit=17"
+    assert search(duo) == f"?layer={typed}&unit=17"                  # the name the user typed stays
+    assert duo.find_element("#units-message").text == ""
     duo.wait_for_element('.unit-cell.selected[data-unit="17"]')
     duo.driver.refresh()
-    duo.wait_for_text_to_equal("#detail-title", f"{alias} · unit 17 (unit_0017)", timeout=20)
-    # a bad link falls back to something valid instead of breaking
-    duo.driver.get(f"{duo.server_url}/?layer=nope&unit=99999")
-    duo.wait_for_contains_text("#detail-title", f"unit {run.units(run.layers[0]) - 1}", timeout=20)
+    duo.wait_for_text_to_equal("#detail-title", f"{first_alias} · unit 17 (unit_0017)", timeout=20)
+    duo.driver.get(f"{duo.server_url}/?layer={layer}&unit=18")         # canonical names work and stay too
+    duo.wait_for_contains_text("#detail-title", "unit 18", timeout=20)
+    assert search(duo) == f"?layer={layer}&unit=18"
+    # a bad link falls back to something valid, and says what was wrong and what the valid names are
+    duo.driver.get(f"{duo.server_url}/?layer=conv9&unit=99999")
+    last = run.units(run.layers[0]) - 1
+    duo.wait_for_contains_text("#detail-title", f"unit {last}", timeout=20)
+    message = duo.find_element("#units-message").text
+    assert "unknown layer 'conv9'" in message and "there is no unit '99999'" in message, message
+    for name in run.layers:
+        assert f"{run.short_name(name)} ({name})" in message
+    assert message.endswith(f"showing {run.short_name(run.layers[0])} unit {last}")
+    assert search(duo) == f"?layer={run.short_name(run.layers[0])}&unit={last}"
+    duo.find_element('.unit-cell[data-unit="3"]').click()            # the next choice clears the message
+    duo.wait_for_text_to_equal("#units-message", "")
 
 
 def test_live_tab_maps_click_overlay_and_top9(duo):
@@ -151,7 +185,7 @@ def test_live_tab_maps_click_overlay_and_top9(duo):
     screenshot(duo, "live")
     duo.find_element("#live-open-unit").click()                    # jump to the channel in Units
     duo.wait_for_contains_text("#detail-title", f"unit {target}", timeout=20)
-    assert search(duo) == f"?layer={run.layers[0]}&unit={target}"
+    assert search(duo) == f"?layer={run.short_name(run.layers[0])}&unit={target}"
     assert "tab--selected" in duo.find_element("#tab-units").get_attribute("class")
 
 
