@@ -174,18 +174,20 @@ def layout(ctx: Context) -> html.Div:
 
 
 def register(app: dash.Dash, ctx: Context) -> None:
-    @app.callback(Output("live-image", "data"), Output("live-message", "children"),
+    @app.callback(Output("live-image", "data"), Output("live-message", "children"), Output("live-pick", "value"),
                   Input("live-upload", "contents"), Input("live-pick", "value"), prevent_initial_call=True)
     def choose(contents, pick):  # noqa: ANN001, ANN202
         try:
             if cb.triggered_id == "live-upload":
                 key, _ = store_upload(ctx, contents)
-            else:
-                run, index = (int(v) for v in str(pick).split(":"))
-                key, _ = store_run_image(ctx, run, index)
+                return {"key": key}, "", None        # the run-image picker no longer names what is shown
+            if pick is None:
+                raise dash.exceptions.PreventUpdate
+            run, index = (int(v) for v in str(pick).split(":"))
+            key, _ = store_run_image(ctx, run, index)
         except (VisError, ValueError, IndexError) as exc:
-            return dash.no_update, f"⚠ {exc}"
-        return {"key": key}, ""
+            return dash.no_update, f"⚠ {exc}", dash.no_update
+        return {"key": key}, "", dash.no_update
 
     @app.callback(Output("live-maps", "figure"), Output("live-meta", "data"), Output("live-input", "src"),
                   Output("live-classes", "children"), Output("live-message", "children", allow_duplicate=True),

@@ -290,6 +290,30 @@ def test_transfer_job_shows_result(duo):
     screenshot(duo, "transfer")
 
 
+def test_an_uploaded_style_is_what_the_dropdown_shows(duo, tmp_path):
+    """After an upload the style dropdown names the upload (not the sample it showed before), and the
+    upload is the one style that runs."""
+    from skimage import data
+
+    from vistoolbox.dashboard.uploads import cache_image
+
+    path = tmp_path / "my_style.png"
+    Image.fromarray(data.coffee()).resize((120, 80)).save(path)
+    key, _ = cache_image(duo.app.vis_context, Image.open(path).convert("RGB"))
+    duo.driver.get(duo.server_url + "/")
+    duo.wait_for_element("#tab-transfer").click()
+    duo.wait_for_contains_text("#tr-style-pick", "immunohistochemistry")
+    duo.find_element("#tr-style-upload input[type=file]").send_keys(str(path))
+    duo.wait_for_contains_text("#tr-style-pick", "upload: my_style.png")
+    assert "immunohistochemistry" not in duo.find_element("#tr-style-pick").text
+    end = time.time() + 20
+    while [i.get_attribute("src").rsplit("/", 1)[-1] for i in duo.find_elements("#tr-style-thumbs img")] != \
+            [f"{key}.png"] and time.time() < end:
+        time.sleep(0.2)
+    assert [i.get_attribute("src").rsplit("/", 1)[-1] for i in duo.find_elements("#tr-style-thumbs img")] == \
+        [f"{key}.png"]
+
+
 RECORD_CHANGES = """
 window.visSeen = {status: [], preview: []};
 new MutationObserver(function () {
