@@ -23,7 +23,8 @@ from . import jobs, stylizers
 from .context import Context, content_key
 from .serving import cache_url
 
-__all__ = ["fast_result", "layout", "parse_blend", "register", "stylizer_message", "TRAIN_COMMAND", "usable_keys", "work"]
+__all__ = ["fast_result", "layout", "NO_DEMO_STYLIZER", "parse_blend", "register", "stylizer_message", "TRAIN_COMMAND",
+           "usable_keys", "work"]
 
 
 def parse_blend(text: str | None, count: int) -> list[float] | None:
@@ -99,6 +100,12 @@ TRAIN_COMMAND = ("vis train-stylizer STYLE.png --dataset PHOTOS --size 96 --widt
                  "--steps 300 --out RUN/stylizers/NAME.pt")
 
 
+#: Why `vis demo` ships no stylizer (measured: see the README, section vis demo).
+NO_DEMO_STYLIZER = ("vis demo makes none: even this small one takes about 2 minutes on a quiet 2-core CPU (6 on a "
+                    "busy one), which the demo's 10-minute budget cannot spare, and at 300 steps it is still more a "
+                    "colour filter than the style; give it more steps for a better one.")
+
+
 def stylizer_message(ctx: Context, found: list, skipped: list[str]) -> list:
     """Skipped files, one warning each; with no usable stylizer, one empty state: where stylizers are
     looked for and the command that makes one."""
@@ -112,7 +119,8 @@ def stylizer_message(ctx: Context, found: list, skipped: list[str]) -> list:
             html.P(["Train one once per style, e.g.:"]), html.Pre(html.Code(TRAIN_COMMAND)),
             html.P(["then come back to fast mode (the list is read each time you switch to it). A stylizer in a "
                     "run's stylizers/ folder or in the folder given to ", html.Code("vis dashboard --stylizers DIR"),
-                    " is found."])]))
+                    " is found."]),
+            html.P(NO_DEMO_STYLIZER, className="status")]))
     return lines
 
 
