@@ -2,7 +2,6 @@
 a channel → its map over the image and its top-9 from the run; the top-5 classes if any."""
 from __future__ import annotations
 
-import base64
 import math
 import threading
 from collections import OrderedDict
@@ -23,7 +22,7 @@ from vistoolbox.images import normalize_visual, open_image, png_bytes, to_tensor
 from vistoolbox.models import top_classes
 
 from .context import Context
-from .serving import run_url
+from .serving import data_uri, run_url
 from .units import make_query
 from .uploads import cache_image, load_cached, store_upload
 
@@ -124,10 +123,6 @@ def overlay_png(image: Image.Image, channel_map: np.ndarray) -> bytes:
     color = np.stack([np.ones_like(heat), heat, np.zeros_like(heat)], axis=-1)
     out = base * (1 - heat[..., None]) + color * heat[..., None]
     return png_bytes(Image.fromarray((out * 255).clip(0, 255).astype(np.uint8)))
-
-
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def maps_figure(png: bytes, meta: dict[str, int]) -> go.Figure:
@@ -248,6 +243,6 @@ def run_top9(ctx: Context, layer: str, channel: int) -> list:
                                          id="live-top9-img"))
             children.append(html.Br())
             children.append(html.Button("open in Units", id="live-open-unit", n_clicks=0))
-            children.append(dcc.Store(id="live-open-query", data=make_query(i, layer, channel, len(ctx.runs))))
+            children.append(dcc.Store(id="live-open-query", data=make_query(i, run.short_name(layer), channel, len(ctx.runs))))
             return children
     return [html.P("no run mined this layer with this model", className="status")] if ctx.runs else []

@@ -116,7 +116,7 @@ def work(ctx: Context, params: dict[str, Any], report: Callable[[dict], None]): 
     return transfer_style(ctx.model, content, styles, style_blend=parse_blend(params["blend"], len(styles)),
                           style_weight=style_weight, content_weight=content_weight,
                           preserve_colors=params["preserve"] or "none", size=int(params["size"] or 192),
-                          steps=steps, snapshot_every=max(1, steps // 10), progress=report)
+                          steps=steps, snapshot_every=jobs.snapshot_every(steps), progress=report)
 
 
 def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager) -> None:

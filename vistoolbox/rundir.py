@@ -34,8 +34,9 @@ from .errors import VisRuntimeError, VisUsageError
 from .files import read_json, write_json, write_npz
 
 __all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "damaged",
-           "identity_changes", "layer_dir", "maximize_path", "open_run", "patch_path", "read_arrays", "read_images",
-           "read_manifest", "unit_stem", "versions", "write_images", "write_layer_arrays", "write_manifest"]
+           "identity_changes", "layer_dir", "maximize_path", "open_run", "patch_name", "patch_path", "read_arrays",
+           "read_images", "read_manifest", "short_name", "unit_stem", "versions", "write_images", "write_layer_arrays",
+           "write_manifest"]
 
 MANIFEST = "manifest.json"
 IMAGES = "images.json"
@@ -51,15 +52,25 @@ def unit_stem(unit: int) -> str:
     return f"unit_{unit:04d}"
 
 
+def short_name(layer: str, aliases: Sequence[str]) -> str:
+    """What people call a layer: its first alias (``conv1`` for VGG's ``features.2``), else its name."""
+    return aliases[0] if aliases else layer
+
+
 def layer_dir(run: str | Path, layer: str) -> Path:
     """``RUN/layers/<name>``."""
     return Path(run) / "layers" / layer
 
 
+def patch_name(unit: int, rank: int | None = None, view: str = "") -> str:
+    """``unit_0012_3_deconv.png``: the file name inside ``patches/`` of a montage (``rank=None``) or one
+    patch; `view` is ``""``, ``deconv``, ``backprop`` or ``guided``."""
+    return unit_stem(unit) + ("" if rank is None else f"_{rank}") + (f"_{view}" if view else "") + ".png"
+
+
 def patch_path(run: str | Path, layer: str, unit: int, rank: int | None = None, view: str = "") -> Path:
     """Montage (``rank=None``) or one patch; `view` is ``""``, ``deconv``, ``backprop`` or ``guided``."""
-    name = unit_stem(unit) + ("" if rank is None else f"_{rank}") + (f"_{view}" if view else "")
-    return layer_dir(run, layer) / "patches" / f"{name}.png"
+    return layer_dir(run, layer) / "patches" / patch_name(unit, rank, view)
 
 
 def maximize_path(run: str | Path, layer: str, unit: int) -> Path:
@@ -162,6 +173,10 @@ class Run:
         """Aliases of a mined layer (e.g. ``conv4``, ``conv4_3``)."""
         return list(self.manifest.get("layers", {}).get(layer, {}).get("aliases", []))
 
+    def short_name(self, layer: str) -> str:
+        """The layer's first alias, else its canonical name (see :func:`short_name`)."""
+        return short_name(layer, self.aliases(layer))
+
     def layer_info(self, layer: str) -> dict[str, Any]:
         """Manifest entry of a layer (aliases, shape, rf_size, rf_stride, rf_offset, units)."""
         return dict(self.manifest.get("layers", {}).get(layer, {}))
@@ -198,6 +213,14 @@ class Run:
     def maximized(self, layer: str, unit: int) -> Path:
         """See :func:`maximize_path`."""
         return maximize_path(self.root, self.resolve(layer), unit)
+
+    def maximized_record(self, layer: str, unit: int) -> dict[str, Any] | None:
+        """The JSON record beside a unit's optimised image (None when there is none or it is unreadable)."""
+        try:
+            record = read_json(self.maximized(layer, unit).with_suffix(".json"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
 
     @property
     def complete(self) -> bool:
