@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import vistoolbox.dashboard
 from vistoolbox.cli import main
 
 COUNT = ["0", "-5", "nan", "abc", "1.5"]        # steps, counts: any positive value is valid (time, not memory)
@@ -76,6 +77,7 @@ def base(command: str, fx: dict[str, str], out: Path) -> list[str]:
                            "--style-layers", "1", "--content-layer", "3", "--quiet", "--out", str(out / "s.pt")],
         "stylize": ["stylize", fx["stylizer"], fx["content"], "--out", str(out / "styled"), "--quiet"],
         "dashboard": ["dashboard", *model, "--run", fx["run"], "--cache-dir", str(out / "cache")],
+        "export": ["export", fx["run"], "--out", str(out / "site"), "--quiet"],
         "demo": ["demo", *model, "--dataset", fx["data"], "--layers", "2", "--view-units", "1", "--maximize-layer",
                  "2", "--maximize-units", "1", "--maximize-steps", "1", "--maximize-size", "32", "--no-serve",
                  "--quiet", "--out", str(out / "demo")],
@@ -109,6 +111,7 @@ OPTIONS: dict[str, dict[str, list[str]]] = {
     "stylize": {"--strength": FLOAT + ["2"], "--batch-size": ["0", "-5", "abc"], "--max-pixels": ["0", "-1"],
                 "--size": ["0", "-1"], "--count": ["0", "-1"], "--seed": ["-1"]},
     "dashboard": {"--port": ["0", "-1", "abc", "70000"], "--max-upload-mb": ["0", "-1", "abc", "100000"]},
+    "export": {"--max-mb": ["0", "-1", "nan", "abc"], "--layers": ["nope"]},
     "demo": {"--limit": ["0", "-1"], "--view-units": ["-1"], "--maximize-size": ["0", "100000"],
              "--maximize-steps": ["0"], "--maximize-units": ["-1"]},
 }
@@ -127,12 +130,13 @@ INPUTS: dict[str, list[tuple[str | int, dict[str, str]]]] = {
     "dashboard": [("--run", {"missing": "missing", "file": "afile", "not a run": "folder"}),
                   ("--stylizers", {"missing": "missing", "file": "afile"})],
     "demo": [("--dataset", {"missing": "missing", "file": "afile"})],
+    "export": [(1, {"missing": "missing", "file": "afile", "not a run": "folder"})],
     "layers": [("--model", {"missing file": "missing"}), ("--weights", {"missing": "missing", "folder": "folder"})],
 }
 #: command → the option naming its output (a file or a folder).
 OUTPUT = {"maximize": "--out", "dream": "--out", "mine": "--out", "merge": "--out", "texture": "--out",
           "transfer": "--out", "train-stylizer": "--out", "stylize": "--out", "dashboard": "--cache-dir",
-          "demo": "--out"}
+          "demo": "--out", "export": "--out"}
 
 
 def with_value(args: list[str], where: str | int, value: str) -> list[str]:
@@ -167,7 +171,9 @@ def fails_in_one_line(args: list[str], capsys) -> tuple[int, str]:
     def too_long(*_):
         raise TooLong(f"accepted a bad value and kept working: {args}")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dash.Dash, "run", lambda self, **kwargs: pytest.fail(f"served: {args}"))
+        never = lambda *a, **k: pytest.fail(f"served: {args}")  # noqa: E731
+        patch.setattr(dash.Dash, "run", never)
+        patch.setattr(vistoolbox.dashboard, "serve", never)
         previous = signal.signal(signal.SIGALRM, too_long)
         signal.alarm(60)
         try:
@@ -187,9 +193,7 @@ def fails_in_one_line(args: list[str], capsys) -> tuple[int, str]:
 @pytest.mark.parametrize("command", list(OPTIONS))
 def test_the_base_command_lines_are_valid(fx, tmp_path, command, monkeypatch):
     """The table's failures come from the bad value alone: each base command line succeeds."""
-    import dash
-
-    monkeypatch.setattr(dash.Dash, "run", lambda self, **kwargs: None)
+    monkeypatch.setattr(vistoolbox.dashboard, "serve", lambda *args, **kwargs: None)
     run_ok(base(command, fx, tmp_path))
 
 
