@@ -17,13 +17,14 @@ from PIL import Image, ImageOps
 
 from .errors import VisUsageError
 from .files import write_bytes
+from .limits import MAX_DECODE_PIXELS
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "find_images", "fit_longest", "image_size", "load_tensor", "montage", "normalize_visual",
            "open_image", "png_bytes", "resize_center_crop", "resize_longest", "resize_tensor", "save_png", "to_pil",
            "to_tensor"]
 
 #: Refuse decoding images above this many pixels unless raised (Pillow's bomb guard stays on too).
-DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_MAX_PIXELS = MAX_DECODE_PIXELS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -112,9 +113,13 @@ def resize_tensor(image: torch.Tensor, size: tuple[int, int], mode: str = "bicub
 
 
 def resize_center_crop(image: Image.Image, resize: int, crop: int) -> Image.Image:
-    """Resize the shorter side to `resize`, then centre-crop `crop`×`crop` (torchvision's recipe)."""
+    """Resize the shorter side to `resize`, then centre-crop `crop`×`crop` (torchvision's recipe).
+    A resized image above :data:`DEFAULT_MAX_PIXELS` (a very long, thin one) is refused first."""
     scale = resize / min(image.size)
     new = (max(crop, round(image.width * scale)), max(crop, round(image.height * scale)))
+    if new[0] * new[1] > DEFAULT_MAX_PIXELS:
+        raise VisUsageError(f"a {image.width}x{image.height} image resized to {new[0]}x{new[1]} would have more "
+                            f"than {DEFAULT_MAX_PIXELS:,} pixels; use a smaller `resize`")
     image = image.resize(new, Image.Resampling.BILINEAR)
     left, top = (image.width - crop) // 2, (image.height - crop) // 2
     return image.crop((left, top, left + crop, top + crop))
