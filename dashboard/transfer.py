@@ -101,8 +101,8 @@ TRAIN_COMMAND = ("vis train-stylizer STYLE.png --dataset PHOTOS --size 96 --widt
 
 
 #: Why `vis demo` ships no stylizer (measured: see the README, section vis demo).
-NO_DEMO_STYLIZER = ("vis demo makes none: even this small one takes about 2 minutes on a quiet 2-core CPU (6 on a "
-                    "busy one), which the demo's 10-minute budget cannot spare, and at 300 steps it is still more a "
+NO_DEMO_STYLIZER = ("vis demo makes none: even this small one takes about 1.5 minutes on a quiet 2-core CPU and 6 on "
+                    "a busy one, which the demo's 10-minute budget cannot spare, and at 300 steps it is still more a "
                     "colour filter than the style; give it more steps for a better one.")
 
 
