@@ -60,7 +60,7 @@ def as_image(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.T
     if isinstance(source, (str, Path)):
         return to_tensor(open_image(source, max(max_pixels, DEFAULT_MAX_PIXELS)))
     if isinstance(source, Image.Image):
-        return to_tensor(source.convert("RGB"))
+        return to_tensor(source)
     tensor = source.detach().float().cpu()
     if tensor.dim() == 3:
         tensor = tensor.unsqueeze(0)
