@@ -5,14 +5,15 @@ import errno
 import io
 import json
 import os
+import re
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-__all__ = ["file_mode", "read_json", "write_atomic", "write_bytes", "write_json", "write_npz"]
+__all__ = ["file_mode", "is_temp_of", "read_json", "write_atomic", "write_bytes", "write_json", "write_npz"]
 
 _MODE: list[int] = []
 _MODE_LOCK = threading.Lock()
@@ -37,6 +38,16 @@ def file_mode() -> int:
                 os.umask(umask)
             _MODE.append(0o666 & ~umask)
         return _MODE[0]
+
+
+#: The temp file of an atomic write of NAME: ``.NAME.<8 random characters>.tmp`` (left by a kill).
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def is_temp_of(filename: str, names: Iterable[str] | None = None) -> bool:
+    """True when `filename` is the temp file of an atomic write (of one of `names`, if given)."""
+    match = _TEMP.match(filename)
+    return bool(match) and (names is None or match.group("name") in set(names))
 
 
 def write_atomic(path: str | Path, writer: Callable[[str], None]) -> Path:

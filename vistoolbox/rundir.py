@@ -31,7 +31,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import VisRuntimeError, VisUsageError
-from .files import read_json, write_json, write_npz
+from .files import is_temp_of, read_json, write_json, write_npz
 
 __all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "damaged",
            "identity_changes", "layer_dir", "maximize_path", "open_run", "patch_name", "patch_path", "read_arrays",
@@ -269,9 +269,37 @@ def write_layer_arrays(out: str | Path, layer: str, topk: Mapping[str, np.ndarra
     write_npz(layer_dir(out, layer) / "stats.npz", dict(stats))
 
 
+def start_leftovers(out: str | Path) -> list[Path] | None:
+    """What a run killed before it wrote its manifest can leave in `out` (``images.json`` and the
+    temp files of it and of the manifest); None when `out` holds anything else."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    found = list(out.iterdir())
+    ours = [p for p in found if p.is_file() and (p.name == IMAGES or is_temp_of(p.name, (MANIFEST, IMAGES)))]
+    return ours if len(ours) == len(found) else None
+
+
+def remove_temps(out: str | Path) -> int:
+    """Remove the temp files that killed atomic writes left in the run's own folders (the run folder,
+    ``layers/<name>/`` and their ``patches/``; not ``maximize/``, which another process may be
+    writing). Returns how many were removed."""
+    out = Path(out)
+    folders = [out, *(out / "layers").glob("*/"), *(out / "layers").glob("*/patches/")]
+    removed = 0
+    for folder in folders:
+        for path in folder.iterdir() if folder.is_dir() else ():
+            if path.is_file() and is_temp_of(path.name):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def clear_run(out: str | Path) -> None:
     """Remove what a run wrote (only the format's own files)."""
     out = Path(out)
+    if out.is_dir():
+        remove_temps(out)
     for name in (MANIFEST, IMAGES, CHECKPOINT, SHARD_STATE):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "layers", ignore_errors=True)
