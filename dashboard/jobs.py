@@ -26,9 +26,10 @@ from .context import Context, content_key
 from .serving import HEX_KEY, cache_url, data_uri
 from .uploads import cache_image, cached_path, store_upload
 
-__all__ = ["CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "layer_names", "image_picker", "images_of", "job_panel", "loss_figure",
-           "make_manager", "pick_options", "PREVIEW_EVERY_S", "register_download", "register_job", "register_picker",
-           "resolve_pick", "run_job", "sample_image", "SAMPLES", "snapshot_every", "Throttle"]
+__all__ = ["CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of",
+           "job_panel", "layer_names", "loss_figure", "make_manager", "pick_options", "PREVIEW_EVERY_S",
+           "register_download", "register_job", "register_picker", "resolve_pick", "run_job", "sample_image",
+           "SAMPLES", "snapshot_every", "Throttle", "upload_options"]
 
 #: Cached job results expire after a week.
 CACHE_EXPIRE_S = 7 * 24 * 3600
@@ -70,8 +71,10 @@ def pick_options(ctx: Context) -> list[dict[str, str]]:
 
 
 def resolve_pick(ctx: Context, value: str) -> str:
-    """A picker value (``sample:brick`` / ``run:0:12``) → cached image key."""
+    """A picker value (``sample:brick`` / ``run:0:12`` / ``upload:<key>``) → cached image key."""
     kind, _, rest = value.partition(":")
+    if kind == "upload":
+        return cached_path(ctx, rest).stem
     if kind == "sample":
         return cache_image(ctx, sample_image(rest))[0]
     if kind == "run":
@@ -96,22 +99,37 @@ def image_picker(ctx: Context, prefix: str, label: str, multiple: bool = False, 
     ])
 
 
+def upload_options(ctx: Context, contents: Any, names: Any) -> list[dict[str, str]]:
+    """Store uploaded file(s) → dropdown options ``upload: <file name>`` whose values name them."""
+    items = contents if isinstance(contents, list) else [contents]
+    files = names if isinstance(names, list) else [names] * len(items)
+    return [{"label": f"upload: {name or 'image'}", "value": f"upload:{store_upload(ctx, item)[0]}"}
+            for item, name in zip(items, files)]
+
+
 def register_picker(app: dash.Dash, ctx: Context, prefix: str, multiple: bool = False) -> None:
+    """An upload becomes an option of the dropdown and its value, so the dropdown always shows what
+    will run (an upload replaces the choice; more can be added to a multiple choice)."""
+
     @app.callback(Output(f"{prefix}-images", "data"), Output(f"{prefix}-message", "children"),
-                  Output(f"{prefix}-thumbs", "children"),
-                  Input(f"{prefix}-upload", "contents"), Input(f"{prefix}-pick", "value"))
-    def pick(contents, picked):  # noqa: ANN001, ANN202
-        keys: list[str] = []
+                  Output(f"{prefix}-thumbs", "children"), Output(f"{prefix}-pick", "options"),
+                  Output(f"{prefix}-pick", "value"),
+                  Input(f"{prefix}-upload", "contents"), Input(f"{prefix}-pick", "value"),
+                  State(f"{prefix}-upload", "filename"), State(f"{prefix}-pick", "options"))
+    def pick(contents, picked, names, options):  # noqa: ANN001, ANN202
+        value = dash.no_update
         try:
             if cb.triggered_id == f"{prefix}-upload" and contents:
-                for item in contents if isinstance(contents, list) else [contents]:
-                    keys.append(store_upload(ctx, item)[0])
-            elif picked:
-                keys = [resolve_pick(ctx, v) for v in (picked if isinstance(picked, list) else [picked])]
+                added = upload_options(ctx, contents, names)
+                known = {o["value"] for o in options or []}
+                options = [*(options or []), *[o for o in added if o["value"] not in known]]
+                value = picked = [o["value"] for o in added] if multiple else added[0]["value"]
+            picked = [] if not picked else picked if isinstance(picked, list) else [picked]
+            keys = [resolve_pick(ctx, v) for v in picked]
         except (VisError, ValueError, IndexError) as exc:
-            return dash.no_update, f"⚠ {exc}", dash.no_update
+            return dash.no_update, f"⚠ {exc}", dash.no_update, dash.no_update, dash.no_update
         thumbs = [html.Img(src=cache_url(k), className="thumb") for k in keys]
-        return {"keys": keys}, "", thumbs
+        return {"keys": keys}, "", thumbs, options, value
 
 
 # --------------------------------------------------------------------------- job panels

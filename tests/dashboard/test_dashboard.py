@@ -371,3 +371,15 @@ def test_small_receptive_fields_get_a_marker(mined):
         assert not np.isin(yellow[:, None], red[None]).all(-1).any()  # the arms never cover the box
     big = np.asarray(Image.open(units.source_with_box(ctx, 0, second, 5, 0)).convert("RGB")).astype(int)
     assert not (big == units.MARKER_COLOUR).all(-1).any()
+
+
+def test_live_channel_clamp_and_classifier_panel(live_ctx):
+    assert live.clamp_channel(7, 64, "conv1") == (7, "")
+    assert live.clamp_channel(9999, 64, "conv1") == (
+        63, "⚠ conv1 has no channel 9999 (its 64 channels are 0–63); showing channel 63")
+    assert live.clamp_channel(-3, 64, "conv1")[0] == 0 and live.clamp_channel("x", 64, "conv1")[0] == 0
+    with_classes = live.classes_panel(live_ctx.model, [("cat", 0.5)])      # alexnet: a classifier
+    assert with_classes[0].children == "top-5 classes" and len(with_classes[1].children) == 1
+    headless = type(live_ctx.model)(**{**live_ctx.model.__dict__, "has_classifier": False})
+    text = str(live.classes_panel(headless, []))
+    assert "has no classifier" in text and "--weights imagenet" in text

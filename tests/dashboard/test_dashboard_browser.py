@@ -182,6 +182,36 @@ def test_live_tab_maps_click_overlay_and_top9(duo):
     wait_images(duo, "#live-views img", 3)          # deconv, backprop, guided for this image
     assert duo.find_element("#live-top9-img").get_attribute("src").endswith(
         f"/layers/{run.layers[0]}/patches/unit_{target:04d}.png")
+    # the hed VGG16 has no classifier: said where the top-5 would be
+    assert "has no classifier" in duo.find_element("#live-no-classifier").text
+    # a channel the layer does not have is clamped, visibly: box, title and a message agree
+    box = duo.find_element("#live-channel")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("9999", Keys.ENTER)
+    last = run.units(run.layers[0]) - 1
+    duo.wait_for_text_to_equal("#live-channel-title", f"channel {last}")
+    assert box.get_attribute("value") == str(last)
+    assert f"has no channel 9999 (its {last + 1} channels are 0–{last}); showing channel {last}" in \
+        duo.find_element("#live-channel-message").text
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(str(target), Keys.ENTER)
+    duo.wait_for_text_to_equal("#live-channel-title", f"channel {target}")
+    assert duo.find_element("#live-channel-message").text == ""
+    # another image: the old pictures are marked "updating…" at once, until the new ones arrive
+    old = duo.find_element("#live-overlay").get_attribute("src")
+    duo.driver.execute_script("""
+        window.visClasses = [];
+        new MutationObserver(function () {
+          window.visClasses.push([document.getElementById('live-channel-col').className,
+                                  document.getElementById('live-overlay').getAttribute('src')]);
+        }).observe(document.getElementById('live-channel-col'), {attributes: true});""")
+    duo.select_dcc_dropdown("#live-pick", index=1)
+    end = time.time() + 30
+    while duo.find_element("#live-overlay").get_attribute("src") == old and time.time() < end:
+        time.sleep(0.1)
+    duo.wait_for_class_to_equal("#live-channel-col", "col")
+    seen = duo.driver.execute_script("return window.visClasses")
+    assert ["col stale", old] in seen and seen[-1][0] == "col" and seen[-1][1] != old, [c for c, _ in seen]
     screenshot(duo, "live")
     duo.find_element("#live-open-unit").click()                    # jump to the channel in Units
     duo.wait_for_contains_text("#detail-title", f"unit {target}", timeout=20)
@@ -258,6 +288,30 @@ def test_texture_job_shows_progress_result_and_download(duo):
 def test_transfer_job_shows_result(duo):
     run_job(duo, "transfer", "tr", ["tr-content", "tr-style"], {"size": "96", "steps": "25"})
     screenshot(duo, "transfer")
+
+
+def test_an_uploaded_style_is_what_the_dropdown_shows(duo, tmp_path):
+    """After an upload the style dropdown names the upload (not the sample it showed before), and the
+    upload is the one style that runs."""
+    from skimage import data
+
+    from vistoolbox.dashboard.uploads import cache_image
+
+    path = tmp_path / "my_style.png"
+    Image.fromarray(data.coffee()).resize((120, 80)).save(path)
+    key, _ = cache_image(duo.app.vis_context, Image.open(path).convert("RGB"))
+    duo.driver.get(duo.server_url + "/")
+    duo.wait_for_element("#tab-transfer").click()
+    duo.wait_for_contains_text("#tr-style-pick", "immunohistochemistry")
+    duo.find_element("#tr-style-upload input[type=file]").send_keys(str(path))
+    duo.wait_for_contains_text("#tr-style-pick", "upload: my_style.png")
+    assert "immunohistochemistry" not in duo.find_element("#tr-style-pick").text
+    end = time.time() + 20
+    while [i.get_attribute("src").rsplit("/", 1)[-1] for i in duo.find_elements("#tr-style-thumbs img")] != \
+            [f"{key}.png"] and time.time() < end:
+        time.sleep(0.2)
+    assert [i.get_attribute("src").rsplit("/", 1)[-1] for i in duo.find_elements("#tr-style-thumbs img")] == \
+        [f"{key}.png"]
 
 
 RECORD_CHANGES = """
