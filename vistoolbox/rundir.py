@@ -254,19 +254,19 @@ def write_manifest(out: str | Path, identity: Mapping[str, Any], status: str, vi
     the `views` it was mined with, versions and `counts` (images, seen, skipped, skipped_paths)."""
     manifest = {**identity, "status": status, "views": list(views), "versions": versions(), "counts": dict(counts),
                 **(extra or {})}
-    return write_json(Path(out) / MANIFEST, manifest)
+    return write_json(Path(out) / MANIFEST, manifest, durable=True)
 
 
 def write_images(out: str | Path, paths: Sequence[str]) -> Path:
     """``RUN/images.json``: the dataset's image paths in index order."""
-    return write_json(Path(out) / IMAGES, list(paths))
+    return write_json(Path(out) / IMAGES, list(paths), durable=True)
 
 
 def write_layer_arrays(out: str | Path, layer: str, topk: Mapping[str, np.ndarray],
                        stats: Mapping[str, np.ndarray]) -> None:
     """``layers/<name>/topk.npz`` and ``stats.npz`` of one layer (atomic)."""
-    write_npz(layer_dir(out, layer) / "topk.npz", dict(topk))
-    write_npz(layer_dir(out, layer) / "stats.npz", dict(stats))
+    write_npz(layer_dir(out, layer) / "topk.npz", dict(topk), durable=True)
+    write_npz(layer_dir(out, layer) / "stats.npz", dict(stats), durable=True)
 
 
 def start_leftovers(out: str | Path) -> list[Path] | None:
