@@ -103,16 +103,26 @@ def prepare_out(out: Path, ident: dict, overwrite: bool) -> MiningState | None:
         rundir.clear_run(out)
         return None
     if not manifest_path.exists():
-        if out.exists() and any(out.iterdir()):
+        leftovers = rundir.start_leftovers(out)
+        if leftovers is None:
             raise VisUsageError(f"`out` {str(out)!r} is not empty and is not a vistoolbox run; "
                                 "choose another folder or pass `overwrite`")
+        for path in leftovers:  # a run killed before its manifest: start it afresh
+            path.unlink()
         return None
     old = rundir.read_manifest(manifest_path, "pass `overwrite` to mine the run again")
     changed = rundir.identity_changes(old, ident)
     if changed:
         raise VisUsageError(f"`out` {str(out)!r} holds a run with a different {', '.join(changed)}; "
                             "pass `overwrite` to replace it or choose another `out`")
+    if old.get("status") != "complete":
+        rundir.remove_temps(out)  # what a kill during a write left behind
     checkpoint = out / rundir.CHECKPOINT
+    if checkpoint.exists() and old.get("batch_size") != ident["batch_size"]:
+        raise VisUsageError(f"`out` {str(out)!r} holds an unfinished run mined with `batch_size` "
+                            f"{old.get('batch_size')}: resume it with the same `batch_size` (its checkpoint falls "
+                            "on those batches, and only the same batches give bit-identical results), or pass "
+                            "`overwrite`")
     if checkpoint.exists():
         advice = "delete it to mine again from the first image, or pass `overwrite`"
         state = MiningState.load(checkpoint, advice)
@@ -165,8 +175,9 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
         return out  # already complete: nothing to redo
     indices = range(len(images)) if shard is None else shard_range(len(images), *shard, batch_size)
     state = state or MiningState.empty({name: info["units"] for name, info in entries.items()}, k)
-    rundir.write_images(out, images.paths)
+    # the manifest first: from here on a killed run is recognisable as one and resumes
     rundir.write_manifest(out, ident, "running", view_list, _counts(images, state))
+    rundir.write_images(out, images.paths)
 
     def checkpoint(current: MiningState) -> None:
         current.save(out / rundir.CHECKPOINT)
