@@ -101,6 +101,7 @@ def accentuate(model: LoadedModel | str, target: str, seeds: SeedImages | Sequen
     if len(chosen) != images.shape[0]:
         raise VisUsageError(f"{len(chosen)} `units` for {images.shape[0]} `seeds`; give one unit, or one per seed")
     size = (int(images.shape[-2]), int(images.shape[-1]))
+    settings.check_batch(size, images.shape[0], "seeds")
     objective, primary, info = build_objectives(model, layer, chosen, size, neuron, negate)
     weights = seed_weights(images, settings.seed_penalty, settings.decay_power, settings.decorrelate)
     rendered = render(model, settings, objective, primary, chosen, seed, size, images.to(model.device), quiet,

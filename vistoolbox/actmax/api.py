@@ -20,13 +20,14 @@ from .._version import __version__
 from ..errors import VisUsageError
 from ..features.extractor import FeatureExtractor
 from ..images import fit_longest, load_tensor, resize_tensor, to_tensor
+from ..limits import number, whole
 from ..models import LoadedModel, as_model
 from ..rundir import maximize_path, open_run
 from .backends import executor
 from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
 from .presets import DEFAULT_PRESET, Settings, plan_stages, settings_for
 from .quality import Judge, default_judge, unit_plausibility
-from .render import Trace, measure, quantize, run_lucid, run_pixel, unit_generator
+from .render import Progress, Trace, measure, quantize, run_lucid, run_pixel, unit_generator
 from .result import MaximizeResult
 from .spectrum import natural_spectrum, sample_folder
 
@@ -111,10 +112,9 @@ def build_objectives(model: LoadedModel, layer: str, units: Sequence[int], size:
                      diversity: float = 0.0) -> tuple[Objective, Objective, dict[str, Any]]:
     """Check the request against the layer's shape and return (objective to maximise, primary
     activation to report, description). `neuron` True means the spatial centre."""
+    number(diversity, "diversity", 0)
     shape = layer_shape(model, layer, size)
     check_units(units, shape[0], layer)
-    if not diversity >= 0:
-        raise VisUsageError(f"`diversity` must be ≥ 0, got {diversity}")
     info: dict[str, Any] = {"layer_shape": list(shape)}
     if neuron:
         if len(shape) < 3:
@@ -201,20 +201,23 @@ def _spectra(settings: Settings) -> tuple[Callable[[tuple[int, int]], torch.Tens
 
 def render(model: LoadedModel, settings: Settings, objective: Objective, primary: Objective,
          units: Sequence[int], seed: int, size: tuple[int, int], init: torch.Tensor | None,
-         quiet: bool, desc: str, seed_weights: torch.Tensor | None = None) -> Rendered:
+         quiet: bool, desc: str, progress: Progress | None = None, snapshot_every: int = 0,
+         seed_weights: torch.Tensor | None = None) -> Rendered:
     """Run the loop of the settings' family; `init` is DeepDream's start (pixel family) or the
-    seed images of accentuation (lucid family, with `seed_weights`)."""
+    seed images of accentuation (lucid family, with `seed_weights`); `progress` as in :func:`maximize`."""
     for stage, _ in plan_stages(settings, size):
         if stage != size:
             layer_shape(model, objective.layers[0], stage)  # a too-small first stage is a usage error
     seeds = [unit_generator(seed, u) for u in units]
     spectra, spectrum_record = _spectra(settings)
     start = time.perf_counter()
+    watch = dict(progress=progress, snapshot_every=snapshot_every)
     if settings.family == "lucid":
         trace = run_lucid(model, objective, primary, settings, seeds, seed, size, quiet=quiet, desc=desc,
-                          spectra=spectra, seed_images=init, seed_weights=seed_weights)
+                          spectra=spectra, seed_images=init, seed_weights=seed_weights, **watch)
     else:
-        trace = run_pixel(model, objective, primary, settings, seeds, seed, size, init=init, quiet=quiet, desc=desc)
+        trace = run_pixel(model, objective, primary, settings, seeds, seed, size, init=init, quiet=quiet, desc=desc,
+                          **watch)
     seconds = time.perf_counter() - start
     trace.images = quantize(trace.images)
     extra: dict[str, Any] = {"spectrum": spectrum_record} if spectrum_record else {}
@@ -241,7 +244,8 @@ def with_plausibility(record: dict[str, Any], model: LoadedModel, run: str | Pat
 def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None = None, *,
              preset: str = DEFAULT_PRESET, neuron: bool | tuple[int, int] | None = None, negate: bool = False,
              diversity: float = 0.0, extra: Objective | None = None, seed: int = 0, quiet: bool = True,
-             run: str | Path | None = None, judge: Judge | None = None, **overrides: Any) -> MaximizeResult:
+             progress: Progress | None = None, snapshot_every: int = 0, run: str | Path | None = None,
+             judge: Judge | None = None, **overrides: Any) -> MaximizeResult:
     """Optimise an image (one per unit, in one batch) that maximises units of a layer.
 
     Args:
@@ -256,6 +260,9 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
             (the reported activations stay the unit's own).
         seed: fixes the start images and the random transforms (same seed ⇒ same bytes).
         quiet: hide the progress bar.
+        progress: called after every step with ``{"step", "steps_total", "activation"}`` (one
+            value per unit) plus, every `snapshot_every` steps and at the last, ``"images"``
+            (the current 0–1 images ``[N, 3, H, W]``).
         **overrides: any :class:`Settings` field (``steps=64``, ``lr=0.1``, ``size=128``, …).
 
     Returns:
@@ -272,12 +279,14 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
         raise VisUsageError(f"no unit given for layer {layer!r}; use 'layer:12' or `units`")
     settings = settings_for(preset, **overrides)
     size = _size(settings, model)
+    settings.check_batch(size, len(chosen), "units")
     objective, primary, info = build_objectives(model, layer, chosen, size, neuron, negate, diversity)
     if extra is not None:
         for name in extra.layers:
             model.resolve(name)
         objective = objective + extra
-    rendered = render(model, settings, objective, primary, chosen, seed, size, None, quiet, f"maximize {layer}")
+    rendered = render(model, settings, objective, primary, chosen, seed, size, None, quiet, f"maximize {layer}",
+                      progress, snapshot_every)
     details = {"kind": "maximize", "layer": layer, "layer_canonical": model.resolve(layer), "units": chosen,
              "negate": negate, "diversity": diversity, "size": list(size), **info}
     record = make_record(model, settings, preset, seed, objective, details, rendered)
@@ -312,6 +321,7 @@ def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tens
         raise VisUsageError(f"dream needs a pixel-space `preset` (dream, yosinski1..4), not {preset!r}")
     start, source = load_start(image, settings.size or model.input_size)
     size = (int(start.shape[-2]), int(start.shape[-1]))
+    settings.check_batch(size, 1, "size")
     layer_shape(model, layer, size)
     objective = DeepDream(layer)
     rendered = render(model, settings, objective, objective, [0], seed, size, start.to(model.device), quiet,
@@ -337,33 +347,51 @@ def _has_patches(run: str | Path, layer: str) -> bool:
 
 def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units: Iterable[int] | None = None,
                    *, batch: int = 16, preset: str = DEFAULT_PRESET, seed: int = 0, quiet: bool = True,
-                   backend: str = "local", plausibility: bool = True, **options: Any) -> list[Path]:
+                   backend: str = "local", overwrite: bool = False, progress: Progress | None = None,
+                   snapshot_every: int = 0, plausibility: bool = True, **options: Any) -> list[Path]:
     """Render every unit of `layer` (or `units`) into ``RUN/layers/<name>/maximize/unit_0012.png``
-    (+ ``.json``), `batch` units per pass. Units whose PNG already exists are skipped, so an
-    interrupted run resumes where it stopped. `backend` ``"ray"`` spreads the batches over a Ray
-    cluster (``RAY_ADDRESS``, else a local one). With `plausibility` each record also holds the
-    image's plausibility against the unit's top-k patches in `run` (when `run` has that layer's
-    patches). Returns the PNGs written now."""
+    (+ ``.json``), `batch` units per pass. Units whose PNG already exists are skipped (unless
+    `overwrite`), so an interrupted run resumes where it stopped. `backend` ``"ray"`` spreads the
+    batches over a Ray cluster (``RAY_ADDRESS``, else a local one). `progress(info)` gets what
+    :func:`maximize` reports plus ``units`` (the batch) and ``units_done`` / ``units_total``
+    (local backend only). One progress bar: units, with the batch's step and activation. With
+    `plausibility` each record also holds the image's plausibility against the unit's top-k
+    patches in `run` (when `run` is a mining run with that layer's patches). Returns the PNGs
+    written now."""
     model = as_model(model)
-    if batch < 1:
-        raise VisUsageError(f"`batch` must be at least 1, got {batch}")
+    batch = whole(batch, "batch")
     run_batches = executor(backend)
     settings = settings_for(preset, **{k: v for k, v in options.items() if k not in MAXIMIZE_ONLY})
+    settings.check_batch(_size(settings, model), batch, "batch")
     channels = layer_shape(model, layer, _size(settings, model))[0]
     wanted = list(units) if units is not None else list(range(channels))
     check_units(wanted, channels, layer)
     canonical = model.resolve(layer)
-    todo = [u for u in wanted if not maximize_path(run, canonical, u).exists()]
+    todo = [u for u in wanted if overwrite or not maximize_path(run, canonical, u).exists()]
     chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
     judged = plausibility and _has_patches(run, canonical)
-    kwargs = dict(preset=preset, seed=seed, quiet=quiet or backend != "local", run=run if judged else None, **options)
     written: list[Path] = []
-    with tqdm(total=len(wanted), initial=len(wanted) - len(todo), disable=quiet, desc=f"units {layer}",
+    with tqdm(total=len(wanted), initial=len(wanted) - len(todo), disable=quiet, desc=f"optimise {layer}",
               unit="unit", file=sys.stderr, dynamic_ncols=True) as bar:
+        finished = [0]  # batches written: run_local renders batch i only after batch i-1 was written
+
+        def report(info: dict) -> None:
+            chunk = chunks[finished[0]]
+            if info["step"] % 8 == 0 or info["step"] == info["steps_total"]:
+                mean = sum(info["activation"]) / len(info["activation"])
+                bar.set_postfix_str(f"step {info['step']}/{info['steps_total']}, act {mean:.4g}")
+            if progress:
+                progress({**info, "units": chunk, "units_done": len(written), "units_total": len(todo)})
+
+        local = backend == "local"
+        kwargs = dict(preset=preset, seed=seed, quiet=True, progress=report if local else None,
+                      snapshot_every=snapshot_every if local and progress else 0, run=run if judged else None,
+                      **options)
         for chunk, result in run_batches(maximize, model, layer, chunks, kwargs):
             if result.record["interrupted"]:  # a half-optimised unit must not count as finished
                 raise KeyboardInterrupt
             for j, unit in enumerate(chunk):
                 written.append(result.save_unit(j, maximize_path(run, canonical, unit)))
+            finished[0] += 1
             bar.update(len(chunk))
     return written

@@ -31,7 +31,8 @@ from .presets import Settings, plan_stages
 from .regularizers import all_regularizers, progress_lr
 from .transforms import robustness
 
-__all__ = ["Trace", "first_image", "measure", "quantize", "run_lucid", "run_pixel", "unit_generator"]
+__all__ = ["Progress", "progress_info", "Trace", "first_image", "measure", "quantize", "run_lucid", "run_pixel",
+           "unit_generator"]
 
 
 def unit_generator(seed: int, unit: int) -> torch.Generator:
@@ -83,11 +84,17 @@ class _Step:
         self.module.to(memory_format=torch.contiguous_format)
 
 
+Progress = Callable[[dict], None]
+
+
 def _iterate(steps: int, quiet: bool, desc: str, one_step: Callable[[int], torch.Tensor],
-             callback: Callable[[int, torch.Tensor], None] | None = None) -> tuple[list[list[float]], bool]:
+             callback: Callable[[int, torch.Tensor], None] | None = None, progress: Progress | None = None,
+             snapshot: Callable[[], torch.Tensor] | None = None,
+             snapshot_every: int = 0) -> tuple[list[list[float]], bool]:
     """Run ``one_step(step)`` (it returns the units' activations) `steps` times under a progress
-    bar, then ``callback(step, activations)``; Ctrl-C (also from the callback) stops early and keeps
-    what was done. Returns (per-step history, interrupted)."""
+    bar, then ``callback(step, activations)`` and ``progress(info)`` (see :func:`progress_info`);
+    Ctrl-C (also from either) stops early and keeps what was done. Returns (per-step history,
+    interrupted)."""
     history: list[list[float]] = []
     try:
         with _bar(steps, quiet, desc) as bar:
@@ -96,12 +103,26 @@ def _iterate(steps: int, quiet: bool, desc: str, one_step: Callable[[int], torch
                 history.append(act.detach().tolist())
                 if callback:
                     callback(step, act)
+                if progress:
+                    progress(progress_info(step, steps, history[-1], snapshot, snapshot_every))
                 bar.update(1)
                 if step % 8 == 0 or step == steps - 1:
                     bar.set_postfix(act=f"{sum(history[-1]) / len(history[-1]):.4g}", refresh=False)
     except KeyboardInterrupt:  # keep what was optimised so far
         return history, True
     return history, False
+
+
+def progress_info(step: int, steps: int, activation: list[float], snapshot: Callable[[], torch.Tensor] | None,
+                  snapshot_every: int) -> dict:
+    """What a loop reports after step index `step`: ``step`` (1-based), ``steps_total``,
+    ``activation`` (one value per unit, under this step's transforms) and, every `snapshot_every`
+    steps and at the last one, ``images`` (the current 0–1 images ``[N, 3, H, W]``, cpu)."""
+    info: dict = {"step": step + 1, "steps_total": steps, "activation": activation}
+    if snapshot is not None and snapshot_every > 0 and ((step + 1) % snapshot_every == 0 or step + 1 == steps):
+        with torch.no_grad():
+            info["images"] = snapshot().detach().clamp(0, 1).cpu()
+    return info
 
 
 class _Stages:
@@ -160,14 +181,14 @@ def run_lucid(model: LoadedModel, objective: Objective, primary: Objective, sett
               transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
               spectra: Callable[[tuple[int, int]], torch.Tensor] | None = None,
               seed_images: torch.Tensor | None = None, seed_weights: torch.Tensor | None = None,
-              snapshot: Callable[[int, Callable[[], torch.Tensor]], None] | None = None) -> Trace:
+              progress: Progress | None = None, snapshot_every: int = 0) -> Trace:
     """Adam on a Fourier (Lucid) or phase-only (MACO) image under Lucid's random transforms,
     coarse to fine along ``settings.schedule``.
 
     Each stage starts a fresh Adam on the grown parameterization (pad and jitter shrink with the
-    stage when it upsamples). `callback(step, activations)` runs after every step, then
-    `snapshot(step, image)` (``image()`` returns the current 0–1 batch); `transform` replaces the transforms the settings describe (the benchmark passes
-    Lucent's own). `spectra(size)` gives the magnitude spectrum for the phase parameterization.
+    stage). `callback(step, activations)` runs after every step, and `progress(info)` (see
+    :func:`progress_info`; snapshots are of the current stage's canvas); `transform` replaces the
+    transforms the settings describe (the benchmark passes Lucent's own). `spectra(size)` gives the magnitude spectrum for the phase parameterization.
     Feature accentuation: `seed_images` (0–1, at `size`) is the start, and after every Adam step
     each image's parameters are pulled back towards the seed's by the proximal step of the L2
     penalty ``seed_weights[i] · ‖p − p_seed‖²`` (decoupled from Adam, as AdamW decouples weight
@@ -223,14 +244,9 @@ def run_lucid(model: LoadedModel, objective: Objective, primary: Objective, sett
         with torch.no_grad():
             return state["image"]().detach().cpu()
 
-    def hook(step: int, act: torch.Tensor) -> None:
-        if callback:
-            callback(step, act)
-        if snapshot:
-            snapshot(step, current)
-
     try:
-        history, interrupted = _iterate(settings.steps, quiet, desc, one_step, hook if callback or snapshot else None)
+        history, interrupted = _iterate(settings.steps, quiet, desc, one_step, callback, progress,
+                                        lambda: state["image"](), snapshot_every)
         final = current()
     finally:
         step_fn.close()
@@ -242,14 +258,15 @@ def run_lucid(model: LoadedModel, objective: Objective, primary: Objective, sett
 
 def run_pixel(model: LoadedModel, objective: Objective, primary: Objective, settings: Settings,
               seeds: list[torch.Generator], transform_seed: int, size: tuple[int, int],
-              init: torch.Tensor | None = None, quiet: bool = True, desc: str = "maximize") -> Trace:
+              init: torch.Tensor | None = None, quiet: bool = True, desc: str = "maximize",
+              progress: Progress | None = None, snapshot_every: int = 0) -> Trace:
     """Gradient ascent on raw pixels with Yosinski et al.'s regularizers (0–255-minus-mean space),
     coarse to fine along ``settings.schedule`` (pixels upsampled bilinearly between stages; blur
     radius and roll shrink with the stage; an `init` image is downsampled to the first stage).
 
     Each step: clip to the valid range, backprop the objective, ``x += lr·grad`` (``lr`` constant,
     Yosinski's "progress" policy, or DeepDream's ``lr / mean|grad|``), then decay, blur and the
-    percentile clips.
+    percentile clips. `progress(info)` runs after every step (see :func:`progress_info`).
     """
     device = model.device
     plan = plan_stages(settings, size)
@@ -299,7 +316,8 @@ def run_pixel(model: LoadedModel, objective: Objective, primary: Objective, sett
         return act
 
     try:
-        history, interrupted = _iterate(settings.steps, quiet, desc, one_step)
+        history, interrupted = _iterate(settings.steps, quiet, desc, one_step, None, progress,
+                                        lambda: state["image"](), snapshot_every)
         state["image"].clamp_()
         with torch.no_grad():
             final = state["image"]().detach().cpu()

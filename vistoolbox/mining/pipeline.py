@@ -22,8 +22,8 @@ from .. import rundir
 from ..errors import VisUsageError
 from ..features.layers import layer_table
 from ..features.views import parse_modes
-from ..files import read_json
-from ..models import LoadedModel, check_run_model, load_model
+from ..limits import MAX_DECODE_PIXELS, MAX_TOPK_ENTRIES, batch_pixels, side, whole
+from ..models import LoadedModel, check_run_model, load_model, resolve_device
 from .datasets import ImageList, Transform, discover_images
 from .patches import render_patches
 from .ray import mine_on_ray
@@ -50,8 +50,8 @@ def resolve_layers(model: LoadedModel, layers: Sequence[str] | None) -> list[str
 
 def layer_entries(model: LoadedModel, paths: Sequence[str], size: int) -> dict[str, dict]:
     """Manifest entries ``{name: {aliases, type, shape, units, rf_size, rf_stride, rf_offset}}``:
-    the rows of ``vis layers`` for the mined layers."""
-    rows = {row.name: row.to_dict() for row in layer_table(model, size, names=list(paths))}
+    the rows of ``vis layers`` for the mined layers (at input `size`, the crop)."""
+    rows = {row.name: row.to_dict() for row in layer_table(model, size, names=list(paths), param="crop")}
     entries: dict[str, dict] = {}
     for path in paths:
         shape = rows[path]["shape"] if path in rows else None
@@ -60,6 +60,14 @@ def layer_entries(model: LoadedModel, paths: Sequence[str], size: int) -> dict[s
                                 "[C] (fc) layers can be mined")
         entries[path] = {key: value for key, value in rows[path].items() if key != "name"}
     return entries
+
+
+def check_topk_size(entries: dict[str, dict], k: int) -> None:
+    """Refuse a top-k table (Σ units × k entries) above :data:`~vistoolbox.limits.MAX_TOPK_ENTRIES`."""
+    units = sum(int(entry["units"]) for entry in entries.values())
+    if units * k > MAX_TOPK_ENTRIES:
+        raise VisUsageError(f"`k` {k:,} × {units:,} units is {units * k:,} top-k entries, above the limit of "
+                            f"{MAX_TOPK_ENTRIES:,}; use a smaller `k` or fewer `layers`")
 
 
 # --------------------------------------------------------------------------- identity of a run
@@ -95,16 +103,32 @@ def prepare_out(out: Path, ident: dict, overwrite: bool) -> MiningState | None:
         rundir.clear_run(out)
         return None
     if not manifest_path.exists():
-        if out.exists() and any(out.iterdir()):
+        leftovers = rundir.start_leftovers(out)
+        if leftovers is None:
             raise VisUsageError(f"`out` {str(out)!r} is not empty and is not a vistoolbox run; "
                                 "choose another folder or pass `overwrite`")
+        for path in leftovers:  # a run killed before its manifest: start it afresh
+            path.unlink()
         return None
-    changed = rundir.identity_changes(read_json(manifest_path), ident)
+    old = rundir.read_manifest(manifest_path, "pass `overwrite` to mine the run again")
+    changed = rundir.identity_changes(old, ident)
     if changed:
         raise VisUsageError(f"`out` {str(out)!r} holds a run with a different {', '.join(changed)}; "
                             "pass `overwrite` to replace it or choose another `out`")
-    if (out / rundir.CHECKPOINT).exists():
-        return MiningState.load(out / rundir.CHECKPOINT)
+    if old.get("status") != "complete":
+        rundir.remove_temps(out)  # what a kill during a write left behind
+    checkpoint = out / rundir.CHECKPOINT
+    if checkpoint.exists() and old.get("batch_size") != ident["batch_size"]:
+        raise VisUsageError(f"`out` {str(out)!r} holds an unfinished run mined with `batch_size` "
+                            f"{old.get('batch_size')}: resume it with the same `batch_size` (its checkpoint falls "
+                            "on those batches, and only the same batches give bit-identical results), or pass "
+                            "`overwrite`")
+    if checkpoint.exists():
+        advice = "delete it to mine again from the first image, or pass `overwrite`"
+        state = MiningState.load(checkpoint, advice)
+        if not state.matches({name: info["units"] for name, info in ident["layers"].items()}, ident["k"]):
+            raise rundir.damaged(checkpoint, "its layers or k are not the run's", advice)
+        return state
     return None
 
 
@@ -122,10 +146,10 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     the model was built with, so `vis merge` can rebuild it). Returns the run directory (open it with
     :func:`vistoolbox.open_run`).
     """
-    if k < 1:
-        raise VisUsageError(f"`k` must be at least 1, got {k}")
-    if checkpoint_every < 1:
-        raise VisUsageError(f"`checkpoint_every` must be at least 1, got {checkpoint_every}")
+    k, checkpoint_every = whole(k, "k"), whole(checkpoint_every, "checkpoint_every")
+    batch_size, workers = whole(batch_size, "batch_size"), whole(workers, "workers", 0, 256)
+    if ray_tasks is not None:
+        ray_tasks = whole(ray_tasks, "ray_tasks")
     if backend not in ("local", "ray"):
         raise VisUsageError(f"unknown backend {backend!r}; valid: local, ray")
     if backend == "ray" and shard is not None:
@@ -133,23 +157,27 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     view_list = parse_modes(views, "views")
     out = Path(out)
     images = discover_images(dataset, limit)
-    crop = crop or model.input_size
-    resize = resize or (model.preprocessing.resize_size if crop == model.input_size
-                        else round(crop * 256 / 224))
-    if crop < 1 or resize < crop:
-        raise VisUsageError(f"`resize` ({resize}) must be at least `crop` ({crop}), both positive")
+    crop = model.input_size if crop is None else side(crop, "crop")
+    if resize is None:
+        resize = model.preprocessing.resize_size if crop == model.input_size else round(crop * 256 / 224)
+    resize = side(resize, "resize", MAX_DECODE_PIXELS)
+    if resize < crop:
+        raise VisUsageError(f"`resize` ({resize}) must be at least `crop` ({crop})")
+    batch_pixels(batch_size, crop, crop, "batch_size")
     transform = Transform(resize, crop)
     paths = resolve_layers(model, layers)
     entries = layer_entries(model, paths, crop)
+    check_topk_size(entries, k)
     ident = identity(model, images, transform, entries, k, shard, batch_size, seed)
     state = prepare_out(out, ident, overwrite)
     manifest_path = out / rundir.MANIFEST
-    if state is None and manifest_path.exists() and read_json(manifest_path).get("status") == "complete":
+    if state is None and manifest_path.exists() and rundir.read_manifest(manifest_path).get("status") == "complete":
         return out  # already complete: nothing to redo
     indices = range(len(images)) if shard is None else shard_range(len(images), *shard, batch_size)
     state = state or MiningState.empty({name: info["units"] for name, info in entries.items()}, k)
-    rundir.write_images(out, images.paths)
+    # the manifest first: from here on a killed run is recognisable as one and resumes
     rundir.write_manifest(out, ident, "running", view_list, _counts(images, state))
+    rundir.write_images(out, images.paths)
 
     def checkpoint(current: MiningState) -> None:
         current.save(out / rundir.CHECKPOINT)
@@ -194,12 +222,13 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path, *, device: str = "au
     """
     if not runs:
         raise VisUsageError("merging needs at least one run")
+    resolve_device(device)  # a bad device is an error even when no model is needed
     manifests = []
     for run in runs:
         path = Path(run) / rundir.MANIFEST
         if not path.is_file():
             raise VisUsageError(f"{str(run)!r} is not a vistoolbox run (no manifest.json)")
-        manifest = read_json(path)
+        manifest = rundir.read_manifest(path, "mine that shard again with `overwrite`")
         if manifest.get("shard") is None:
             raise VisUsageError(f"{str(run)!r} is not a shard run (made without `shard` i/n); nothing to merge")
         if manifest.get("status") != "complete" or not (Path(run) / rundir.SHARD_STATE).is_file():
@@ -221,14 +250,20 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path, *, device: str = "au
         raise VisUsageError(f"shards {', '.join(f'{i}/{count}' for i in missing)} are missing; "
                             f"give all {count} shard runs")
     order = sorted(range(len(runs)), key=lambda i: manifests[i]["shard"]["index"])
-    state = MiningState.load(Path(runs[order[0]]) / rundir.SHARD_STATE)
-    for i in order[1:]:
-        state = state.merge(MiningState.load(Path(runs[i]) / rundir.SHARD_STATE))
+    advice = "mine that shard again with `overwrite`"
+    units = {name: info["units"] for name, info in (first.get("layers") or {}).items()}
+    parts = [MiningState.load(Path(runs[i]) / rundir.SHARD_STATE, advice) for i in order]
+    for i, part in zip(order, parts):
+        if not part.matches(units, first.get("k")):
+            raise rundir.damaged(Path(runs[i]) / rundir.SHARD_STATE, "its layers or k are not the run's", advice)
+    state = parts[0]
+    for part in parts[1:]:
+        state = state.merge(part)
     ident = {key: first.get(key) for key in rundir.IDENTITY_KEYS + ("batch_size",)}
     ident["shard"] = None
     out = Path(out)
     dataset = first["dataset"]
-    images = ImageList(Path(dataset["root"]), read_json(Path(runs[0]) / rundir.IMAGES), dataset["kind"])
+    images = ImageList(Path(dataset["root"]), rundir.read_images(Path(runs[0]) / rundir.IMAGES), dataset["kind"])
     if images.fingerprint() != dataset["fingerprint"]:
         raise VisUsageError(f"dataset {dataset['root']!r} changed since the shards were mined "
                             "(fingerprint differs); mine it again")
