@@ -19,7 +19,7 @@ from vistoolbox.images import fit_longest, open_image, png_bytes
 from vistoolbox.mining.gallery import GRID_COLUMNS, THUMB, histogram_bins, source_hit, sprite_image, thumbnails
 from vistoolbox.rundir import Run, unit_stem
 
-from . import optimise
+from . import accent, optimise
 from .context import Context, content_key
 from .serving import cache_url, run_url
 
@@ -232,7 +232,7 @@ def layout(ctx: Context) -> html.Div:
     top9 = html.Div(id="top9", className="top9", children=[
         html.Figure(className="top9-cell", children=[
             html.Img(id={"type": "top9-img", "rank": r}, className="top9-img", alt=f"rank {r}"),
-            html.Figcaption(id={"type": "top9-value", "rank": r})]) for r in range(9)])
+            html.Figcaption(id={"type": "top9-value", "rank": r}), accent.button(r)]) for r in range(9)])
     detail = html.Div(id="unit-detail", className="unit-detail", children=[
         html.H3(id="detail-title"),
         top9,
@@ -241,6 +241,7 @@ def layout(ctx: Context) -> html.Div:
             html.Div(className="col", children=[html.H4("source (click a patch)"),
                                                 html.Img(id="source-view", className="source-view")]),
             optimise.panel(),
+            accent.panel(),
         ]),
         dcc.Graph(id="unit-hist", config={"displayModeBar": False}),
     ])
@@ -271,6 +272,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
     if not ctx.runs:
         return
     optimise.register(app, ctx, manager)
+    accent.register(app, ctx, manager)
 
     @app.callback(
         Output("url", "search"), Output("run-select", "value"), Output("layer-select", "options"),
