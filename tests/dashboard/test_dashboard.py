@@ -442,11 +442,15 @@ def _centre_activation(model, layer: str, unit: int, image: torch.Tensor) -> flo
     return float(out[out.shape[0] // 2, out.shape[1] // 2])
 
 
-def test_accentuate_button_under_a_patch_runs_a_job_and_caches_it_in_the_run(mined):
+def test_accentuate_button_under_a_patch_runs_a_job_and_caches_it_in_the_run(mined, tmp_path):
     """The Units tab's accentuate button, through the real callback endpoint (request, background
     job, cached second click); the result raises the unit's centre activation (a plain forward hook)
     over the patch it started from and stays close to it."""
-    app, ctx = mined
+    from vistoolbox.dashboard import create_app
+
+    # a fresh app: Dash keeps one registry of background jobs per process, the last app's wins
+    app = create_app([mined[1].runs[0].root], device="cpu", cache_dir=tmp_path / "cache")
+    ctx = app.vis_context
     run, unit, rank = ctx.runs[0], 9, 2
     layer = run.layers[1]
     sel = {"run": 0, "layer": layer, "unit": unit}
