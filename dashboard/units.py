@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from vistoolbox import maximize_layer
 from vistoolbox.errors import VisError
+from vistoolbox.features.layout import parse_layout
 from vistoolbox.features.receptive import field_of, unit_box
 from vistoolbox.features.views import MODES
 from vistoolbox.files import write_bytes
@@ -25,7 +26,7 @@ from .context import Context, content_key
 from .serving import cache_url, run_url
 
 __all__ = ["crop_geometry", "histogram_figure", "layer_label", "layer_summary", "layout", "make_query",
-           "optimise_unit", "parse_query", "register", "resolve_selection", "select_from_trigger",
+           "optimise_unit", "parse_query", "position_grid", "register", "resolve_selection", "select_from_trigger",
            "source_with_box", "sprite", "step_unit", "thumbnail", "unit_detail", "unit_grid"]
 
 GRID_COLUMNS = 16
@@ -80,18 +81,36 @@ def step_unit(unit: int, key: str, units: int, columns: int = GRID_COLUMNS) -> i
 
 
 def layer_label(run: Run, layer: str) -> str:
-    """``conv1 · features.0 · 64×55×55 · RF 11 / stride 4``."""
+    """``conv1 · features.0 · 64×55×55 · RF 11 / stride 4`` (a bound: ``RF ≤ 52``; ``RF whole
+    image``; the layout when it is not channels-first: ``… · 56×56×96 · HWC · …``)."""
     info = run.layer_info(layer)
     bits = [", ".join(run.aliases(layer)) or layer]
     if run.aliases(layer):
         bits.append(layer)
     if info.get("shape"):
         bits.append("×".join(map(str, info["shape"])))
+    if info.get("layout") not in (None, "CHW", "C"):
+        bits.append(str(info["layout"]))
+    pair = lambda v: str(v[0]) if isinstance(v, (list, tuple)) and v[0] == v[1] else str(v)  # noqa: E731
     if info.get("rf_size"):
         size, stride = info["rf_size"], info.get("rf_stride") or "?"
-        pair = lambda v: str(v[0]) if isinstance(v, (list, tuple)) and v[0] == v[1] else str(v)  # noqa: E731
-        bits.append(f"RF {pair(size)} / stride {pair(stride)}")
+        bits.append(f"RF {'≤ ' if info.get('rf') == 'bound' else ''}{pair(size)} / stride {pair(stride)}")
+    elif info.get("rf") == "global" and info.get("layout") != "C":
+        bits.append("RF whole image")
+    elif info.get("rf") == "unknown":
+        bits.append("RF unknown")
     return " · ".join(bits)
+
+
+def position_grid(info: dict) -> tuple[int, int] | None:
+    """(rows, cols) of a mined layer's positions from its manifest entry (runs made before layouts
+    were recorded are channels-first), None for fc layers."""
+    shape = info.get("shape") or []
+    try:
+        layout = parse_layout(info.get("layout") or ("CHW" if len(shape) == 3 else "C"))
+    except ValueError:
+        return None
+    return layout.positions(shape) if layout.fits(shape) else None
 
 
 def layer_summary(run: Run, layer: str) -> str:
@@ -140,8 +159,10 @@ SOURCE_LONGEST = 512   # px, longest side of the source view
 
 def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: int) -> Path:
     """PNG (cached) of the full dataset image behind top-k entry `rank` of `unit` (longest side
-    ≤ SOURCE_LONGEST) with the unit's receptive-field box drawn, mapped back through the miner's
-    resize + centre crop; the dashed rectangle is the crop the model saw."""
+    ≤ SOURCE_LONGEST) with the unit's receptive-field box drawn (red), mapped back through the miner's
+    resize + centre crop; the white rectangle is the crop the model saw. Where the field is wider than
+    exact (a bound, the whole image), the unit's own cell of the position grid is drawn in yellow
+    (a ViT token's patch)."""
     run = ctx.runs[run_index]
     layer = run.resolve(layer)
     topk = run.topk(layer)
@@ -168,12 +189,19 @@ def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: i
     x1, y1 = to_shown(crop, crop)
     draw.rectangle([round(x0), round(y0), round(x1) - 1, round(y1) - 1], outline=(255, 255, 255), width=1)
     info = run.layer_info(layer)
+    y, x = int(topk["y"][unit, rank]), int(topk["x"][unit, rank])
     if info.get("rf_size"):
-        field = field_of(info)
-        box = unit_box(field, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), (crop, crop))
+        box = unit_box(field_of(info), y, x, (crop, crop))
         left, top = to_shown(box.top, box.left)
         right, bottom = to_shown(box.bottom, box.right)
         draw.rectangle([round(left), round(top), round(right) - 1, round(bottom) - 1], outline=(255, 40, 40),
+                       width=2)
+    grid = position_grid(info)
+    if grid and y >= 0 and info.get("rf", "exact") != "exact":  # where the unit is, when its field is wider
+        rows, cols = grid
+        left, top = to_shown(y * crop / rows, x * crop / cols)
+        right, bottom = to_shown((y + 1) * crop / rows, (x + 1) * crop / cols)
+        draw.rectangle([round(left), round(top), round(right) - 1, round(bottom) - 1], outline=(255, 220, 0),
                        width=2)
     write_bytes(out, png_bytes(shown))
     return out

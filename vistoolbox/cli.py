@@ -15,7 +15,7 @@ __all__ = ["main", "vis"]
 
 
 def model_options(func: Callable) -> Callable:
-    """The options every command shares: --model --weights --device --seed --input-size."""
+    """The options every command shares: --model --weights --device --seed --input-size --layout."""
     @click.option("--model", "model_name", default="vgg16", show_default=True,
                   help="torchvision model name, or package.module:callable / file.py:callable")
     @click.option("--weights", default="hed", show_default=True,
@@ -23,18 +23,41 @@ def model_options(func: Callable) -> Callable:
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
     @click.option("--seed", default=0, show_default=True, type=int, help="random seed")
     @click.option("--input-size", default=None, type=int, help="model input size (default: the model's)")
+    @click.option("--layout", "layouts", multiple=True, metavar="LAYER=LAYOUT",
+                  help="a layer's layout where the traced one is wrong: CHW, HWC, C or NC:[P+]RxQ (repeatable)")
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        click.get_current_context().meta["vis_layouts"] = parse_layouts(kwargs.pop("layouts", ()))
         return func(*args, **kwargs)
     return wrapper
 
 
+def parse_layouts(items: Any) -> dict[str, str]:
+    """``("blocks.3=NC:1+14x14", …)`` → ``{"blocks.3": "NC:1+14x14"}``; bad items are usage errors."""
+    from .errors import VisUsageError
+    from .features.layout import parse_layout
+
+    layouts: dict[str, str] = {}
+    for item in items:
+        layer, sep, spec = str(item).partition("=")
+        if not sep or not layer.strip():
+            raise VisUsageError(f"cannot read `layouts` {item!r}; use LAYER=LAYOUT, e.g. encoder.ln=NC:1+14x14")
+        try:
+            layouts[layer.strip()] = str(parse_layout(spec))
+        except ValueError as exc:
+            raise VisUsageError(f"`layouts` {item!r}: {exc}") from None
+    return layouts
+
+
 def load_from_options(model_name: str, weights: str, device: str, seed: int, input_size: int | None,
                       quiet: bool = False):
-    """Build the LoadedModel the shared options describe."""
+    """Build the LoadedModel the shared options describe (with the command's --layout overrides)."""
     from .models import load_model
 
-    return load_model(model_name, weights, device=device, seed=seed, input_size=input_size, quiet=quiet)
+    context = click.get_current_context(silent=True)
+    layouts = context.meta.get("vis_layouts", {}) if context is not None else {}
+    return load_model(model_name, weights, device=device, seed=seed, input_size=input_size, quiet=quiet,
+                      layouts=layouts)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -50,7 +73,7 @@ def vis(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
 def layers(model_name: str, weights: str, device: str, seed: int, input_size: int | None,
            size: int | None, as_json: bool) -> None:
-    """List every layer with aliases, output shape, units and receptive field."""
+    """List every layer with aliases, type, layout, output shape, units and receptive field."""
     from .features.layers import layer_table
 
     model = load_from_options(model_name, weights, device, seed, input_size)
@@ -58,14 +81,15 @@ def layers(model_name: str, weights: str, device: str, seed: int, input_size: in
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows]))
         return
-    fmt = "{:<28} {:<18} {:<18} {:<16} {:>6} {:>9} {:>7} {:>11}"
-    click.echo(fmt.format("name", "aliases", "type", "shape", "units", "rf_size", "stride", "offset"))
-    for r in rows:
-        pair = lambda v: "-" if v is None else (str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}")  # noqa: E731
-        click.echo(fmt.format(r.name[:28], ",".join(r.aliases)[:18], r.type[:18],
-                              "-" if r.shape is None else "x".join(map(str, r.shape)),
-                              "-" if r.units is None else r.units, pair(r.rf_size), pair(r.rf_stride),
-                              pair(r.rf_offset)))
+    pair = lambda v: "-" if v is None else (str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}")  # noqa: E731
+    table = [("name", "aliases", "type", "layout", "shape", "units", "rf", "rf_size", "stride", "offset")]
+    table += [(r.name, ",".join(r.aliases), r.type, r.layout or "?",
+               "-" if r.shape is None else "x".join(map(str, r.shape)), "-" if r.units is None else str(r.units),
+               r.rf or "-", pair(r.rf_size), pair(r.rf_stride), pair(r.rf_offset)) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) if i < 5 else cell.rjust(w)
+                             for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
 
 
 def knob_options(func: Callable) -> Callable:
@@ -406,7 +430,8 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
     app = create_app(list(runs), model_name if given("model_name") or not runs else None,
                      weights if given("weights") or not runs else None, device=device, seed=seed,
                      input_size=input_size, cache_dir=cache_dir, max_upload_bytes=max_upload_mb * 2**20,
-                     stylizers_dir=stylizers_dir, trust_run_code=trust_run_code)
+                     stylizers_dir=stylizers_dir, trust_run_code=trust_run_code,
+                     layouts=click_ctx.meta.get("vis_layouts", {}))
     for note in app.vis_context.notes:
         click.echo(f"vis dashboard: {note}", err=True)
     click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)

@@ -18,13 +18,14 @@ from tqdm.auto import tqdm
 from .._version import __version__
 from ..errors import VisUsageError
 from ..features.extractor import FeatureExtractor
+from ..features.layers import layer_layout
 from ..images import fit_longest, load_tensor, resize_tensor, to_tensor
 from ..models import LoadedModel, as_model
 from ..rundir import maximize_path
 from .backends import executor
 from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
 from .presets import Settings, settings_for
-from .render import Trace, measure, quantize, run_lucid, run_pixel, unit_generator
+from .render import Trace, measure, model_input, quantize, run_lucid, run_pixel, unit_generator
 from .result import MaximizeResult
 
 __all__ = ["build_objectives", "default_out", "dream", "layer_shape", "maximize", "maximize_layer", "parse_neuron",
@@ -81,12 +82,14 @@ def parse_target(target: str) -> tuple[str, list[int] | None]:
 
 
 def layer_shape(model: LoadedModel, layer: str, size: tuple[int, int]) -> tuple[int, ...]:
-    """Output shape (without batch) of `layer` for a `size` input; too-small sizes raise a usage error."""
+    """Output shape (without batch) of `layer` for a `size` input, channels first whatever the
+    layer's layout: ``(C, H, W)`` (a token grid without its class token) or ``(C,)``; too-small
+    sizes raise a usage error."""
     model.resolve(layer)
     x = torch.zeros(1, 3, *size, device=model.device)
     try:
-        with torch.no_grad(), FeatureExtractor(model, [layer]) as fx:
-            out = fx(model.preprocessing.normalize(x))[layer]
+        with torch.no_grad(), FeatureExtractor(model, [layer], channels_first=True) as fx:
+            out = fx(model_input(model, x))[layer]
     except RuntimeError as exc:
         raise VisUsageError(f"image size {size[0]}x{size[1]} is too small for layer {layer!r} "
                             f"({str(exc).splitlines()[0][:120]}); use a larger `size`, e.g. "
@@ -111,7 +114,7 @@ def build_objectives(model: LoadedModel, layer: str, units: Sequence[int], size:
     check_units(units, shape[0], layer)
     if not diversity >= 0:
         raise VisUsageError(f"`diversity` must be ≥ 0, got {diversity}")
-    info: dict[str, Any] = {"layer_shape": list(shape)}
+    info: dict[str, Any] = {"layer_shape": list(shape), "layout": str(layer_layout(model, layer))}
     if neuron:
         if len(shape) < 3:
             raise VisUsageError(f"`neuron` needs a layer with spatial dimensions; {layer!r} has output "

@@ -93,7 +93,9 @@ def batch_views(model: LoadedModel, images: torch.Tensor, layer: str, units: Seq
 
     Returns ``{mode: [N, 3, H, W]}``, gradients with respect to the normalised model input. One
     forward pass for the whole batch and one backward pass per mode (the ReLU rule is read when
-    the backward pass runs; samples are independent in eval mode). fc layers ignore y and x.
+    the backward pass runs; samples are independent in eval mode). fc layers ignore y and x;
+    (y, x) is a position of the layer's grid whatever its layout (tokens: the class token excluded).
+    Models without ReLUs (GELU transformers) give the same plain gradient in all three modes.
     """
     parse_modes(modes, "modes")
     count = images.shape[0]
@@ -104,7 +106,7 @@ def batch_views(model: LoadedModel, images: torch.Tensor, layer: str, units: Seq
     if not modes:
         return out
     rule = _Rule(modes[0])
-    with FeatureExtractor(model, [layer]) as fx:
+    with FeatureExtractor(model, [layer], channels_first=True) as fx:
         with torch.enable_grad(), _ReluOverride(rule):
             feats = fx(x)[layer]
         rows, unit_index = torch.arange(count), torch.as_tensor(list(units))
