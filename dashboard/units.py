@@ -5,32 +5,27 @@ from __future__ import annotations
 import math
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import dash
-import numpy as np
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx as cb, dcc, html
 from PIL import Image, ImageDraw
 
-from vistoolbox import maximize_layer
-from vistoolbox.errors import VisError
-from vistoolbox.features.layout import parse_layout
-from vistoolbox.features.receptive import field_of, unit_box
+from vistoolbox.export import export_command
 from vistoolbox.features.views import MODES
 from vistoolbox.files import write_bytes
 from vistoolbox.images import fit_longest, open_image, png_bytes
+from vistoolbox.mining.gallery import GRID_COLUMNS, THUMB, histogram_bins, source_hit, sprite_image, thumbnails
 from vistoolbox.rundir import Run, unit_stem
 
+from . import optimise
 from .context import Context, content_key
 from .serving import cache_url, run_url
 
-__all__ = ["crop_geometry", "histogram_figure", "layer_label", "layer_summary", "layout", "make_query",
-           "optimise_unit", "parse_query", "position_grid", "register", "resolve_selection", "select_from_trigger",
-           "source_with_box", "sprite", "step_unit", "thumbnail", "unit_detail", "unit_grid"]
-
-GRID_COLUMNS = 16
-THUMB = 48          # px per unit in the grid sprite
+__all__ = ["GRID_COLUMNS", "THUMB", "histogram_figure", "layer_label", "layer_summary", "layout", "make_query",
+           "parse_query", "register", "resolve_selection", "select_from_trigger", "selection_problems",
+           "draw_marker", "CELL_COLOUR", "FIELD_COLOUR", "marker_size", "MARKER_COLOUR", "source_with_box", "sprite", "step_unit", "unit_detail", "unit_grid", "url_layer"]
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -70,6 +65,43 @@ def resolve_selection(ctx: Context, query: dict[str, str]) -> dict[str, Any] | N
     return {"run": run_index, "layer": layer, "unit": clamp(unit, run.units(layer))}
 
 
+def url_layer(run: Run, layer: str, typed: str | None) -> str:
+    """The layer's name in the address bar: what the user typed when it names this layer (``conv4``
+    stays ``conv4``), else its first alias (``conv4``, not ``features.21``)."""
+    if typed:
+        try:
+            if run.resolve(typed) == layer:
+                return typed
+        except ValueError:
+            pass
+    return run.short_name(layer)
+
+
+def selection_problems(ctx: Context, query: dict[str, str], sel: dict[str, Any]) -> str:
+    """What a deep link asked for that does not exist, and what is shown instead ("" when all is fine)."""
+    run = ctx.runs[sel["run"]]
+    problems: list[str] = []
+    if "run" in query and str(query["run"]) != str(sel["run"]):
+        problems.append(f"there is no run {query['run']!r} (runs 0–{len(ctx.runs) - 1})")
+    typed = query.get("layer")
+    if typed:
+        try:
+            run.resolve(typed)
+        except ValueError:
+            names = ", ".join(f"{run.short_name(n)} ({n})" if run.aliases(n) else n for n in run.layers)
+            problems.append(f"unknown layer {typed!r}; this run has {names}")
+    try:
+        asked = int(query["unit"]) if "unit" in query else sel["unit"]
+    except ValueError:
+        asked = None
+    if asked != sel["unit"]:
+        units = run.units(sel["layer"])
+        problems.append(f"there is no unit {query['unit']!r} in {run.short_name(sel['layer'])} (units 0–{units - 1})")
+    if not problems:
+        return ""
+    return "⚠ " + "; ".join(problems) + f" — showing {run.short_name(sel['layer'])} unit {sel['unit']}"
+
+
 def clamp(unit: int, units: int) -> int:
     return max(0, min(int(unit), units - 1))
 
@@ -102,17 +134,6 @@ def layer_label(run: Run, layer: str) -> str:
     return " · ".join(bits)
 
 
-def position_grid(info: dict) -> tuple[int, int] | None:
-    """(rows, cols) of a mined layer's positions from its manifest entry (runs made before layouts
-    were recorded are channels-first), None for fc layers."""
-    shape = info.get("shape") or []
-    try:
-        layout = parse_layout(info.get("layout") or ("CHW" if len(shape) == 3 else "C"))
-    except ValueError:
-        return None
-    return layout.positions(shape) if layout.fits(shape) else None
-
-
 def layer_summary(run: Run, layer: str) -> str:
     """``256 units · top-9 over 12 images``."""
     counts = run.manifest.get("counts", {})
@@ -120,35 +141,20 @@ def layer_summary(run: Run, layer: str) -> str:
     return f"{run.units(layer)} units · top-{run.manifest.get('k', 9)} over {images} images"
 
 
-def thumbnail(run: Run, layer: str, unit: int) -> Path | None:
-    """The optimised image when cached, else the top-1 patch, else the montage."""
-    for path in (run.maximized(layer, unit), run.patch(layer, unit, 0), run.patch(layer, unit)):
-        if path.is_file():
-            return path
-    return None
-
-
 def histogram_figure(run: Run, layer: str, unit: int) -> go.Figure:
     """Bar chart of the unit's activation histogram from ``stats.npz``."""
     fig = go.Figure()
     try:
-        stats = run.stats(layer)
+        hist = histogram_bins(run, layer, unit)
     except OSError:
         return fig
-    counts = np.asarray(stats["hist_counts"])[unit]
-    edges = np.asarray(stats["hist_edges"])
-    edges = edges[unit] if edges.ndim == 2 else edges
     # the run's edges are symmetric-log (half octaves): one bar per bin, labelled by its range
-    labels = [f"{a:.3g} … {b:.3g}" for a, b in zip(edges[:-1], edges[1:])]
-    nonzero = np.flatnonzero(counts)
-    lo, hi = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, len(counts))
-    lo, hi = max(0, lo - 2), min(len(counts), hi + 2)
-    fig.add_bar(x=labels[lo:hi], y=counts[lo:hi], marker_color="#4c78a8")
+    fig.add_bar(x=hist.labels, y=hist.counts, marker_color="#4c78a8")
     title = "activation histogram"
-    if "mean_max" in stats:
-        title += f" · mean max {float(stats['mean_max'][unit]):.3g}"
-    if "frac_active" in stats:
-        title += f" · active {100 * float(stats['frac_active'][unit]):.1f}%"
+    if hist.mean_max is not None:
+        title += f" · mean max {hist.mean_max:.3g}"
+    if hist.frac_active is not None:
+        title += f" · active {100 * hist.frac_active:.1f}%"
     fig.update_layout(title=title, height=260, margin=dict(l=40, r=10, t=40, b=30), bargap=0,
                       xaxis_title="spatial max of the unit (bin)", yaxis_title="images")
     return fig
@@ -159,10 +165,10 @@ SOURCE_LONGEST = 512   # px, longest side of the source view
 
 def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: int) -> Path:
     """PNG (cached) of the full dataset image behind top-k entry `rank` of `unit` (longest side
-    ≤ SOURCE_LONGEST) with the unit's receptive-field box drawn (red), mapped back through the miner's
-    resize + centre crop; the white rectangle is the crop the model saw. Where the field is wider than
-    exact (a bound, the whole image), the unit's own cell of the position grid is drawn in yellow
-    (a ViT token's patch)."""
+    ≤ SOURCE_LONGEST) with the unit's receptive-field box drawn, mapped back through the miner's
+    resize + centre crop; the dashed rectangle is the crop the model saw. Where the field is wider
+    than exact (a bound, the whole image), the unit's own cell of the position grid is outlined in
+    blue (a ViT token's patch)."""
     run = ctx.runs[run_index]
     layer = run.resolve(layer)
     topk = run.topk(layer)
@@ -176,48 +182,50 @@ def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: i
     if index < 0:
         raise LookupError("empty top-k slot")
     original = open_image(run.image_path(index))
-    crop, to_original = crop_geometry(run, original.size)
+    hit = source_hit(run, layer, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), original.size)
     shown = original.resize(fit_longest(original.size, SOURCE_LONGEST, shrink_only=True), Image.Resampling.BILINEAR)
     sx, sy = shown.width / original.width, shown.height / original.height
 
-    def to_shown(row: float, col: float) -> tuple[float, float]:
-        x, y = to_original(row, col)
-        return x * sx, y * sy
+    def to_shown(rect: tuple[float, float, float, float]) -> list[int]:
+        left, top, right, bottom = rect
+        return [round(left * sx), round(top * sy), round(right * sx) - 1, round(bottom * sy) - 1]
 
     draw = ImageDraw.Draw(shown)
-    x0, y0 = to_shown(0, 0)
-    x1, y1 = to_shown(crop, crop)
-    draw.rectangle([round(x0), round(y0), round(x1) - 1, round(y1) - 1], outline=(255, 255, 255), width=1)
-    info = run.layer_info(layer)
-    y, x = int(topk["y"][unit, rank]), int(topk["x"][unit, rank])
-    if info.get("rf_size"):
-        box = unit_box(field_of(info), y, x, (crop, crop))
-        left, top = to_shown(box.top, box.left)
-        right, bottom = to_shown(box.bottom, box.right)
-        draw.rectangle([round(left), round(top), round(right) - 1, round(bottom) - 1], outline=(255, 40, 40),
-                       width=2)
-    grid = position_grid(info)
-    if grid and y >= 0 and info.get("rf", "exact") != "exact":  # where the unit is, when its field is wider
-        rows, cols = grid
-        left, top = to_shown(y * crop / rows, x * crop / cols)
-        right, bottom = to_shown((y + 1) * crop / rows, (x + 1) * crop / cols)
-        draw.rectangle([round(left), round(top), round(right) - 1, round(bottom) - 1], outline=(255, 220, 0),
-                       width=2)
+    draw.rectangle(to_shown(hit.crop), outline=(255, 255, 255), width=1)
+    if hit.field is not None:
+        box = to_shown(hit.field)
+        small = min(box[2] - box[0], box[3] - box[1]) + 1 < marker_size(shown.size)
+        draw.rectangle(box, outline=FIELD_COLOUR, width=1 if small else 2)
+        if small:
+            draw_marker(draw, box, marker_size(shown.size))
+    if hit.cell is not None:  # the winning position itself, where the field is wider than exact
+        draw.rectangle(to_shown(hit.cell), outline=CELL_COLOUR, width=2)
     write_bytes(out, png_bytes(shown))
     return out
 
 
-def crop_geometry(run: Run, size: tuple[int, int]) -> tuple[int, Callable[[float, float], tuple[float, float]]]:
-    """The miner's crop size and a map from crop pixel (row, col) to original pixel (x, y) for an
-    original image of `size` (w, h), following :func:`vistoolbox.images.resize_center_crop`."""
-    pre = run.manifest.get("preprocessing", {})
-    crop = int(pre.get("crop") or pre.get("input_size") or 224)
-    resize = int(pre.get("resize") or pre.get("resize_size") or crop)
-    width, height = size
-    scale = resize / min(size)
-    new_w, new_h = max(crop, round(width * scale)), max(crop, round(height * scale))
-    left, top = (new_w - crop) // 2, (new_h - crop) // 2
-    return crop, lambda row, col: ((col + left) * width / new_w, (row + top) * height / new_h)
+FIELD_COLOUR = (255, 40, 40)
+MARKER_COLOUR = (255, 210, 0)
+CELL_COLOUR = (0, 190, 255)
+HALO_COLOUR = (0, 0, 0)
+
+
+def marker_size(size: tuple[int, int]) -> int:
+    """Boxes narrower than this (px; 1/16 of the picture's longest side, at least 10) get a marker."""
+    return max(10, round(max(size) / 16))
+
+
+def draw_marker(draw: ImageDraw.ImageDraw, box: list[int], size: int) -> None:
+    """Four arms pointing at a small box (left, top, right, bottom, inclusive) from a gap around it,
+    so a 3-px receptive field is found at a glance and the box itself stays exact."""
+    gap, arm, width = max(2, size // 4), size, max(1, size // 5)
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    left, top, right, bottom = box[0] - gap, box[1] - gap, box[2] + gap, box[3] + gap
+    arms = [((left - arm, cy), (left, cy)), ((right, cy), (right + arm, cy)),
+            ((cx, top - arm), (cx, top)), ((cx, bottom), (cx, bottom + arm))]
+    for colour, extra in ((HALO_COLOUR, 2), (MARKER_COLOUR, 0)):   # a dark halo: visible on light and dark
+        for start, end in arms:
+            draw.line([start, end], fill=colour, width=width + extra)
 
 
 # --------------------------------------------------------------------------- layout
@@ -244,17 +252,7 @@ def layout(ctx: Context) -> html.Div:
         html.Div(className="row", children=[
             html.Div(className="col", children=[html.H4("source (click a patch)"),
                                                 html.Img(id="source-view", className="source-view")]),
-            html.Div(id="max-panel", className="col", children=[
-                html.H4("optimised image"),
-                html.Img(id="max-view", className="max-view"),
-                html.Div(id="max-status", className="status"),
-                html.Div(className="pickers", children=[
-                    html.Label(["steps ", dcc.Input(id="max-steps", type="number", min=8, max=4096, step=1,
-                                                    value=128, style={"width": "5em"})]),
-                    html.Button("compute optimised image", id="max-run", n_clicks=0),
-                    html.Button("cancel", id="max-cancel", n_clicks=0, disabled=True),
-                    html.Progress(id="max-progress", style={"display": "none"})]),  # indeterminate while running
-            ]),
+            optimise.panel(),
         ]),
         dcc.Graph(id="unit-hist", config={"displayModeBar": False}),
     ])
@@ -264,6 +262,11 @@ def layout(ctx: Context) -> html.Div:
                          style={"display": "none"} if len(ctx.runs) == 1 else {"minWidth": "260px"}),
             dcc.Dropdown(id="layer-select", clearable=False, style={"minWidth": "420px"}),
             html.Span(id="layer-info", className="status"),
+            html.Div(id="units-message", className="message"),
+            html.Details(id="export-hint", className="export-hint", children=[
+                html.Summary("export"),
+                html.Span("these runs as a static site (plain files, no server): "),
+                html.Code(export_command([run.root for run in ctx.runs], "vis-site"), id="export-command")]),
         ]),
         html.Div(className="units-body", children=[
             html.Div(id="unit-grid", className="unit-grid",
@@ -275,24 +278,16 @@ def layout(ctx: Context) -> html.Div:
 
 # --------------------------------------------------------------------------- callbacks
 
-def optimise_unit(ctx: Context, run_index: int, layer: str, unit: int, steps: int) -> Path:
-    """The unit's optimised image, computed with the library (``maximize_layer``) into the run
-    (``RUN/layers/<name>/maximize/unit_NNNN.png``) unless already there."""
-    run = ctx.runs[run_index]
-    path = run.maximized(layer, unit)
-    if not path.is_file():
-        maximize_layer(ctx.model_for(run), layer, run.root, units=[unit], steps=int(steps), quiet=True)
-    return path
-
-
 def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None = None) -> None:
     """Wire the Units tab."""
     if not ctx.runs:
         return
+    optimise.register(app, ctx, manager)
 
     @app.callback(
         Output("url", "search"), Output("run-select", "value"), Output("layer-select", "options"),
         Output("layer-select", "value"), Output("selection", "data"), Output("grid-key", "data"),
+        Output("units-message", "children"),
         Input("url", "search"), Input("run-select", "value"), Input("layer-select", "value"),
         Input("grid-click", "data"), Input("keys", "data"),
         State("selection", "data"), State("grid-key", "data"), State("tabs", "value"))
@@ -304,8 +299,12 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         run = ctx.runs[new["run"]]
         options = [{"label": layer_label(run, name), "value": name} for name in run.layers]
         key = {"run": new["run"], "layer": new["layer"]}
-        return (make_query(new["run"], new["layer"], new["unit"], len(ctx.runs)), new["run"], options,
-                new["layer"], new, dash.no_update if key == grid_key else key)
+        query = parse_query(search)
+        from_link = current is None or trigger in (None, "url")
+        message = selection_problems(ctx, query, new) if from_link else ""
+        name = url_layer(run, new["layer"], query.get("layer"))
+        return (make_query(new["run"], name, new["unit"], len(ctx.runs)), new["run"], options,
+                new["layer"], new, dash.no_update if key == grid_key else key, message)
 
     @app.callback(Output("unit-grid", "children"), Output("layer-info", "children"), Input("grid-key", "data"))
     def grid(key):  # noqa: ANN001, ANN202
@@ -327,22 +326,6 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         if not sel:
             raise dash.exceptions.PreventUpdate
         return unit_detail(ctx, sel["run"], sel["layer"], sel["unit"])
-
-    @app.callback(
-        Output("max-view", "src", allow_duplicate=True), Output("max-status", "children", allow_duplicate=True),
-        Input("max-run", "n_clicks"), State("selection", "data"), State("max-steps", "value"),
-        background=True, manager=manager, prevent_initial_call=True,
-        running=[(Output("max-run", "disabled"), True, False), (Output("max-cancel", "disabled"), False, True),
-                 (Output("max-progress", "style"), {"display": "inline-block"}, {"display": "none"})],
-        cancel=[Input("max-cancel", "n_clicks")])
-    def optimise(n, sel, steps):  # noqa: ANN001, ANN202
-        if not n or not sel:
-            raise dash.exceptions.PreventUpdate
-        try:
-            path = optimise_unit(ctx, sel["run"], sel["layer"], sel["unit"], steps or 128)
-        except VisError as exc:
-            return dash.no_update, f"⚠ {exc}"
-        return run_url(ctx, sel["run"], path), f"unit {sel['unit']}: computed and cached in the run"
 
     @app.callback(Output("source-view", "src"), Input({"type": "top9-img", "rank": ALL}, "n_clicks"),
                   State("selection", "data"), prevent_initial_call=True)
@@ -385,22 +368,13 @@ def sprite(ctx: Context, run_index: int, layer: str) -> tuple[Path, int]:
     Cached under a key of the thumbnails' paths and modification times, so a newly optimised image
     shows up on the next render. One request instead of one per unit keeps a 256-unit grid fast."""
     run = ctx.runs[run_index]
-    thumbs = [thumbnail(run, layer, unit) for unit in range(run.units(layer))]
+    thumbs = thumbnails(run, layer)
     rows = max(1, math.ceil(len(thumbs) / GRID_COLUMNS))
     key = content_key("sprite", run.root, layer, THUMB,
                       *[(str(p), p.stat().st_mtime_ns) if p else None for p in thumbs])
     out = ctx.jobs_dir / f"{key}.png"
     if not out.is_file():
-        canvas = Image.new("RGB", (GRID_COLUMNS * THUMB, rows * THUMB), (255, 255, 255))
-        for unit, path in enumerate(thumbs):
-            if path is None:
-                continue
-            tile = open_image(path)
-            small = max(tile.size) < THUMB
-            tile = tile.resize((THUMB, THUMB), Image.Resampling.NEAREST if small else Image.Resampling.BILINEAR)
-            row, col = divmod(unit, GRID_COLUMNS)
-            canvas.paste(tile, (col * THUMB, row * THUMB))
-        write_bytes(out, png_bytes(canvas))
+        write_bytes(out, png_bytes(sprite_image(thumbs, GRID_COLUMNS, THUMB)))
     return out, rows
 
 
@@ -439,7 +413,7 @@ def unit_detail(ctx: Context, run_index: int, layer: str, unit: int) -> tuple:
             views.append(html.Div(className="view-row", children=[
                 html.H4(view), *[html.Img(src=run_url(ctx, run_index, p), className="view-img") for p in paths]]))
     maximized = run.maximized(layer, unit)
-    max_src = run_url(ctx, run_index, maximized) if maximized.is_file() else None
+    max_src = optimise.versioned_url(ctx, run_index, maximized) if maximized.is_file() else None
     status = "cached in the run" if max_src else "not computed yet"
     aliases = run.aliases(layer)
     title = f"{aliases[0] if aliases else layer} · unit {unit} ({unit_stem(unit)})"

@@ -135,3 +135,43 @@ def test_debug_keeps_the_traceback(tmp_path, capsys):
               "--out", str(tmp_path / "afile" / "run"), "--layers", "conv1", "--quiet"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("vis: error:")
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str, str]:  # noqa: ANN001
+    """`vis ARGS` in this process → (exit code, stdout, stderr)."""
+    from vistoolbox.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def test_help_summaries_are_whole_sentences(capsys):
+    """`vis --help` shows each command's whole first paragraph, never one cut at "et al." or with "..."."""
+    from vistoolbox.cli import vis as group
+
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0
+    listing = " ".join(out.split("Commands:")[1].split())
+    for name, command in group.commands.items():
+        first = " ".join(command.help.strip().split("\n\n")[0].split())
+        assert f"{name} {first}" in listing, name
+        assert first.count("(") == first.count(")") and not first.endswith("...")
+    assert "Train a feed-forward stylizer (Johnson et al. / Ulyanov et al.) for the STYLE image." in listing
+
+
+def test_layers_table_never_truncates_names(tmp_path, capsys):
+    """Long module paths (a transformer's encoder_layer_0 … _11) print whole, one per row, aligned."""
+    long_model = tmp_path / "long.py"
+    long_model.write_text(
+        "import torch.nn as nn\nfrom collections import OrderedDict\n"
+        "def make():\n    return nn.Sequential(OrderedDict([(f'encoder_layer_with_a_very_long_name_{i}', "
+        "nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1)) for i in range(12)]))\n")
+    code, out, err = run_main(["layers", "--model", f"{long_model}:make", "--weights", "random",
+                               "--input-size", "32"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == [f"encoder_layer_with_a_very_long_name_{i}" for i in range(12)]
+    columns = {line.index("Conv2d") for line in lines[1:]}
+    assert len(columns) == 1 and lines[0].index("type") in columns      # aligned under its header

@@ -14,6 +14,10 @@ from .errors import VisError, VisRuntimeError, from_os_error
 __all__ = ["main", "vis"]
 
 
+#: Seeds: non-negative 64-bit integers (what torch's generators take).
+SEED = click.IntRange(0, 2**63 - 1)
+
+
 def model_options(func: Callable) -> Callable:
     """The options every command shares: --model --weights --device --seed --input-size --layout."""
     @click.option("--model", "model_name", default="vgg16", show_default=True,
@@ -21,7 +25,7 @@ def model_options(func: Callable) -> Callable:
     @click.option("--weights", default="hed", show_default=True,
                   help="imagenet | random | hed (vgg16, offline) | path to a state_dict")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
-    @click.option("--seed", default=0, show_default=True, type=int, help="random seed")
+    @click.option("--seed", default=0, show_default=True, type=SEED, help="random seed")
     @click.option("--input-size", default=None, type=int, help="model input size (default: the model's)")
     @click.option("--layout", "layouts", multiple=True, metavar="LAYER=LAYOUT",
                   help="a layer's layout where the traced one is wrong: CHW, HWC, C or NC:[P+]RxQ (repeatable)")
@@ -60,7 +64,26 @@ def load_from_options(model_name: str, weights: str, device: str, seed: int, inp
                       layouts=layouts)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class VisGroup(click.Group):
+    """The ``vis`` group: a command's summary in ``vis --help`` is the whole first paragraph of its
+    help (click's default cuts it at the first ". ", e.g. inside "(Johnson et al. …)")."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, summary(command)) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def summary(command: click.Command) -> str:
+    """A command's one-paragraph summary: its `short_help`, else the first paragraph of its help."""
+    if command.short_help:
+        return command.short_help
+    return " ".join((command.help or "").strip().split("\n\n")[0].split())
+
+
+@click.group(cls=VisGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="show tracebacks for errors")
 @click.version_option(package_name="vistoolbox")
 def vis(debug: bool) -> None:
@@ -81,15 +104,23 @@ def layers(model_name: str, weights: str, device: str, seed: int, input_size: in
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows]))
         return
+    header = ("name", "aliases", "type", "layout", "shape", "units", "rf", "rf_size", "stride", "offset")
     pair = lambda v: "-" if v is None else (str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}")  # noqa: E731
-    table = [("name", "aliases", "type", "layout", "shape", "units", "rf", "rf_size", "stride", "offset")]
-    table += [(r.name, ",".join(r.aliases), r.type, r.layout or "?",
-               "-" if r.shape is None else "x".join(map(str, r.shape)), "-" if r.units is None else str(r.units),
-               r.rf or "-", pair(r.rf_size), pair(r.rf_stride), pair(r.rf_offset)) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        click.echo("  ".join(cell.ljust(w) if i < 5 else cell.rjust(w)
-                             for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    table = [(r.name, ",".join(r.aliases), r.type, r.layout or "?",
+              "-" if r.shape is None else "x".join(map(str, r.shape)), "-" if r.units is None else str(r.units),
+              r.rf or "-", pair(r.rf_size), pair(r.rf_stride), pair(r.rf_offset)) for r in rows]
+    for line in format_table(header, table, right=5):
+        click.echo(line)
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: int) -> list[str]:
+    """Columns as wide as their longest cell (nothing is ever cut); columns from `right` on are
+    right-aligned."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(str(c).rjust(w) if i >= right else str(c).ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return [line(header), *(line(row) for row in rows)]
 
 
 def knob_options(func: Callable) -> Callable:
@@ -352,8 +383,8 @@ def texture(model_name: str, weights: str, device: str, seed: int, input_size: i
         synthesize_texture, model, list(style), size=size, steps=steps,
         layers=parse_layer_weights(layers) if layers else DEFAULT_STYLE_LAYERS, statistic=statistic,
         tv_weight=tv_weight, optimizer=optimizer, lr=lr, pooling=pooling, style_scale=style_scale,
-        style_blend=_number_list(style_blend, "--style-blend", float), max_pixels=max_pixels or MAX_PIXELS,
-        seed=seed, snapshot_every=snapshot_every)
+        style_blend=_number_list(style_blend, "--style-blend", float),
+        max_pixels=MAX_PIXELS if max_pixels is None else max_pixels, seed=seed, snapshot_every=snapshot_every)
     _run_style(lambda progress: job(progress=progress), out, quiet)
 
 
@@ -394,7 +425,7 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
         style_weight=DEFAULT_STYLE_WEIGHT if style_weight is None else style_weight,
         tv_weight=DEFAULT_TV_WEIGHT if tv_weight is None else tv_weight, init=init, optimizer=optimizer,
         lr=lr, pooling=pooling, style_scale=style_scale, preserve_colors=preserve_colors, sizes=size_list,
-        steps=step_list, size=size, max_pixels=max_pixels or MAX_PIXELS, seed=seed,
+        steps=step_list, size=size, max_pixels=MAX_PIXELS if max_pixels is None else max_pixels, seed=seed,
         snapshot_every=snapshot_every)
     model = load_from_options(model_name, weights, device, seed, input_size, quiet)
     _run_style(lambda progress: transfer_style(model, content, list(style), progress=progress, **kwargs),
@@ -415,16 +446,20 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
                    "each run's stylizers/ folder is searched too")
 @click.option("--trust-run-code", is_flag=True,
               help="import model code that a run names (default: never; give --model to name your code)")
-@click.option("--debug-dash", is_flag=True, help="Dash debug mode (hot reload, dev tools)")
+@click.option("--verbose", is_flag=True, help="log every HTTP request (method, path, status, ms)")
+@click.option("--debug-dash", is_flag=True, help="Dash debug mode (hot reload, dev tools; Flask's dev server)")
 @click.pass_context
 def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: str, seed: int,
               input_size: int | None, runs: tuple[str, ...], host: str, port: int, cache_dir: str | None,
-              max_upload_mb: int, stylizers_dir: str | None, trust_run_code: bool, debug_dash: bool) -> None:
-    """Serve the Dash dashboard: Units, Live, Texture and Transfer tabs (Transfer: Gatys optimisation,
-    or a fast mode with a trained stylizer from RUN/stylizers/ or --stylizers DIR)."""
+              max_upload_mb: int, stylizers_dir: str | None, trust_run_code: bool, verbose: bool,
+              debug_dash: bool) -> None:
+    """Serve the Dash dashboard: Units, Live, Texture and Transfer tabs.
+
+    Transfer runs Gatys optimisation, or a fast mode with a trained stylizer from RUN/stylizers/ or
+    --stylizers DIR."""
     from click.core import ParameterSource
 
-    from .dashboard import create_app
+    from .dashboard import create_app, serve
 
     given = lambda name: click_ctx.get_parameter_source(name) != ParameterSource.DEFAULT  # noqa: E731
     app = create_app(list(runs), model_name if given("model_name") or not runs else None,
@@ -434,10 +469,42 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
                      layouts=click_ctx.meta.get("vis_layouts", {}))
     for note in app.vis_context.notes:
         click.echo(f"vis dashboard: {note}", err=True)
-    click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)
-    app.run(host=host, port=port, debug=debug_dash)
+    if debug_dash:
+        click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)
+        app.run(host=host, port=port, debug=True)
+        return
+    serve(app, host, port, verbose, say=lambda line: click.echo(f"vis dashboard: {line}", err=True))
 
 
+
+
+@vis.command("export")
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="site folder to write (or update)")
+@click.option("--layers", "layer_list", default=None, help="comma-separated layers/aliases (default: every mined layer)")
+@click.option("--title", default=None, help="the site's title (default: models and run names)")
+@click.option("--max-mb", default=None, type=float, help="refuse, before writing, a site larger than this (MiB)")
+@click.option("--dry-run", is_flag=True, help="report the site's size and what would change; write nothing")
+@click.option("--quiet", is_flag=True, help="only the summary line")
+def export_cmd(runs: tuple[str, ...], out: str, layer_list: str | None, title: str | None, max_mb: float | None,
+               dry_run: bool, quiet: bool) -> None:
+    """Write RUN(s) as a static site (HTML + images, no server): index, unit grids, a page per unit."""
+    from .export import MIB, export_site
+
+    say = None if quiet else (lambda message: click.echo(f"vis export: {message}", err=True))
+    layers_arg = [name.strip() for name in layer_list.split(",") if name.strip()] if layer_list else None
+    report = export_site(list(runs), out, layers=layers_arg, title=title, max_mb=max_mb, dry_run=dry_run,
+                         progress=say)
+    if not quiet:
+        for group, (count, size) in sorted(report.groups.items()):
+            click.echo(f"  {group:<40} {count:>6} files {size / MIB:>9.1f} MiB", err=True)
+        for skipped in report.skipped:
+            click.echo(f"vis export: left out {skipped}", err=True)
+    verb = "would write" if dry_run else "wrote"
+    click.echo(f"{report.index}: {report.files} files, {report.size / MIB:.1f} MiB; {verb} {len(report.written)}, "
+               f"kept {len(report.kept)}, {'would remove' if dry_run else 'removed'} {len(report.removed)}"
+               + ("" if dry_run else f" ({report.linked} hard-linked, {report.copied} copied)")
+               + f" in {report.seconds:.1f} s")
 
 
 @vis.command()
@@ -458,10 +525,11 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8050, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--quiet", is_flag=True, help="no progress output")
+@click.option("--verbose", is_flag=True, help="log every HTTP request of the dashboard")
 def demo(model_name: str, weights: str, device: str, seed: int, input_size: int | None, out: str,
          dataset: str | None, tile: bool, layer_list: str, limit: int | None, view_units: int,
          maximize_layer: str, maximize_units: int, maximize_steps: int, maximize_size: int, no_serve: bool, host: str, port: int,
-         quiet: bool) -> None:
+         quiet: bool, verbose: bool) -> None:
     """Offline demo: build an image set, mine the top-9 of VGG16's block ends, serve the dashboard."""
     import time
 
@@ -474,13 +542,17 @@ def demo(model_name: str, weights: str, device: str, seed: int, input_size: int 
                     maximize_units=maximize_units, maximize_steps=maximize_steps, maximize_size=maximize_size)
     run = run_demo(model, out, dataset, tile, plan, seed=seed, quiet=quiet)
     click.echo(f"vis demo: run ready at {run} ({time.perf_counter() - start:.0f} s)", err=True)
+    from pathlib import Path
+
+    from .export import export_command
+
+    click.echo(f"vis demo: share it as a static site: {export_command([run], Path(out) / 'site')}", err=True)
     if no_serve:
         return
-    from .dashboard import create_app
+    from .dashboard import create_app, serve
 
     app = create_app([run], device=device, seed=seed, input_size=input_size)
-    click.echo(f"vis demo: dashboard at http://{host}:{port}/  (Ctrl+C stops)", err=True)
-    app.run(host=host, port=port, debug=False)
+    serve(app, host, port, verbose, say=lambda line: click.echo(f"vis demo: {line}", err=True))
 
 
 @vis.command("train-stylizer")
@@ -538,9 +610,9 @@ def train_stylizer_cmd(model_name: str, weights: str, device: str, seed: int, in
 @click.option("--strength", default=1.0, show_default=True, help="0 = input, 1 = stylised; blends between")
 @click.option("--batch-size", default=4, show_default=True, help="equal-size images run together")
 @click.option("--noise", is_flag=True, help="texture stylizer: synthesise from noise instead of inputs")
-@click.option("--size", default=512, show_default=True, help="--noise: texture side")
-@click.option("--count", default=1, show_default=True, help="--noise: number of textures")
-@click.option("--seed", default=0, show_default=True, help="--noise: noise seed")
+@click.option("--size", default=512, show_default=True, type=click.IntRange(1), help="--noise: texture side")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1), help="--noise: number of textures")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="--noise: noise seed")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
 @click.option("--max-pixels", default=64_000_000, show_default=True, help="refuse larger input images")
 @click.option("--quiet", is_flag=True, help="no progress bar")

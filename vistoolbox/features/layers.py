@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterable
 
 from ..errors import VisUsageError
+from ..limits import side
 from ..models import LoadedModel
 from .layout import Layout, decide_layout, parse_layout
 from .receptive import Field, LayerGeometry, trace_geometry
@@ -35,12 +36,18 @@ class LayerInfo:
         return asdict(self)
 
 
-def layer_geometry(model: LoadedModel, size: int | None = None) -> dict[str, LayerGeometry]:
-    """Traced geometry of every layer at input `size` (default: the model's), memoised on the model."""
-    size = size or model.input_size
+def layer_geometry(model: LoadedModel, size: int | None = None, param: str = "size") -> dict[str, LayerGeometry]:
+    """Traced geometry of every layer at input `size` (default: the model's), memoised on the model;
+    a size too small for the model is a usage error naming `param`."""
+    size = model.input_size if size is None else side(size, param)
     key = ("geometry", size)
     if key not in model.memo:
-        model.memo[key] = trace_geometry(model.module, size, channels=model.preprocessing.channels)
+        try:
+            model.memo[key] = trace_geometry(model.module, size, channels=model.preprocessing.channels)
+        except RuntimeError as exc:  # a map shrank to nothing, a kernel larger than its input, …
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            raise VisUsageError(f"an input of {size}x{size} px is too small for model {model.name!r} ({reason}); "
+                                f"use a larger `{param}`, e.g. {model.input_size}") from None
     return model.memo[key]
 
 
@@ -71,10 +78,11 @@ def _describe(model: LoadedModel, name: str, geo: LayerGeometry | None) -> tuple
     return traced, field
 
 
-def layer_table(model: LoadedModel, size: int | None = None, names: Iterable[str] | None = None) -> list[LayerInfo]:
+def layer_table(model: LoadedModel, size: int | None = None, names: Iterable[str] | None = None,
+                param: str = "size") -> list[LayerInfo]:
     """Describe every named module except the root (containers included), or only the canonical
-    `names`, at input `size` (one traced forward pass, memoised)."""
-    geometry = layer_geometry(model, size)
+    `names`, at input `size` (one traced forward pass, memoised). Errors name the size `param`."""
+    geometry = layer_geometry(model, size, param)
     wanted = set(names) if names is not None else None
     rows = []
     for name, module in model.module.named_modules():
