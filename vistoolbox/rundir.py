@@ -4,7 +4,8 @@ dashboard — this module is the one place that knows its layout.
 ::
 
     RUN/manifest.json              model, weights id + sha256, dataset root + fingerprint, preprocessing,
-                                   layers (canonical → aliases), k, versions, counts, status
+                                   layers (canonical → aliases), k, positions (the position policy:
+                                   min_inside), versions, counts, status
     RUN/images.json                image paths (relative to the dataset root) in index order
     RUN/layers/<name>/topk.npz     values [U,k] float32 descending, image_index, y, x [U,k] int64
     RUN/layers/<name>/stats.npz    mean_max [U], frac_active [U], hist_edges, hist_counts [U,bins]
@@ -32,7 +33,7 @@ from ._version import __version__
 from .errors import VisUsageError
 from .files import read_json, write_json, write_npz
 
-__all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "identity_changes",
+__all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "identity_changes", "identity_of",
            "layer_dir", "maximize_path", "open_run", "patch_path", "unit_stem", "versions", "write_images",
            "write_layer_arrays", "write_manifest"]
 
@@ -42,7 +43,9 @@ CHECKPOINT = "checkpoint.npz"
 SHARD_STATE = "shard_state.npz"
 #: The manifest fields that define a run: a run with different ones must not resume or merge into it.
 IDENTITY_KEYS = ("model", "weights", "weights_sha256", "seed", "input_size", "preprocessing", "dataset", "k",
-                 "layers", "shard")
+                 "layers", "positions", "shard")
+#: What a manifest written before a field existed meant by its absence.
+_ABSENT = {"positions": {"min_inside": 0.0}}
 
 
 def unit_stem(unit: int) -> str:
@@ -130,6 +133,12 @@ class Run:
         return maximize_path(self.root, self.resolve(layer), unit)
 
     @property
+    def min_inside(self) -> float:
+        """The run's position policy: the share of a unit's receptive field that had to lie inside the
+        image for its maximum to count (0: every position; runs from before the policy)."""
+        return float((self.manifest.get("positions") or _ABSENT["positions"])["min_inside"])
+
+    @property
     def complete(self) -> bool:
         """True once ``vis mine`` finished the run."""
         return self.manifest.get("status") == "complete"
@@ -182,7 +191,12 @@ def clear_run(out: str | Path) -> None:
     shutil.rmtree(out / "layers", ignore_errors=True)
 
 
+def identity_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity fields of a manifest (plus ``batch_size``), absent ones as their old meaning."""
+    return {key: manifest.get(key, _ABSENT.get(key)) for key in IDENTITY_KEYS + ("batch_size",)}
+
+
 def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any], keys: Sequence[str] = IDENTITY_KEYS) -> list[str]:
     """The identity `keys` whose values differ between two manifests (compared as JSON)."""
     same = lambda value: json.loads(json.dumps(value))  # noqa: E731 - tuples vs lists, numpy scalars
-    return [key for key in keys if same(old.get(key)) != same(new.get(key))]
+    return [key for key in keys if same(old.get(key, _ABSENT.get(key))) != same(new.get(key, _ABSENT.get(key)))]

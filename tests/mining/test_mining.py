@@ -20,6 +20,7 @@ from vistoolbox.mining.datasets import Transform, discover_images
 from vistoolbox.errors import VisUsageError
 from vistoolbox.images import resize_center_crop
 from vistoolbox.mining.pipeline import layer_entries, merge_runs, mine, resolve_layers
+from vistoolbox.mining.positions import DEFAULT_MIN_INSIDE, eligible_masks
 from vistoolbox.mining.stream import mine_indices
 from vistoolbox.mining.topk import HIST_EDGES, MiningState, UnitTopK
 
@@ -79,8 +80,27 @@ def _reference_pixels(path: Path) -> np.ndarray | None:
     return np.asarray(resize_center_crop(img, RESIZE, SIZE)).transpose(2, 0, 1).copy()
 
 
-def brute_force(model, root: Path, paths: list[str], layer: str, k: int):
-    """Top-k by sorting every (image, unit) spatial maximum: value desc, then image index asc."""
+def eligible_by_counting(model, layer: str, size: int, min_inside: float) -> np.ndarray:
+    """The eligible positions of a layer, by counting the pixels of each position's field that fall
+    on a `size`² image (independent of the library's area formula); no position reaching
+    `min_inside` → those with the largest share."""
+    from vistoolbox.features.layers import layer_field
+
+    shape, field = layer_field(model, layer, size)
+    pad = max(field.size) + max(field.stride) * max(shape[1:])
+    canvas = np.zeros((size + 2 * pad, size + 2 * pad), bool)
+    canvas[pad:pad + size, pad:pad + size] = True
+    share = np.zeros(shape[1:])
+    for y in range(shape[1]):
+        for x in range(shape[2]):
+            r, c = pad + field.offset[0] + y * field.stride[0], pad + field.offset[1] + x * field.stride[1]
+            share[y, x] = canvas[r:r + field.size[0], c:c + field.size[1]].mean()
+    return share >= min(min_inside, share.max()) - 1e-12
+
+
+def brute_force(model, root: Path, paths: list[str], layer: str, k: int, min_inside: float = DEFAULT_MIN_INSIDE):
+    """Top-k by sorting every (image, unit) spatial maximum over the eligible positions: value desc,
+    then image index asc."""
     pixels = [_reference_pixels(root / p) for p in paths]
     valid = [i for i, p in enumerate(pixels) if p is not None]
     batch = torch.from_numpy(np.stack([pixels[i] for i in valid])).float() / 255
@@ -89,7 +109,8 @@ def brute_force(model, root: Path, paths: list[str], layer: str, k: int):
     if acts.ndim == 2:
         maxima, ys, xs = acts, -np.ones_like(acts, dtype=np.int64), -np.ones_like(acts, dtype=np.int64)
     else:
-        flat = acts.reshape(acts.shape[0], acts.shape[1], -1)
+        mask = eligible_by_counting(model, layer, batch.shape[-1], min_inside).ravel()
+        flat = np.where(mask, acts.reshape(acts.shape[0], acts.shape[1], -1), -np.inf)
         pos = flat.argmax(axis=2)  # first maximum in row-major order
         maxima, ys, xs = flat.max(axis=2), pos // acts.shape[3], pos % acts.shape[3]
     index = np.array(valid)
@@ -119,16 +140,16 @@ def assert_topk_matches(got: dict, ref: dict, maxima: np.ndarray, valid: list[in
 
 
 # --------------------------------------------------------------------------- top-k core
-@pytest.mark.parametrize("batch_size", [1, 5, 24])
-def test_topk_equals_brute_force_for_any_batch_size(alexnet, dataset, batch_size):
+@pytest.mark.parametrize("batch_size, min_inside", [(1, DEFAULT_MIN_INSIDE), (5, 0.0), (24, 0.5), (24, 1.0)])
+def test_topk_equals_brute_force_for_any_batch_size_and_policy(alexnet, dataset, batch_size, min_inside):
     images = discover_images(dataset)
-    layers = resolve_layers(alexnet, ["conv2", "conv5", "fc8"])
+    layers = resolve_layers(alexnet, ["conv1", "conv2", "conv5", "fc8"])
     entries = layer_entries(alexnet, layers, SIZE)
     state = mine_indices(alexnet, images, Transform(RESIZE, SIZE), MiningState.empty({n: e["units"] for n, e in entries.items()}, 4),
                          range(len(images)), batch_size=batch_size, workers=2 if batch_size == 5 else 0,
-                         quiet=True)
+                         quiet=True, eligible=eligible_masks(entries, SIZE, min_inside))
     for layer in layers:
-        ref, maxima, valid = brute_force(alexnet, images.root, images.paths, layer, 4)
+        ref, maxima, valid = brute_force(alexnet, images.root, images.paths, layer, 4, min_inside)
         got = state.layers[layer].topk_file()
         assert_topk_matches(got, ref, maxima, valid)
         stats = state.layers[layer].stats_file(state.seen)
