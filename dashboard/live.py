@@ -18,8 +18,8 @@ from torch import nn
 
 from vistoolbox import FeatureExtractor, LoadedModel, layer_table
 from vistoolbox.errors import VisError
-from vistoolbox.features.views import MODES, unit_views
-from vistoolbox.images import normalize_visual, open_image, png_bytes, to_tensor
+from vistoolbox.features.views import MODES, unit_view_patches
+from vistoolbox.images import open_image, png_bytes, to_tensor
 from vistoolbox.models import top_classes
 
 from .context import Context
@@ -70,14 +70,15 @@ def activations(ctx: Context, key: str, layer: str) -> dict[str, Any]:
 
 
 def channel_views(ctx: Context, key: str, layer: str, channel: int) -> dict[str, bytes]:
-    """Deconv / backprop / guided views (PNG) of the channel's strongest position in this image,
-    from :func:`vistoolbox.unit_views` (one forward pass, one backward pass per view)."""
+    """Deconv / backprop / guided views (PNG) of the channel's strongest position in this image, cut
+    to its receptive field with the contrast set over the field, as the Units tab shows them
+    (:func:`vistoolbox.features.views.unit_view_patches`)."""
     result = activations(ctx, key, layer)
     y, x = np.unravel_index(int(np.argmax(result["maps"][channel])), result["maps"][channel].shape)
     with _FORWARD:
-        views = unit_views(ctx.model, to_tensor(result["image"]).to(ctx.model.device), layer, channel,
-                           int(y), int(x), MODES)
-    return {mode: png_bytes(normalize_visual(view.cpu())) for mode, view in views.items()}
+        views = unit_view_patches(ctx.model, to_tensor(result["image"]).to(ctx.model.device), layer, channel,
+                                  int(y), int(x), MODES)
+    return {mode: png_bytes(view) for mode, view in views.items()}
 
 
 # --------------------------------------------------------------------------- pictures

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["GLOBAL", "Box", "Field", "LayerGeometry", "field_of", "inside_fraction", "trace_geometry", "unit_box"]
+__all__ = ["GLOBAL", "Box", "Field", "LayerGeometry", "crop_padded", "field_of", "inside_fraction", "trace_geometry", "unit_box"]
 
 Pair = tuple[int, int]
 
@@ -111,6 +111,20 @@ def inside_fraction(field: Field, shape: Pair, image_size: Pair) -> np.ndarray:
 
     return np.outer(axis(field.offset[0], field.stride[0], field.size[0], shape[0], image_size[0]),
                     axis(field.offset[1], field.stride[1], field.size[1], shape[1], image_size[1]))
+
+
+def crop_padded(image: np.ndarray | torch.Tensor, box: Box, fill) -> np.ndarray | torch.Tensor:
+    """Cut `box` out of an ``[C, H, W]`` image and pad it to the box's full size with `fill` (per channel)."""
+    channels = image.shape[0]
+    height, width = box.full_size
+    inner = image[:, box.top:box.bottom, box.left:box.right]
+    if isinstance(image, torch.Tensor):
+        out = torch.as_tensor(fill, dtype=image.dtype).view(channels, 1, 1).repeat(1, height, width)
+    else:
+        out = np.broadcast_to(np.asarray(fill, dtype=image.dtype).reshape(channels, 1, 1),
+                              (channels, height, width)).copy()
+    out[:, box.pad_top:box.pad_top + inner.shape[1], box.pad_left:box.pad_left + inner.shape[2]] = inner
+    return out
 
 
 def field_of(entry: dict) -> Field:

@@ -15,29 +15,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..features.receptive import Box, field_of, unit_box
-from ..features.views import batch_views
+from ..features.receptive import Box, crop_padded, field_of, unit_box
+from ..features.views import batch_views, view_patch
 from ..files import write_bytes
-from ..images import normalize_visual, png_bytes
+from ..images import png_bytes
 from ..models import LoadedModel
 from ..rundir import layer_dir, open_run, patch_path
 from .datasets import ImageList, Transform
 
-__all__ = ["crop_padded", "grid_u8", "mean_colour_u8", "render_patches", "render_unit_views"]
-
-
-def crop_padded(image: np.ndarray | torch.Tensor, box: Box, fill) -> np.ndarray | torch.Tensor:
-    """Cut `box` out of an ``[C, H, W]`` image and pad it to the box's full size with `fill` (per channel)."""
-    channels = image.shape[0]
-    height, width = box.full_size
-    inner = image[:, box.top:box.bottom, box.left:box.right]
-    if isinstance(image, torch.Tensor):
-        out = torch.as_tensor(fill, dtype=image.dtype).view(channels, 1, 1).repeat(1, height, width)
-    else:
-        out = np.broadcast_to(np.asarray(fill, dtype=image.dtype).reshape(channels, 1, 1),
-                              (channels, height, width)).copy()
-    out[:, box.pad_top:box.pad_top + inner.shape[1], box.pad_left:box.pad_left + inner.shape[2]] = inner
-    return out
+__all__ = ["grid_u8", "mean_colour_u8", "render_patches", "render_unit_views"]
 
 
 def mean_colour_u8(mean: Sequence[float]) -> np.ndarray:
@@ -127,9 +113,7 @@ def _render_views(run: Path, model: LoadedModel, layer: str, unit: int, ranks: l
                        [int(xs[r]) for r in ranks], views)
     for mode, tensor in maps.items():
         for i, (rank, box) in enumerate(zip(ranks, boxes)):
-            shown = normalize_visual(tensor[i].cpu())
-            patch = crop_padded(shown, box, [0.5, 0.5, 0.5])
-            write_bytes(patch_path(run, layer, unit, rank, mode), png_bytes(patch, compress_level=1))
+            write_bytes(patch_path(run, layer, unit, rank, mode), png_bytes(view_patch(tensor[i], box), compress_level=1))
 
 
 def render_unit_views(run: str | Path, model: LoadedModel, layer: str, units: Sequence[int],
