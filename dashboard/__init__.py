@@ -6,8 +6,9 @@ It holds no library logic: every tab calls the same public functions the ``vis``
 
     from vistoolbox.dashboard import create_app
     app = create_app(["runs/vgg16"])          # the first run's model drives Live/Texture/Transfer
-    app.run(host="127.0.0.1", port=8050)
+    serve(app, "127.0.0.1", 8050)             # waitress (else werkzeug); verbose=True logs requests
 """
 from .app import create_app
+from .wsgi import serve
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "serve"]

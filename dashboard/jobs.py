@@ -15,7 +15,7 @@ import dash
 import plotly.graph_objects as go
 from dash import Input, Output, State, ctx as cb, dcc, html
 
-from vistoolbox.errors import VisError, VisUsageError
+from vistoolbox.errors import VisError, VisRuntimeError, VisUsageError
 from vistoolbox.files import write_json
 from vistoolbox.images import open_image, png_bytes, save_png
 from vistoolbox.result import ImageResult
@@ -37,9 +37,14 @@ PREVIEW_EVERY_S = 0.5
 
 def make_manager(ctx: Context) -> dash.DiskcacheManager:
     """A disk-backed background-callback manager whose cache lives in the dashboard's cache folder."""
+    import sqlite3
+
     import diskcache
 
-    cache = diskcache.Cache(str(ctx.cache_dir / "diskcache"))
+    try:
+        cache = diskcache.Cache(str(ctx.cache_dir / "diskcache"))
+    except sqlite3.Error as exc:  # diskcache keeps its index in SQLite: a full or broken disk shows here
+        raise VisRuntimeError(f"cannot use the job cache in {str(ctx.cache_dir)!r}: {exc}") from None
     return dash.DiskcacheManager(cache, cache_by=[lambda: "vistoolbox-jobs-v1"], expire=CACHE_EXPIRE_S)
 
 

@@ -5,31 +5,28 @@ from __future__ import annotations
 import math
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import dash
-import numpy as np
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx as cb, dcc, html
 from PIL import Image, ImageDraw
 
 from vistoolbox import maximize_layer
 from vistoolbox.errors import VisError
-from vistoolbox.features.receptive import field_of, unit_box
+from vistoolbox.export import export_command
 from vistoolbox.features.views import MODES
 from vistoolbox.files import write_bytes
 from vistoolbox.images import fit_longest, open_image, png_bytes
+from vistoolbox.mining.gallery import GRID_COLUMNS, THUMB, histogram_bins, source_hit, sprite_image, thumbnails
 from vistoolbox.rundir import Run, unit_stem
 
 from .context import Context, content_key
 from .serving import cache_url, run_url
 
-__all__ = ["crop_geometry", "histogram_figure", "layer_label", "layer_summary", "layout", "make_query",
+__all__ = ["GRID_COLUMNS", "THUMB", "histogram_figure", "layer_label", "layer_summary", "layout", "make_query",
            "optimise_unit", "parse_query", "register", "resolve_selection", "select_from_trigger",
-           "source_with_box", "sprite", "step_unit", "thumbnail", "unit_detail", "unit_grid"]
-
-GRID_COLUMNS = 16
-THUMB = 48          # px per unit in the grid sprite
+           "source_with_box", "sprite", "step_unit", "unit_detail", "unit_grid"]
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -101,35 +98,20 @@ def layer_summary(run: Run, layer: str) -> str:
     return f"{run.units(layer)} units · top-{run.manifest.get('k', 9)} over {images} images"
 
 
-def thumbnail(run: Run, layer: str, unit: int) -> Path | None:
-    """The optimised image when cached, else the top-1 patch, else the montage."""
-    for path in (run.maximized(layer, unit), run.patch(layer, unit, 0), run.patch(layer, unit)):
-        if path.is_file():
-            return path
-    return None
-
-
 def histogram_figure(run: Run, layer: str, unit: int) -> go.Figure:
     """Bar chart of the unit's activation histogram from ``stats.npz``."""
     fig = go.Figure()
     try:
-        stats = run.stats(layer)
+        hist = histogram_bins(run, layer, unit)
     except OSError:
         return fig
-    counts = np.asarray(stats["hist_counts"])[unit]
-    edges = np.asarray(stats["hist_edges"])
-    edges = edges[unit] if edges.ndim == 2 else edges
     # the run's edges are symmetric-log (half octaves): one bar per bin, labelled by its range
-    labels = [f"{a:.3g} … {b:.3g}" for a, b in zip(edges[:-1], edges[1:])]
-    nonzero = np.flatnonzero(counts)
-    lo, hi = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, len(counts))
-    lo, hi = max(0, lo - 2), min(len(counts), hi + 2)
-    fig.add_bar(x=labels[lo:hi], y=counts[lo:hi], marker_color="#4c78a8")
+    fig.add_bar(x=hist.labels, y=hist.counts, marker_color="#4c78a8")
     title = "activation histogram"
-    if "mean_max" in stats:
-        title += f" · mean max {float(stats['mean_max'][unit]):.3g}"
-    if "frac_active" in stats:
-        title += f" · active {100 * float(stats['frac_active'][unit]):.1f}%"
+    if hist.mean_max is not None:
+        title += f" · mean max {hist.mean_max:.3g}"
+    if hist.frac_active is not None:
+        title += f" · active {100 * hist.frac_active:.1f}%"
     fig.update_layout(title=title, height=260, margin=dict(l=40, r=10, t=40, b=30), bargap=0,
                       xaxis_title="spatial max of the unit (bin)", yaxis_title="images")
     return fig
@@ -155,41 +137,20 @@ def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: i
     if index < 0:
         raise LookupError("empty top-k slot")
     original = open_image(run.image_path(index))
-    crop, to_original = crop_geometry(run, original.size)
+    hit = source_hit(run, layer, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), original.size)
     shown = original.resize(fit_longest(original.size, SOURCE_LONGEST, shrink_only=True), Image.Resampling.BILINEAR)
     sx, sy = shown.width / original.width, shown.height / original.height
 
-    def to_shown(row: float, col: float) -> tuple[float, float]:
-        x, y = to_original(row, col)
-        return x * sx, y * sy
+    def to_shown(rect: tuple[float, float, float, float]) -> list[int]:
+        left, top, right, bottom = rect
+        return [round(left * sx), round(top * sy), round(right * sx) - 1, round(bottom * sy) - 1]
 
     draw = ImageDraw.Draw(shown)
-    x0, y0 = to_shown(0, 0)
-    x1, y1 = to_shown(crop, crop)
-    draw.rectangle([round(x0), round(y0), round(x1) - 1, round(y1) - 1], outline=(255, 255, 255), width=1)
-    info = run.layer_info(layer)
-    if info.get("rf_size"):
-        field = field_of(info)
-        box = unit_box(field, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), (crop, crop))
-        left, top = to_shown(box.top, box.left)
-        right, bottom = to_shown(box.bottom, box.right)
-        draw.rectangle([round(left), round(top), round(right) - 1, round(bottom) - 1], outline=(255, 40, 40),
-                       width=2)
+    draw.rectangle(to_shown(hit.crop), outline=(255, 255, 255), width=1)
+    if hit.field is not None:
+        draw.rectangle(to_shown(hit.field), outline=(255, 40, 40), width=2)
     write_bytes(out, png_bytes(shown))
     return out
-
-
-def crop_geometry(run: Run, size: tuple[int, int]) -> tuple[int, Callable[[float, float], tuple[float, float]]]:
-    """The miner's crop size and a map from crop pixel (row, col) to original pixel (x, y) for an
-    original image of `size` (w, h), following :func:`vistoolbox.images.resize_center_crop`."""
-    pre = run.manifest.get("preprocessing", {})
-    crop = int(pre.get("crop") or pre.get("input_size") or 224)
-    resize = int(pre.get("resize") or pre.get("resize_size") or crop)
-    width, height = size
-    scale = resize / min(size)
-    new_w, new_h = max(crop, round(width * scale)), max(crop, round(height * scale))
-    left, top = (new_w - crop) // 2, (new_h - crop) // 2
-    return crop, lambda row, col: ((col + left) * width / new_w, (row + top) * height / new_h)
 
 
 # --------------------------------------------------------------------------- layout
@@ -236,6 +197,10 @@ def layout(ctx: Context) -> html.Div:
                          style={"display": "none"} if len(ctx.runs) == 1 else {"minWidth": "260px"}),
             dcc.Dropdown(id="layer-select", clearable=False, style={"minWidth": "420px"}),
             html.Span(id="layer-info", className="status"),
+            html.Details(id="export-hint", className="export-hint", children=[
+                html.Summary("export"),
+                html.Span("these runs as a static site (plain files, no server): "),
+                html.Code(export_command([run.root for run in ctx.runs], "vis-site"), id="export-command")]),
         ]),
         html.Div(className="units-body", children=[
             html.Div(id="unit-grid", className="unit-grid",
@@ -357,22 +322,13 @@ def sprite(ctx: Context, run_index: int, layer: str) -> tuple[Path, int]:
     Cached under a key of the thumbnails' paths and modification times, so a newly optimised image
     shows up on the next render. One request instead of one per unit keeps a 256-unit grid fast."""
     run = ctx.runs[run_index]
-    thumbs = [thumbnail(run, layer, unit) for unit in range(run.units(layer))]
+    thumbs = thumbnails(run, layer)
     rows = max(1, math.ceil(len(thumbs) / GRID_COLUMNS))
     key = content_key("sprite", run.root, layer, THUMB,
                       *[(str(p), p.stat().st_mtime_ns) if p else None for p in thumbs])
     out = ctx.jobs_dir / f"{key}.png"
     if not out.is_file():
-        canvas = Image.new("RGB", (GRID_COLUMNS * THUMB, rows * THUMB), (255, 255, 255))
-        for unit, path in enumerate(thumbs):
-            if path is None:
-                continue
-            tile = open_image(path)
-            small = max(tile.size) < THUMB
-            tile = tile.resize((THUMB, THUMB), Image.Resampling.NEAREST if small else Image.Resampling.BILINEAR)
-            row, col = divmod(unit, GRID_COLUMNS)
-            canvas.paste(tile, (col * THUMB, row * THUMB))
-        write_bytes(out, png_bytes(canvas))
+        write_bytes(out, png_bytes(sprite_image(thumbs, GRID_COLUMNS, THUMB)))
     return out, rows
 
 

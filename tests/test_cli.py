@@ -86,3 +86,90 @@ def test_imagenet_unavailable_is_one_line_runtime_error(tmp_path, monkeypatch):
     assert proc.returncode == 1
     err = [l for l in proc.stderr.splitlines() if l.startswith("vis:")]
     assert len(err) == 1 and "--weights hed" in err[0] and "Traceback" not in proc.stderr
+
+
+def one_line(proc: subprocess.CompletedProcess) -> str:
+    """The single stderr line of a failed command (asserting there is exactly one, and no traceback)."""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_output_under_a_file_is_a_usage_error_not_a_traceback(tmp_path):
+    (tmp_path / "afile").write_text("a file, not a folder")
+    out = tmp_path / "afile" / "unit.png"
+    proc = vis("maximize", "--model", "alexnet", "--weights", "random", "--layer", "conv1", "--unit", "0",
+               "--steps", "1", "--size", "64", "--quiet", "--out", str(out))
+    assert proc.returncode == 2
+    assert one_line(proc) == f"vis: error: {str(out)!r} cannot be used: a part of the path is a file, not a folder"
+
+
+@pytest.mark.parametrize("code, message, status", [
+    (28, "no space left on the device", 1), (30, "the file system is read-only", 1), (13, "permission denied", 1)])
+def test_environment_failures_are_one_line_runtime_errors(tmp_path, capsys, monkeypatch, code, message, status):
+    """Disk full, read-only and forbidden outputs (simulated: as root nothing is forbidden) name the
+    output file, never the temp file, in one line with exit 1."""
+    import os
+
+    from vistoolbox.cli import main
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code), args[0])
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(SystemExit) as exit_:
+        main(["maximize", "--model", "alexnet", "--weights", "random", "--layer", "conv1", "--unit", "0",
+              "--steps", "1", "--size", "64", "--quiet", "--out", str(tmp_path / "unit.png")])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == status and err.count("\n") == 0 and "Traceback" not in err
+    assert err.startswith(f"vis: error: cannot use {str(tmp_path / 'unit.png')!r}: {message}") and ".tmp" not in err
+
+
+def test_debug_keeps_the_traceback(tmp_path, capsys):
+    from vistoolbox.cli import main
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--debug", "mine", "--model", "alexnet", "--weights", "random", "--dataset", str(tmp_path),
+              "--out", str(tmp_path / "afile" / "run"), "--layers", "conv1", "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("vis: error:")
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str, str]:  # noqa: ANN001
+    """`vis ARGS` in this process → (exit code, stdout, stderr)."""
+    from vistoolbox.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def test_help_summaries_are_whole_sentences(capsys):
+    """`vis --help` shows each command's whole first paragraph, never one cut at "et al." or with "..."."""
+    from vistoolbox.cli import vis as group
+
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0
+    listing = " ".join(out.split("Commands:")[1].split())
+    for name, command in group.commands.items():
+        first = " ".join(command.help.strip().split("\n\n")[0].split())
+        assert f"{name} {first}" in listing, name
+        assert first.count("(") == first.count(")") and not first.endswith("...")
+    assert "Train a feed-forward stylizer (Johnson et al. / Ulyanov et al.) for the STYLE image." in listing
+
+
+def test_layers_table_never_truncates_names(tmp_path, capsys):
+    """Long module paths (a transformer's encoder_layer_0 … _11) print whole, one per row, aligned."""
+    long_model = tmp_path / "long.py"
+    long_model.write_text(
+        "import torch.nn as nn\nfrom collections import OrderedDict\n"
+        "def make():\n    return nn.Sequential(OrderedDict([(f'encoder_layer_with_a_very_long_name_{i}', "
+        "nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1)) for i in range(12)]))\n")
+    code, out, err = run_main(["layers", "--model", f"{long_model}:make", "--weights", "random",
+                               "--input-size", "32"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == [f"encoder_layer_with_a_very_long_name_{i}" for i in range(12)]
+    columns = {line.index("Conv2d") for line in lines[1:]}
+    assert len(columns) == 1 and lines[0].index("type") in columns      # aligned under its header

@@ -41,11 +41,17 @@ def test_vis_demo_no_serve_reduced_and_resumes(tmp_path):
     from vistoolbox import open_run
 
     out = tmp_path / "demo"
-    args = [sys.executable, "-m", "vistoolbox.cli", "demo", "--no-serve", "--quiet", "--model", "alexnet",
+    args = [sys.executable, "-m", "vistoolbox.cli", "demo", "--no-serve", "--model", "alexnet",
             "--weights", "random", "--out", str(out), "--layers", "conv2,conv5", "--limit", "10",
             "--view-units", "2", "--maximize-layer", "conv5", "--maximize-units", "2", "--maximize-steps", "32"]
     first = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
+    # progress bars say the layers as the messages do (aliases), one at a time (no cursor-up codes)
+    bars = {line.split(":")[0] for line in first.stderr.replace("\r", "\n").splitlines() if "%|" in line}
+    assert bars == {"mine", "patches conv2", "patches conv5", "views conv2", "views conv5", "optimise conv5"}, bars
+    assert "features." not in first.stderr and "\x1b[A" not in first.stderr
+    assert "step 32/32" in first.stderr
+    assert f"vis export {out / 'run'} --out {out / 'site'}" in first.stderr   # how to share it, printed at the end
     run = open_run(out / "run")
     assert run.complete and run.layers == ["features.3", "features.10"]
     assert len(run.images) == 10 and (out / "images" / "demo.json").exists()
@@ -57,7 +63,7 @@ def test_vis_demo_no_serve_reduced_and_resumes(tmp_path):
         record = json.loads(run.maximized("conv5", unit).with_suffix(".json").read_text())
         assert record["activation_final"] > record["activation_initial"]
     stamp = (run.root / "layers" / "features.10" / "topk.npz").stat().st_mtime_ns
-    second = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(args + ["--quiet"], capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr
     assert (run.root / "layers" / "features.10" / "topk.npz").stat().st_mtime_ns == stamp
 

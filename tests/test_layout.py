@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "vistoolbox"
 LEVELS = {"_version": 0, "errors": 0, "files": 0, "images": 0, "result": 0, "rundir": 0, "parallel": 0,
           "weights": 1, "models": 1, "features": 2, "mining": 3, "actmax": 3, "style": 3,
-          "cli": 4, "demo": 4, "dashboard": 4}
+          "cli": 4, "demo": 4, "dashboard": 4, "export": 4}
 PIPELINES = {"mining", "actmax", "style"}
 
 

@@ -15,6 +15,7 @@ Every entry point takes the model first: ``mine(model, dataset, out)``, ``maximi
 from ._version import __version__
 from .actmax import MaximizeResult, dream, maximize, maximize_layer
 from .errors import VisError, VisRuntimeError, VisUsageError
+from .export import export_site
 from .features import (Box, FeatureExtractor, Field, LayerInfo, batch_views, layer_field, layer_table, trace_geometry,
                        unit_box, unit_views)
 from .images import load_tensor, montage, open_image, save_png, to_pil, to_tensor
@@ -34,7 +35,7 @@ __all__ = [
     "load_model", "resolve_device", "torchvision_names", "trace_geometry", "unit_box",
     # errors, images, results, runs
     "ImageResult", "Run", "VisError", "VisRuntimeError", "VisUsageError", "load_tensor", "montage", "open_image",
-    "open_run", "save_png", "to_pil", "to_tensor",
+    "export_site", "open_run", "save_png", "to_pil", "to_tensor",
     # top-k mining and views
     "batch_views", "merge_runs", "mine", "unit_views",
     # activation maximization

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from .errors import VisError
+from .errors import VisError, VisRuntimeError, from_os_error
 
 __all__ = ["main", "vis"]
 
@@ -37,7 +37,26 @@ def load_from_options(model_name: str, weights: str, device: str, seed: int, inp
     return load_model(model_name, weights, device=device, seed=seed, input_size=input_size, quiet=quiet)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class VisGroup(click.Group):
+    """The ``vis`` group: a command's summary in ``vis --help`` is the whole first paragraph of its
+    help (click's default cuts it at the first ". ", e.g. inside "(Johnson et al. …)")."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, summary(command)) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def summary(command: click.Command) -> str:
+    """A command's one-paragraph summary: its `short_help`, else the first paragraph of its help."""
+    if command.short_help:
+        return command.short_help
+    return " ".join((command.help or "").strip().split("\n\n")[0].split())
+
+
+@click.group(cls=VisGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="show tracebacks for errors")
 @click.version_option(package_name="vistoolbox")
 def vis(debug: bool) -> None:
@@ -58,14 +77,23 @@ def layers(model_name: str, weights: str, device: str, seed: int, input_size: in
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows]))
         return
-    fmt = "{:<28} {:<18} {:<18} {:<16} {:>6} {:>9} {:>7} {:>11}"
-    click.echo(fmt.format("name", "aliases", "type", "shape", "units", "rf_size", "stride", "offset"))
-    for r in rows:
-        pair = lambda v: "-" if v is None else (str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}")  # noqa: E731
-        click.echo(fmt.format(r.name[:28], ",".join(r.aliases)[:18], r.type[:18],
-                              "-" if r.shape is None else "x".join(map(str, r.shape)),
-                              "-" if r.units is None else r.units, pair(r.rf_size), pair(r.rf_stride),
-                              pair(r.rf_offset)))
+    header = ("name", "aliases", "type", "shape", "units", "rf_size", "stride", "offset")
+    pair = lambda v: "-" if v is None else (str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}")  # noqa: E731
+    table = [(r.name, ",".join(r.aliases), r.type, "-" if r.shape is None else "x".join(map(str, r.shape)),
+              "-" if r.units is None else str(r.units), pair(r.rf_size), pair(r.rf_stride), pair(r.rf_offset))
+             for r in rows]
+    for line in format_table(header, table, right=4):
+        click.echo(line)
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: int) -> list[str]:
+    """Columns as wide as their longest cell (nothing is ever cut); columns from `right` on are
+    right-aligned."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(str(c).rjust(w) if i >= right else str(c).ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return [line(header), *(line(row) for row in rows)]
 
 
 def knob_options(func: Callable) -> Callable:
@@ -395,16 +423,20 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
                    "each run's stylizers/ folder is searched too")
 @click.option("--trust-run-code", is_flag=True,
               help="import model code that a run names (default: never; give --model to name your code)")
-@click.option("--debug-dash", is_flag=True, help="Dash debug mode (hot reload, dev tools)")
+@click.option("--verbose", is_flag=True, help="log every HTTP request (method, path, status, ms)")
+@click.option("--debug-dash", is_flag=True, help="Dash debug mode (hot reload, dev tools; Flask's dev server)")
 @click.pass_context
 def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: str, seed: int,
               input_size: int | None, runs: tuple[str, ...], host: str, port: int, cache_dir: str | None,
-              max_upload_mb: int, stylizers_dir: str | None, trust_run_code: bool, debug_dash: bool) -> None:
-    """Serve the Dash dashboard: Units, Live, Texture and Transfer tabs (Transfer: Gatys optimisation,
-    or a fast mode with a trained stylizer from RUN/stylizers/ or --stylizers DIR)."""
+              max_upload_mb: int, stylizers_dir: str | None, trust_run_code: bool, verbose: bool,
+              debug_dash: bool) -> None:
+    """Serve the Dash dashboard: Units, Live, Texture and Transfer tabs.
+
+    Transfer runs Gatys optimisation, or a fast mode with a trained stylizer from RUN/stylizers/ or
+    --stylizers DIR."""
     from click.core import ParameterSource
 
-    from .dashboard import create_app
+    from .dashboard import create_app, serve
 
     given = lambda name: click_ctx.get_parameter_source(name) != ParameterSource.DEFAULT  # noqa: E731
     app = create_app(list(runs), model_name if given("model_name") or not runs else None,
@@ -413,10 +445,42 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
                      stylizers_dir=stylizers_dir, trust_run_code=trust_run_code)
     for note in app.vis_context.notes:
         click.echo(f"vis dashboard: {note}", err=True)
-    click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)
-    app.run(host=host, port=port, debug=debug_dash)
+    if debug_dash:
+        click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)
+        app.run(host=host, port=port, debug=True)
+        return
+    serve(app, host, port, verbose, say=lambda line: click.echo(f"vis dashboard: {line}", err=True))
 
 
+
+
+@vis.command("export")
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="site folder to write (or update)")
+@click.option("--layers", "layer_list", default=None, help="comma-separated layers/aliases (default: every mined layer)")
+@click.option("--title", default=None, help="the site's title (default: models and run names)")
+@click.option("--max-mb", default=None, type=float, help="refuse, before writing, a site larger than this (MiB)")
+@click.option("--dry-run", is_flag=True, help="report the site's size and what would change; write nothing")
+@click.option("--quiet", is_flag=True, help="only the summary line")
+def export_cmd(runs: tuple[str, ...], out: str, layer_list: str | None, title: str | None, max_mb: float | None,
+               dry_run: bool, quiet: bool) -> None:
+    """Write RUN(s) as a static site (HTML + images, no server): index, unit grids, a page per unit."""
+    from .export import MIB, export_site
+
+    say = None if quiet else (lambda message: click.echo(f"vis export: {message}", err=True))
+    layers_arg = [name.strip() for name in layer_list.split(",") if name.strip()] if layer_list else None
+    report = export_site(list(runs), out, layers=layers_arg, title=title, max_mb=max_mb, dry_run=dry_run,
+                         progress=say)
+    if not quiet:
+        for group, (count, size) in sorted(report.groups.items()):
+            click.echo(f"  {group:<40} {count:>6} files {size / MIB:>9.1f} MiB", err=True)
+        for skipped in report.skipped:
+            click.echo(f"vis export: left out {skipped}", err=True)
+    verb = "would write" if dry_run else "wrote"
+    click.echo(f"{report.index}: {report.files} files, {report.size / MIB:.1f} MiB; {verb} {len(report.written)}, "
+               f"kept {len(report.kept)}, {'would remove' if dry_run else 'removed'} {len(report.removed)}"
+               + ("" if dry_run else f" ({report.linked} hard-linked, {report.copied} copied)")
+               + f" in {report.seconds:.1f} s")
 
 
 @vis.command()
@@ -437,10 +501,11 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8050, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--quiet", is_flag=True, help="no progress output")
+@click.option("--verbose", is_flag=True, help="log every HTTP request of the dashboard")
 def demo(model_name: str, weights: str, device: str, seed: int, input_size: int | None, out: str,
          dataset: str | None, tile: bool, layer_list: str, limit: int | None, view_units: int,
          maximize_layer: str, maximize_units: int, maximize_steps: int, maximize_size: int, no_serve: bool, host: str, port: int,
-         quiet: bool) -> None:
+         quiet: bool, verbose: bool) -> None:
     """Offline demo: build an image set, mine the top-9 of VGG16's block ends, serve the dashboard."""
     import time
 
@@ -453,13 +518,17 @@ def demo(model_name: str, weights: str, device: str, seed: int, input_size: int 
                     maximize_units=maximize_units, maximize_steps=maximize_steps, maximize_size=maximize_size)
     run = run_demo(model, out, dataset, tile, plan, seed=seed, quiet=quiet)
     click.echo(f"vis demo: run ready at {run} ({time.perf_counter() - start:.0f} s)", err=True)
+    from pathlib import Path
+
+    from .export import export_command
+
+    click.echo(f"vis demo: share it as a static site: {export_command([run], Path(out) / 'site')}", err=True)
     if no_serve:
         return
-    from .dashboard import create_app
+    from .dashboard import create_app, serve
 
     app = create_app([run], device=device, seed=seed, input_size=input_size)
-    click.echo(f"vis demo: dashboard at http://{host}:{port}/  (Ctrl+C stops)", err=True)
-    app.run(host=host, port=port, debug=False)
+    serve(app, host, port, verbose, say=lambda line: click.echo(f"vis demo: {line}", err=True))
 
 
 @vis.command("train-stylizer")
@@ -557,13 +626,32 @@ def flag_names(args: list[str]) -> dict[str, str]:
     return names
 
 
+def as_vis_error(exc: BaseException) -> VisError | None:
+    """The one-line error an unexpected-but-known failure stands for: an OSError (wrong path: usage;
+    disk full, read-only, permissions: runtime), running out of memory, a file that ends early."""
+    if isinstance(exc, VisError):
+        return exc
+    if isinstance(exc, OSError):
+        return from_os_error(exc)
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and (
+            "out of memory" in str(exc) or "can't allocate memory" in str(exc))):
+        return VisRuntimeError("out of memory; use smaller sizes or batches (or a device with more memory)")
+    if isinstance(exc, EOFError):
+        return VisRuntimeError("a file ended early (it is empty or truncated); remove or replace it")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one-line errors, exit 2 for usage errors and 1 for runtime failures."""
+    """Entry point: one-line errors, exit 2 for usage errors and 1 for runtime failures (``--debug``
+    adds the traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
         vis.main(args=args, prog_name="vis", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        known = as_vis_error(exc.__context__) if isinstance(exc.__context__, EOFError) else None
+        if known is not None:  # click turns an EOFError into Abort; a truncated file is not Ctrl-C
+            _fail(known, args, debug)
         click.echo("vis: interrupted", err=True)
         sys.exit(130)
     except click.UsageError as exc:
@@ -573,15 +661,28 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"vis: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except VisError as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"vis: error: {exc.renamed(flag_names(args))}", err=True)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("vis: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        known = as_vis_error(exc)
+        if known is None:
+            if debug:
+                traceback.print_exc()
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            click.echo(f"vis: error: unexpected {type(exc).__name__}: {first} (a bug: `vis --debug ...` "
+                       "shows where; please report it)", err=True)
+            sys.exit(1)
+        _fail(known, args, debug)
     sys.exit(0)
+
+
+def _fail(error: VisError, args: list[str], debug: bool) -> None:
+    """Print `error` as one line with this command's flag names (traceback first with ``--debug``), exit."""
+    if debug:
+        traceback.print_exc()
+    click.echo(f"vis: error: {error.renamed(flag_names(args))}", err=True)
+    sys.exit(error.exit_code)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import re
 from typing import Iterable, Mapping
 
-__all__ = ["VisError", "VisRuntimeError", "VisUsageError", "closest", "unknown"]
+__all__ = ["VisError", "VisRuntimeError", "VisUsageError", "closest", "from_os_error", "unknown"]
 
 
 class VisError(Exception):
@@ -65,3 +66,32 @@ def unknown(kind: str, word: str, choices: Iterable[str], limit: int = 40) -> Vi
         return VisUsageError(f"unknown {kind} {word!r}; did you mean: {', '.join(near)}?")
     shown = ", ".join(choices[:limit]) + (" …" if len(choices) > limit else "")
     return VisUsageError(f"unknown {kind} {word!r}; valid: {shown}")
+
+
+#: OSError numbers that mean "the path you gave is wrong" (usage, exit 2) and what to say about them;
+#: every other OSError is the environment's (exit 1): disk full, read-only, permissions, I/O.
+_PATH_ERRORS = {
+    errno.ENOENT: "does not exist",
+    errno.ENOTDIR: "cannot be used: a part of the path is a file, not a folder",
+    errno.EEXIST: "cannot be used: a file is in the way where a folder is needed",
+    errno.EISDIR: "is a folder; give a file name",
+    errno.ENAMETOOLONG: "is too long a path",
+}
+_ENVIRONMENT_ERRORS = {
+    errno.ENOSPC: "no space left on the device; free some space or write elsewhere",
+    errno.EDQUOT: "disk quota exceeded; free some space or write elsewhere",
+    errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.EACCES: "permission denied; choose a location you may use",
+    errno.EPERM: "operation not permitted; choose a location you may use",
+}
+
+
+def from_os_error(exc: OSError) -> VisError:
+    """A one-line error for an OSError: a wrong path is a usage error (exit 2), a full, read-only or
+    forbidden location is a runtime error (exit 1)."""
+    where = exc.filename if exc.filename is not None else ""
+    if exc.errno in _PATH_ERRORS:
+        return VisUsageError(f"{str(where)!r} {_PATH_ERRORS[exc.errno]}")
+    reason = _ENVIRONMENT_ERRORS.get(exc.errno) if exc.errno is not None else None
+    reason = reason or (exc.strerror or str(exc) or type(exc).__name__)
+    return VisRuntimeError(f"cannot use {str(where)!r}: {reason}" if where else reason)

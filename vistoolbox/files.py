@@ -1,6 +1,7 @@
 """Atomic file writes: a temp file in the same folder, then ``os.replace`` (never a half-written file)."""
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -39,15 +40,25 @@ def file_mode() -> int:
 
 
 def write_atomic(path: str | Path, writer: Callable[[str], None]) -> Path:
-    """Call ``writer(tmp_path)`` then rename onto `path`; parent folders are created."""
+    """Call ``writer(tmp_path)`` then rename onto `path`; parent folders are created.
+
+    An OSError names `path` (not the temp file): ``ENOTDIR`` when a part of the path is a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path)) from exc
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     os.close(fd)
     try:
         writer(tmp)
         os.chmod(tmp, file_mode())  # mkstemp makes 0600 files; results get the usual permissions
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from .errors import VisUsageError
 from .files import write_bytes
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "find_images", "fit_longest", "load_tensor", "montage", "normalize_visual",
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "find_images", "fit_longest", "image_size", "load_tensor", "montage", "normalize_visual",
            "open_image", "png_bytes", "resize_center_crop", "resize_longest", "resize_tensor", "save_png", "to_pil",
            "to_tensor"]
 
@@ -46,6 +46,18 @@ def open_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
         raise
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
         raise VisUsageError(f"cannot read {name!r} as an image: {exc}") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(w, h) of an image file as :func:`open_image` shows it (EXIF orientation applied), read from
+    its header only; unreadable files raise :class:`VisUsageError`."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise VisUsageError(f"cannot read {str(path)!r} as an image: {exc}") from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def find_images(folder: str | Path) -> list[Path]:

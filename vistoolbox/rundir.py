@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -30,12 +31,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ._version import __version__
-from .errors import VisUsageError
+from .errors import VisRuntimeError, VisUsageError
 from .files import read_json, write_json, write_npz
 
-__all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "identity_changes", "identity_of",
-           "layer_dir", "maximize_path", "open_run", "patch_path", "unit_stem", "versions", "write_images",
-           "write_layer_arrays", "write_manifest"]
+__all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "damaged",
+           "identity_changes", "identity_of", "layer_dir", "maximize_path", "open_run", "patch_path", "read_arrays",
+           "read_images", "read_manifest", "short_name", "unit_stem", "versions", "write_images", "write_layer_arrays",
+           "write_manifest"]
 
 MANIFEST = "manifest.json"
 IMAGES = "images.json"
@@ -51,6 +53,11 @@ _ABSENT = {"positions": {"min_inside": 0.0}}
 def unit_stem(unit: int) -> str:
     """``unit_0012`` — the file stem of a unit."""
     return f"unit_{unit:04d}"
+
+
+def short_name(layer: str, aliases: Sequence[str]) -> str:
+    """What people call a layer: its first alias (``conv1`` for VGG's ``features.2``), else its name."""
+    return aliases[0] if aliases else layer
 
 
 def layer_dir(run: str | Path, layer: str) -> Path:
@@ -69,6 +76,75 @@ def maximize_path(run: str | Path, layer: str, unit: int) -> Path:
     return layer_dir(run, layer) / "maximize" / f"{unit_stem(unit)}.png"
 
 
+# --------------------------------------------------------------------------- reading, checked
+#: Manifest fields and the JSON types they must have when present (None is allowed too).
+_MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "model": str, "weights": str, "weights_sha256": str, "status": str, "k": int, "input_size": int,
+    "batch_size": int, "seed": int, "layers": dict, "dataset": dict, "preprocessing": dict, "counts": dict,
+    "shard": dict, "views": list}
+
+
+def damaged(path: str | Path, reason: str, advice: str) -> VisRuntimeError:
+    """The one-line error for a run file that cannot be read as what it should be (exit 1)."""
+    return VisRuntimeError(f"{str(path)!r} is damaged ({reason}); {advice}")
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    if not isinstance(manifest, dict):
+        return f"a JSON {type(manifest).__name__}, not an object"
+    for key, kind in _MANIFEST_TYPES.items():
+        value = manifest.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"{key!r} has the wrong type ({type(value).__name__})"
+    for name, entry in (manifest.get("layers") or {}).items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("units", 0), int):
+            return f"layer {name!r} is not a layer entry"
+    dataset = manifest.get("dataset") or {}
+    if "root" in dataset and not isinstance(dataset["root"], str):
+        return "'dataset.root' is not a path"
+    shard = manifest.get("shard")
+    if shard is not None and not (isinstance(shard.get("index"), int) and isinstance(shard.get("count"), int)):
+        return "'shard' is not {index, count}"
+    return None
+
+
+def read_manifest(path: str | Path, advice: str = "restore it from a copy or mine the run again") -> dict[str, Any]:
+    """The manifest at `path`; an unreadable or malformed one is a one-line :func:`damaged` error."""
+    try:
+        manifest = read_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise damaged(path, f"not JSON: {str(exc)[:80]}", advice) from None
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise damaged(path, problem, advice)
+    return manifest
+
+
+def read_images(path: str | Path) -> list[str]:
+    """``images.json``: the relative image paths, checked."""
+    try:
+        paths = read_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise damaged(path, f"not JSON: {str(exc)[:80]}", "restore it from a copy or mine the run again") from None
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise damaged(path, "not a list of image paths", "restore it from a copy or mine the run again")
+    return paths
+
+
+def read_arrays(path: str | Path, advice: str = "restore it from a copy or mine the run again") -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (never unpickled); a truncated or foreign file is :func:`damaged`."""
+    if Path(path).is_file() and not zipfile.is_zipfile(path):
+        raise damaged(path, "not an .npz archive: empty, truncated or another kind of file", advice)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise damaged(path, f"not a readable .npz: {str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__}",
+                      advice) from None
+
+
 @dataclass
 class Run:
     """Read access to a run directory (see module doc). Use :func:`open_run`."""
@@ -77,12 +153,14 @@ class Run:
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
-        return read_json(self.root / MANIFEST)
+        """``manifest.json``, checked (see :func:`read_manifest`)."""
+        return read_manifest(self.root / MANIFEST)
 
     @cached_property
     def images(self) -> list[str]:
+        """``images.json``, checked; ``[]`` before mining wrote it."""
         path = self.root / IMAGES
-        return read_json(path) if path.exists() else []
+        return read_images(path) if path.exists() else []
 
     @property
     def layers(self) -> list[str]:
@@ -92,6 +170,10 @@ class Run:
     def aliases(self, layer: str) -> list[str]:
         """Aliases of a mined layer (e.g. ``conv4``, ``conv4_3``)."""
         return list(self.manifest.get("layers", {}).get(layer, {}).get("aliases", []))
+
+    def short_name(self, layer: str) -> str:
+        """The layer's first alias, else its canonical name (see :func:`short_name`)."""
+        return short_name(layer, self.aliases(layer))
 
     def layer_info(self, layer: str) -> dict[str, Any]:
         """Manifest entry of a layer (aliases, shape, rf_size, rf_stride, rf_offset, units)."""
@@ -108,13 +190,11 @@ class Run:
 
     def topk(self, layer: str) -> dict[str, np.ndarray]:
         """``values, image_index, y, x`` arrays ``[U, k]`` of a layer."""
-        with np.load(layer_dir(self.root, self.resolve(layer)) / "topk.npz") as data:
-            return {key: data[key] for key in data.files}
+        return read_arrays(layer_dir(self.root, self.resolve(layer)) / "topk.npz")
 
     def stats(self, layer: str) -> dict[str, np.ndarray]:
         """``mean_max, frac_active [U], hist_edges, hist_counts [U, bins]`` of a layer."""
-        with np.load(layer_dir(self.root, self.resolve(layer)) / "stats.npz") as data:
-            return {key: data[key] for key in data.files}
+        return read_arrays(layer_dir(self.root, self.resolve(layer)) / "stats.npz")
 
     def units(self, layer: str) -> int:
         """Number of units of a mined layer."""
@@ -131,6 +211,14 @@ class Run:
     def maximized(self, layer: str, unit: int) -> Path:
         """See :func:`maximize_path`."""
         return maximize_path(self.root, self.resolve(layer), unit)
+
+    def maximized_record(self, layer: str, unit: int) -> dict[str, Any] | None:
+        """The JSON record beside a unit's optimised image (None when there is none or it is unreadable)."""
+        try:
+            record = read_json(self.maximized(layer, unit).with_suffix(".json"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
 
     @property
     def min_inside(self) -> float:
@@ -149,7 +237,9 @@ def open_run(path: str | Path) -> Run:
     root = Path(path)
     if not (root / MANIFEST).is_file():
         raise VisUsageError(f"{str(root)!r} is not a vistoolbox run (no manifest.json); make one with `vis mine`")
-    return Run(root.resolve())
+    run = Run(root.resolve())
+    run.manifest  # noqa: B018 - read (and check) it now: a damaged run fails when it is opened
+    return run
 
 
 # --------------------------------------------------------------------------- writing

@@ -298,3 +298,38 @@ def test_interrupt_keeps_the_image_so_far(alexnet_random):
     assert trace.interrupted and len(trace.history) == 4
     assert not torch.equal(trace.images, trace.start)
     assert alexnet_random.module.features[0].weight.is_contiguous()  # layout restored
+
+
+# ------------------------------------------------------------------ progress
+@pytest.mark.parametrize("preset", ["lucid", "yosinski1"])
+def test_progress_reports_every_step_and_snapshots(alexnet_random, preset):
+    """`progress` sees each step's activation (= the record's history) and, every `snapshot_every`
+    steps and at the end, the current images; the last snapshot is the result before 8-bit rounding."""
+    infos: list[dict] = []
+    result = maximize(alexnet_random, "conv2:1-2", preset=preset, steps=6, size=SIZE, seed=0,
+                      progress=infos.append, snapshot_every=4)
+    assert [i["step"] for i in infos] == list(range(1, 7)) and {i["steps_total"] for i in infos} == {6}
+    assert [i["activation"] for i in infos] == result.record["history"]
+    assert [i["step"] for i in infos if "images" in i] == [4, 6]
+    last = infos[-1]["images"]
+    assert last.shape == (2, 3, SIZE, SIZE) and 0 <= float(last.min()) and float(last.max()) <= 1
+    assert torch.equal(last.mul(255).round().div(255), result.images)
+    assert not torch.equal(infos[3]["images"], last)                      # a real preview of step 4
+    quiet = maximize(alexnet_random, "conv2:1-2", preset=preset, steps=6, size=SIZE, seed=0)
+    assert torch.equal(quiet.images, result.images)                        # watching changes nothing
+
+
+def test_maximize_layer_progress_names_the_batch_and_overwrite_recomputes(alexnet_random, tmp_path):
+    run = tmp_path / "run"
+    infos: list[dict] = []
+    maximize_layer(alexnet_random, "conv2", run, units=[0, 1, 2], batch=2, steps=3, size=SIZE,
+                   progress=infos.append, snapshot_every=3)
+    assert [(i["units"], i["step"], i["units_done"]) for i in infos] == [
+        ([0, 1], 1, 0), ([0, 1], 2, 0), ([0, 1], 3, 0), ([2], 1, 2), ([2], 2, 2), ([2], 3, 2)]
+    assert {i["units_total"] for i in infos} == {3} and [i["step"] for i in infos if "images" in i] == [3, 3]
+    path = maximize_path(run, "features.3", 2)
+    before = json.loads(path.with_suffix(".json").read_text())
+    assert maximize_layer(alexnet_random, "conv2", run, units=[2], steps=5, size=SIZE) == []   # cached
+    assert maximize_layer(alexnet_random, "conv2", run, units=[2], steps=5, size=SIZE, overwrite=True) == [path]
+    after = json.loads(path.with_suffix(".json").read_text())
+    assert before["settings"]["steps"] == 3 and after["settings"]["steps"] == 5

@@ -24,7 +24,7 @@ from ..rundir import maximize_path
 from .backends import executor
 from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
 from .presets import Settings, settings_for
-from .render import Trace, measure, quantize, run_lucid, run_pixel, unit_generator
+from .render import Progress, Trace, measure, quantize, run_lucid, run_pixel, unit_generator
 from .result import MaximizeResult
 
 __all__ = ["build_objectives", "default_out", "dream", "layer_shape", "maximize", "maximize_layer", "parse_neuron",
@@ -156,13 +156,16 @@ def _record(model: LoadedModel, settings: Settings, preset: str, seed: int, obje
 
 def _run(model: LoadedModel, settings: Settings, objective: Objective, primary: Objective,
          units: Sequence[int], seed: int, size: tuple[int, int], init: torch.Tensor | None,
-         quiet: bool, desc: str) -> tuple[Trace, list[float], list[float], float]:
+         quiet: bool, desc: str, progress: Progress | None = None,
+         snapshot_every: int = 0) -> tuple[Trace, list[float], list[float], float]:
     seeds = [unit_generator(seed, u) for u in units]
     start = time.perf_counter()
+    watch = dict(progress=progress, snapshot_every=snapshot_every)
     if settings.family == "lucid":
-        trace = run_lucid(model, objective, primary, settings, seeds, seed, size, quiet=quiet, desc=desc)
+        trace = run_lucid(model, objective, primary, settings, seeds, seed, size, quiet=quiet, desc=desc, **watch)
     else:
-        trace = run_pixel(model, objective, primary, settings, seeds, seed, size, init=init, quiet=quiet, desc=desc)
+        trace = run_pixel(model, objective, primary, settings, seeds, seed, size, init=init, quiet=quiet, desc=desc,
+                          **watch)
     seconds = time.perf_counter() - start
     trace.images = quantize(trace.images)
     return trace, measure(model, primary, quantize(trace.start)), measure(model, primary, trace.images), seconds
@@ -171,7 +174,7 @@ def _run(model: LoadedModel, settings: Settings, objective: Objective, primary: 
 def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None = None, *,
              preset: str = "lucid", neuron: bool | tuple[int, int] | None = None, negate: bool = False,
              diversity: float = 0.0, extra: Objective | None = None, seed: int = 0, quiet: bool = True,
-             **overrides: Any) -> MaximizeResult:
+             progress: Progress | None = None, snapshot_every: int = 0, **overrides: Any) -> MaximizeResult:
     """Optimise an image (one per unit, in one batch) that maximises units of a layer.
 
     Args:
@@ -186,6 +189,9 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
             (the reported activations stay the unit's own).
         seed: fixes the start images and the random transforms (same seed ⇒ same bytes).
         quiet: hide the progress bar.
+        progress: called after every step with ``{"step", "steps_total", "activation"}`` (one
+            value per unit) plus, every `snapshot_every` steps and at the last, ``"images"``
+            (the current 0–1 images ``[N, 3, H, W]``).
         **overrides: any :class:`Settings` field (``steps=64``, ``lr=0.1``, ``size=128``, …).
 
     Returns:
@@ -208,7 +214,7 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
             model.resolve(name)
         objective = objective + extra
     trace, initial, final, seconds = _run(model, settings, objective, primary, chosen, seed, size, None,
-                                          quiet, f"maximize {layer}")
+                                          quiet, f"maximize {layer}", progress, snapshot_every)
     details = {"kind": "maximize", "layer": layer, "layer_canonical": model.resolve(layer), "units": chosen,
              "negate": negate, "diversity": diversity, "size": list(size), **info}
     record = _record(model, settings, preset, seed, objective, details, trace, initial, final, seconds)
@@ -249,11 +255,15 @@ def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tens
 
 def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units: Iterable[int] | None = None,
                    *, batch: int = 16, preset: str = "lucid", seed: int = 0, quiet: bool = True,
-                   backend: str = "local", **options: Any) -> list[Path]:
+                   backend: str = "local", overwrite: bool = False, progress: Progress | None = None,
+                   snapshot_every: int = 0, **options: Any) -> list[Path]:
     """Render every unit of `layer` (or `units`) into ``RUN/layers/<name>/maximize/unit_0012.png``
-    (+ ``.json``), `batch` units per pass. Units whose PNG already exists are skipped, so an
-    interrupted run resumes where it stopped. `backend` ``"ray"`` spreads the batches over a Ray
-    cluster (``RAY_ADDRESS``, else a local one). Returns the PNGs written now."""
+    (+ ``.json``), `batch` units per pass. Units whose PNG already exists are skipped (unless
+    `overwrite`), so an interrupted run resumes where it stopped. `backend` ``"ray"`` spreads the
+    batches over a Ray cluster (``RAY_ADDRESS``, else a local one). `progress(info)` gets what
+    :func:`maximize` reports plus ``units`` (the batch) and ``units_done`` / ``units_total``
+    (local backend only). One progress bar: units, with the batch's step and activation. Returns the
+    PNGs written now."""
     model = as_model(model)
     if batch < 1:
         raise VisUsageError(f"`batch` must be at least 1, got {batch}")
@@ -263,16 +273,29 @@ def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units:
     wanted = list(units) if units is not None else list(range(channels))
     check_units(wanted, channels, layer)
     canonical = model.resolve(layer)
-    todo = [u for u in wanted if not maximize_path(run, canonical, u).exists()]
+    todo = [u for u in wanted if overwrite or not maximize_path(run, canonical, u).exists()]
     chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
-    kwargs = dict(preset=preset, seed=seed, quiet=quiet or backend != "local", **options)
     written: list[Path] = []
-    with tqdm(total=len(wanted), initial=len(wanted) - len(todo), disable=quiet, desc=f"units {layer}",
+    with tqdm(total=len(wanted), initial=len(wanted) - len(todo), disable=quiet, desc=f"optimise {layer}",
               unit="unit", file=sys.stderr, dynamic_ncols=True) as bar:
+        finished = [0]  # batches written: run_local renders batch i only after batch i-1 was written
+
+        def report(info: dict) -> None:
+            chunk = chunks[finished[0]]
+            if info["step"] % 8 == 0 or info["step"] == info["steps_total"]:
+                mean = sum(info["activation"]) / len(info["activation"])
+                bar.set_postfix_str(f"step {info['step']}/{info['steps_total']}, act {mean:.4g}")
+            if progress:
+                progress({**info, "units": chunk, "units_done": len(written), "units_total": len(todo)})
+
+        local = backend == "local"
+        kwargs = dict(preset=preset, seed=seed, quiet=True, progress=report if local else None,
+                      snapshot_every=snapshot_every if local and progress else 0, **options)
         for chunk, result in run_batches(maximize, model, layer, chunks, kwargs):
             if result.record["interrupted"]:  # a half-optimised unit must not count as finished
                 raise KeyboardInterrupt
             for j, unit in enumerate(chunk):
                 written.append(result.save_unit(j, maximize_path(run, canonical, unit)))
+            finished[0] += 1
             bar.update(len(chunk))
     return written

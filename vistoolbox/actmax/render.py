@@ -28,7 +28,7 @@ from .presets import Settings
 from .regularizers import all_regularizers, progress_lr
 from .transforms import robustness
 
-__all__ = ["Trace", "measure", "quantize", "run_lucid", "run_pixel", "unit_generator"]
+__all__ = ["Progress", "progress_info", "Trace", "measure", "quantize", "run_lucid", "run_pixel", "unit_generator"]
 
 
 def unit_generator(seed: int, unit: int) -> torch.Generator:
@@ -78,11 +78,17 @@ class _Step:
         self.module.to(memory_format=torch.contiguous_format)
 
 
+Progress = Callable[[dict], None]
+
+
 def _iterate(steps: int, quiet: bool, desc: str, one_step: Callable[[int], torch.Tensor],
-             callback: Callable[[int, torch.Tensor], None] | None = None) -> tuple[list[list[float]], bool]:
+             callback: Callable[[int, torch.Tensor], None] | None = None, progress: Progress | None = None,
+             snapshot: Callable[[], torch.Tensor] | None = None,
+             snapshot_every: int = 0) -> tuple[list[list[float]], bool]:
     """Run ``one_step(step)`` (it returns the units' activations) `steps` times under a progress
-    bar, then ``callback(step, activations)``; Ctrl-C (also from the callback) stops early and keeps
-    what was done. Returns (per-step history, interrupted)."""
+    bar, then ``callback(step, activations)`` and ``progress(info)`` (see :func:`progress_info`);
+    Ctrl-C (also from either) stops early and keeps what was done. Returns (per-step history,
+    interrupted)."""
     history: list[list[float]] = []
     try:
         with _bar(steps, quiet, desc) as bar:
@@ -91,6 +97,8 @@ def _iterate(steps: int, quiet: bool, desc: str, one_step: Callable[[int], torch
                 history.append(act.detach().tolist())
                 if callback:
                     callback(step, act)
+                if progress:
+                    progress(progress_info(step, steps, history[-1], snapshot, snapshot_every))
                 bar.update(1)
                 if step % 8 == 0 or step == steps - 1:
                     bar.set_postfix(act=f"{sum(history[-1]) / len(history[-1]):.4g}", refresh=False)
@@ -99,15 +107,29 @@ def _iterate(steps: int, quiet: bool, desc: str, one_step: Callable[[int], torch
     return history, False
 
 
+def progress_info(step: int, steps: int, activation: list[float], snapshot: Callable[[], torch.Tensor] | None,
+                  snapshot_every: int) -> dict:
+    """What a loop reports after step index `step`: ``step`` (1-based), ``steps_total``,
+    ``activation`` (one value per unit, under this step's transforms) and, every `snapshot_every`
+    steps and at the last one, ``images`` (the current 0–1 images ``[N, 3, H, W]``, cpu)."""
+    info: dict = {"step": step + 1, "steps_total": steps, "activation": activation}
+    if snapshot is not None and snapshot_every > 0 and ((step + 1) % snapshot_every == 0 or step + 1 == steps):
+        with torch.no_grad():
+            info["images"] = snapshot().detach().clamp(0, 1).cpu()
+    return info
+
+
 def run_lucid(model: LoadedModel, objective: Objective, primary: Objective, settings: Settings,
               seeds: list[torch.Generator], transform_seed: int, size: tuple[int, int],
               quiet: bool = True, desc: str = "maximize",
               callback: Callable[[int, torch.Tensor], None] | None = None,
-              transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None) -> Trace:
+              transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+              progress: Progress | None = None, snapshot_every: int = 0) -> Trace:
     """Adam on a decorrelated Fourier image under Lucid's random transforms.
 
-    `callback(step, activations)` runs after every step; `transform` replaces the transforms the
-    settings describe (the benchmark passes Lucent's own).
+    `callback(step, activations)` runs after every step, and `progress(info)` (see
+    :func:`progress_info`); `transform` replaces the transforms the settings describe (the
+    benchmark passes Lucent's own).
     """
     device = model.device
     image = FourierImage(seeds, size, sd=settings.sd, decay_power=settings.decay_power,
@@ -128,7 +150,8 @@ def run_lucid(model: LoadedModel, objective: Objective, primary: Objective, sett
         return act
 
     try:
-        history, interrupted = _iterate(settings.steps, quiet, desc, one_step, callback)
+        history, interrupted = _iterate(settings.steps, quiet, desc, one_step, callback, progress, image,
+                                        snapshot_every)
         with torch.no_grad():
             final = image().detach().cpu()
     finally:
@@ -138,12 +161,13 @@ def run_lucid(model: LoadedModel, objective: Objective, primary: Objective, sett
 
 def run_pixel(model: LoadedModel, objective: Objective, primary: Objective, settings: Settings,
               seeds: list[torch.Generator], transform_seed: int, size: tuple[int, int],
-              init: torch.Tensor | None = None, quiet: bool = True, desc: str = "maximize") -> Trace:
+              init: torch.Tensor | None = None, quiet: bool = True, desc: str = "maximize",
+              progress: Progress | None = None, snapshot_every: int = 0) -> Trace:
     """Gradient ascent on raw pixels with Yosinski et al.'s regularizers (0–255-minus-mean space).
 
     Each step: clip to the valid range, backprop the objective, ``x += lr·grad`` (``lr`` constant,
     Yosinski's "progress" policy, or DeepDream's ``lr / mean|grad|``), then decay, blur and the
-    percentile clips.
+    percentile clips. `progress(info)` runs after every step (see :func:`progress_info`).
     """
     device = model.device
     image = PixelImage(seeds, size, model.preprocessing, init_std=settings.init_std,
@@ -177,7 +201,7 @@ def run_pixel(model: LoadedModel, objective: Objective, primary: Objective, sett
         return act
 
     try:
-        history, interrupted = _iterate(settings.steps, quiet, desc, one_step)
+        history, interrupted = _iterate(settings.steps, quiet, desc, one_step, None, progress, image, snapshot_every)
         image.clamp_()
         with torch.no_grad():
             final = image().detach().cpu()

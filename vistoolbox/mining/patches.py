@@ -20,7 +20,7 @@ from ..features.views import batch_views, view_patch
 from ..files import write_bytes
 from ..images import png_bytes
 from ..models import LoadedModel
-from ..rundir import layer_dir, open_run, patch_path
+from ..rundir import layer_dir, open_run, patch_path, short_name
 from .datasets import ImageList, Transform
 
 __all__ = ["grid_u8", "mean_colour_u8", "render_patches", "render_unit_views"]
@@ -80,7 +80,8 @@ def render_patches(run: str | Path, layers: dict[str, dict], images: ImageList, 
             index, ys, xs = data["image_index"], data["y"], data["x"]
         field = field_of(entry)
         size = (transform.crop, transform.crop)
-        for unit in tqdm(range(index.shape[0]), desc=f"patches {name}", unit="unit", disable=quiet, leave=False):
+        desc = f"patches {short_name(name, entry.get('aliases', []))}"
+        for unit in tqdm(range(index.shape[0]), desc=desc, unit="unit", disable=quiet, leave=False):
             ranks = [r for r in range(index.shape[1]) if index[unit, r] >= 0]
             boxes = [unit_box(field, int(ys[unit, r]), int(xs[unit, r]), size) for r in ranks]
             tiles: list[np.ndarray] = []
@@ -131,7 +132,7 @@ def render_unit_views(run: str | Path, model: LoadedModel, layer: str, units: Se
     field = field_of(opened.layer_info(name))
     top = opened.topk(name)
     done = 0
-    for unit in tqdm(list(units), desc=f"views {name}", unit="unit", disable=quiet, leave=False):
+    for unit in tqdm(list(units), desc=f"views {opened.short_name(name)}", unit="unit", disable=quiet, leave=False):
         ranks = [r for r in range(top["image_index"].shape[1]) if top["image_index"][unit, r] >= 0]
         if not ranks or all(patch_path(opened.root, name, unit, r, v).exists() for r in ranks for v in views):
             continue

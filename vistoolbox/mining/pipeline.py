@@ -22,7 +22,6 @@ from .. import rundir
 from ..errors import VisUsageError
 from ..features.layers import layer_table
 from ..features.views import parse_modes
-from ..files import read_json
 from ..models import LoadedModel, check_run_model, load_model
 from .datasets import ImageList, Transform, discover_images
 from .patches import render_patches
@@ -101,12 +100,18 @@ def prepare_out(out: Path, ident: dict, overwrite: bool) -> MiningState | None:
             raise VisUsageError(f"`out` {str(out)!r} is not empty and is not a vistoolbox run; "
                                 "choose another folder or pass `overwrite`")
         return None
-    changed = rundir.identity_changes(read_json(manifest_path), ident)
+    old = rundir.read_manifest(manifest_path, "pass `overwrite` to mine the run again")
+    changed = rundir.identity_changes(old, ident)
     if changed:
         raise VisUsageError(f"`out` {str(out)!r} holds a run with a different {', '.join(changed)}; "
                             "pass `overwrite` to replace it or choose another `out`")
-    if (out / rundir.CHECKPOINT).exists():
-        return MiningState.load(out / rundir.CHECKPOINT)
+    checkpoint = out / rundir.CHECKPOINT
+    if checkpoint.exists():
+        advice = "delete it to mine again from the first image, or pass `overwrite`"
+        state = MiningState.load(checkpoint, advice)
+        if not state.matches({name: info["units"] for name, info in ident["layers"].items()}, ident["k"]):
+            raise rundir.damaged(checkpoint, "its layers or k are not the run's", advice)
+        return state
     return None
 
 
@@ -152,7 +157,7 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     eligible = eligible_masks(entries, crop, min_inside)
     state = prepare_out(out, ident, overwrite)
     manifest_path = out / rundir.MANIFEST
-    if state is None and manifest_path.exists() and read_json(manifest_path).get("status") == "complete":
+    if state is None and manifest_path.exists() and rundir.read_manifest(manifest_path).get("status") == "complete":
         return out  # already complete: nothing to redo
     indices = range(len(images)) if shard is None else shard_range(len(images), *shard, batch_size)
     state = state or MiningState.empty({name: info["units"] for name, info in entries.items()}, k)
@@ -207,7 +212,7 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path, *, device: str = "au
         path = Path(run) / rundir.MANIFEST
         if not path.is_file():
             raise VisUsageError(f"{str(run)!r} is not a vistoolbox run (no manifest.json)")
-        manifest = read_json(path)
+        manifest = rundir.read_manifest(path, "mine that shard again with `overwrite`")
         if manifest.get("shard") is None:
             raise VisUsageError(f"{str(run)!r} is not a shard run (made without `shard` i/n); nothing to merge")
         if manifest.get("status") != "complete" or not (Path(run) / rundir.SHARD_STATE).is_file():
@@ -229,13 +234,19 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path, *, device: str = "au
         raise VisUsageError(f"shards {', '.join(f'{i}/{count}' for i in missing)} are missing; "
                             f"give all {count} shard runs")
     order = sorted(range(len(runs)), key=lambda i: manifests[i]["shard"]["index"])
-    state = MiningState.load(Path(runs[order[0]]) / rundir.SHARD_STATE)
-    for i in order[1:]:
-        state = state.merge(MiningState.load(Path(runs[i]) / rundir.SHARD_STATE))
+    advice = "mine that shard again with `overwrite`"
+    units = {name: info["units"] for name, info in (first.get("layers") or {}).items()}
+    parts = [MiningState.load(Path(runs[i]) / rundir.SHARD_STATE, advice) for i in order]
+    for i, part in zip(order, parts):
+        if not part.matches(units, first.get("k")):
+            raise rundir.damaged(Path(runs[i]) / rundir.SHARD_STATE, "its layers or k are not the run's", advice)
+    state = parts[0]
+    for part in parts[1:]:
+        state = state.merge(part)
     ident = {**rundir.identity_of(first), "shard": None}
     out = Path(out)
     dataset = first["dataset"]
-    images = ImageList(Path(dataset["root"]), read_json(Path(runs[0]) / rundir.IMAGES), dataset["kind"])
+    images = ImageList(Path(dataset["root"]), rundir.read_images(Path(runs[0]) / rundir.IMAGES), dataset["kind"])
     if images.fingerprint() != dataset["fingerprint"]:
         raise VisUsageError(f"dataset {dataset['root']!r} changed since the shards were mined "
                             "(fingerprint differs); mine it again")

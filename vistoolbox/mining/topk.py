@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..files import write_npz
+from ..rundir import damaged, read_arrays
 
 __all__ = ["BINS", "HIST_EDGES", "MiningState", "UnitTopK"]
 
@@ -196,11 +197,23 @@ class MiningState:
         write_npz(path, arrays)
 
     @classmethod
-    def load(cls, path: Path) -> "MiningState":
-        """Read a state written by :meth:`save`."""
-        with np.load(path) as data:
+    def load(cls, path: Path, advice: str = "delete it to start this pass again") -> "MiningState":
+        """Read a state written by :meth:`save`; a damaged file is a one-line error ending in `advice`."""
+        data = read_arrays(path, advice)
+        try:
             header = json.loads(bytes(data["header"]).decode())
-            layers = {name: UnitTopK.from_arrays({key.split("/", 1)[1]: data[key] for key in data.files
+            layers = {name: UnitTopK.from_arrays({key.split("/", 1)[1]: data[key] for key in data
                                                   if key.startswith(name + "/")})
                       for name in header["layers"]}
-        return cls(layers, header["done"], header["seen"], header["skipped"])
+            state = cls(layers, int(header["done"]), int(header["seen"]), [int(i) for i in header["skipped"]])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise damaged(path, f"not a mining state: {type(exc).__name__} {str(exc)[:60]}", advice) from None
+        shapes = {name: (t.values.shape, t.index.shape, t.y.shape, t.x.shape) for name, t in layers.items()}
+        if any(len(set(s)) != 1 or len(s[0]) != 2 for s in shapes.values()):
+            raise damaged(path, "its top-k arrays disagree in shape", advice)
+        return state
+
+    def matches(self, units: dict[str, int], k: int) -> bool:
+        """True when the state holds exactly these layers, with these unit counts, and this `k`."""
+        return list(self.layers) == list(units) and all(
+            tuple(topk.values.shape) == (units[name], k) for name, topk in self.layers.items())
