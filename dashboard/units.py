@@ -18,7 +18,8 @@ from vistoolbox.export import export_command
 from vistoolbox.features.views import MODES
 from vistoolbox.files import write_bytes
 from vistoolbox.images import fit_longest, open_image, png_bytes
-from vistoolbox.mining.gallery import GRID_COLUMNS, THUMB, histogram_bins, source_hit, sprite_image, thumbnails
+from vistoolbox.mining.gallery import (GRID_COLUMNS, THUMB, histogram_bins, image_part, source_hit, sprite_image,
+                                       thumbnails)
 from vistoolbox.rundir import Run, unit_stem
 
 from .context import Context, content_key
@@ -168,7 +169,10 @@ def layout(ctx: Context) -> html.Div:
                    for i, r in enumerate(ctx.runs)]
     top9 = html.Div(id="top9", className="top9", children=[
         html.Figure(className="top9-cell", children=[
-            html.Img(id={"type": "top9-img", "rank": r}, className="top9-img", alt=f"rank {r}"),
+            html.Div(className="top9-frame", children=[
+                html.Img(id={"type": "top9-img", "rank": r}, className="top9-img", alt=f"rank {r}"),
+                html.Div(id={"type": "top9-inside", "rank": r}, className="top9-inside", style={"display": "none"},
+                         title="the image; outside it the network saw its zero padding (the mean colour)")]),
             html.Figcaption(id={"type": "top9-value", "rank": r})]) for r in range(9)])
     detail = html.Div(id="unit-detail", className="unit-detail", children=[
         html.H3(id="detail-title"),
@@ -265,6 +269,13 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
             raise dash.exceptions.PreventUpdate
         return unit_detail(ctx, sel["run"], sel["layer"], sel["unit"])
 
+    @app.callback(Output({"type": "top9-inside", "rank": ALL}, "style"), Input("selection", "data"),
+                  prevent_initial_call=True)
+    def inside(sel):  # noqa: ANN001, ANN202
+        if not sel:
+            raise dash.exceptions.PreventUpdate
+        return inside_styles(ctx, sel["run"], sel["layer"], sel["unit"])
+
     @app.callback(
         Output("max-view", "src", allow_duplicate=True), Output("max-status", "children", allow_duplicate=True),
         Input("max-run", "n_clicks"), State("selection", "data"), State("max-steps", "value"),
@@ -347,6 +358,25 @@ def unit_grid(ctx: Context, run_index: int, layer: str) -> list:
                               style={"backgroundImage": f"url({url})", "backgroundSize": size,
                                      "backgroundPosition": position}))
     return cells
+
+
+def inside_styles(ctx: Context, run_index: int, layer: str, unit: int, ranks: int = 9) -> list[dict]:
+    """CSS of the frame over each top-9 patch that marks its image part (:func:`image_part`); the
+    padding around it is veiled. Hidden where a patch is all image."""
+    run = ctx.runs[run_index]
+    topk = run.topk(layer)
+    styles = []
+    for rank in range(ranks):
+        part = None
+        if rank < topk["y"].shape[1] and int(topk["image_index"][unit, rank]) >= 0:
+            part = image_part(run, layer, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]))
+        if part is None:
+            styles.append({"display": "none"})
+            continue
+        left, top, right, bottom = (100 * v for v in part)
+        styles.append({"left": f"{left:.3f}%", "top": f"{top:.3f}%", "width": f"{right - left:.3f}%",
+                       "height": f"{bottom - top:.3f}%"})
+    return styles
 
 
 def unit_detail(ctx: Context, run_index: int, layer: str, unit: int) -> tuple:

@@ -12,6 +12,9 @@ dashboard — this module is the one place that knows its layout.
     RUN/layers/<name>/patches/unit_0012.png          3×3 montage of the top-9
     RUN/layers/<name>/patches/unit_0012_3.png        rank-3 patch (``_deconv``, ``_backprop``, ``_guided`` views)
     RUN/layers/<name>/maximize/unit_0012.png + .json the unit's optimised image and its record
+    RUN/inputs/img_000123.png      image 123 as the model saw it (resized, cropped), stored once for every
+                                   layer whose units see the whole image (fc): their hits refer to it
+                                   instead of a patch file and montage per unit
 
 ``<name>`` is the canonical layer name printed by ``vis layers``. Every file is written atomically.
 While a run is mined, ``RUN/checkpoint.npz`` holds the resumable state; a shard run also keeps
@@ -23,7 +26,7 @@ import json
 import platform
 import shutil
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -35,12 +38,13 @@ from .errors import VisRuntimeError, VisUsageError
 from .files import read_json, write_json, write_npz
 
 __all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "damaged",
-           "identity_changes", "identity_of", "layer_dir", "maximize_path", "open_run", "patch_path", "read_arrays",
+           "identity_changes", "identity_of", "input_path", "layer_dir", "maximize_path", "open_run", "patch_path", "read_arrays",
            "read_images", "read_manifest", "short_name", "unit_stem", "versions", "write_images", "write_layer_arrays",
            "write_manifest"]
 
 MANIFEST = "manifest.json"
 IMAGES = "images.json"
+INPUTS = "inputs"
 CHECKPOINT = "checkpoint.npz"
 SHARD_STATE = "shard_state.npz"
 #: The manifest fields that define a run: a run with different ones must not resume or merge into it.
@@ -71,6 +75,11 @@ def patch_path(run: str | Path, layer: str, unit: int, rank: int | None = None, 
     return layer_dir(run, layer) / "patches" / f"{name}.png"
 
 
+def input_path(run: str | Path, index: int) -> Path:
+    """``RUN/inputs/img_000123.png``: dataset image `index` as the model saw it."""
+    return Path(run) / INPUTS / f"img_{index:06d}.png"
+
+
 def maximize_path(run: str | Path, layer: str, unit: int) -> Path:
     """Optimised image of a unit (its JSON record sits beside it with suffix .json)."""
     return layer_dir(run, layer) / "maximize" / f"{unit_stem(unit)}.png"
@@ -81,7 +90,7 @@ def maximize_path(run: str | Path, layer: str, unit: int) -> Path:
 _MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
     "model": str, "weights": str, "weights_sha256": str, "status": str, "k": int, "input_size": int,
     "batch_size": int, "seed": int, "layers": dict, "dataset": dict, "preprocessing": dict, "counts": dict,
-    "shard": dict, "views": list}
+    "shard": dict, "views": list, "positions": dict}
 
 
 def damaged(path: str | Path, reason: str, advice: str) -> VisRuntimeError:
@@ -150,6 +159,7 @@ class Run:
     """Read access to a run directory (see module doc). Use :func:`open_run`."""
 
     root: Path
+    _topk: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
@@ -189,8 +199,16 @@ class Run:
         raise VisUsageError(f"layer {layer!r} is not in run {str(self.root)!r}; mined: {', '.join(self.layers)}")
 
     def topk(self, layer: str) -> dict[str, np.ndarray]:
-        """``values, image_index, y, x`` arrays ``[U, k]`` of a layer."""
-        return read_arrays(layer_dir(self.root, self.resolve(layer)) / "topk.npz")
+        """``values, image_index, y, x`` arrays ``[U, k]`` of a layer (read once per change of the file)."""
+        return {key: value.copy() for key, value in self._topk_arrays(self.resolve(layer)).items()}
+
+    def _topk_arrays(self, name: str) -> dict[str, np.ndarray]:
+        path = layer_dir(self.root, name) / "topk.npz"
+        stamp = path.stat().st_mtime_ns if path.exists() else None
+        cached = self._topk.get(name)
+        if cached is None or cached[0] != stamp:
+            cached = self._topk[name] = (stamp, read_arrays(path))
+        return cached[1]
 
     def stats(self, layer: str) -> dict[str, np.ndarray]:
         """``mean_max, frac_active [U], hist_edges, hist_counts [U, bins]`` of a layer."""
@@ -204,9 +222,22 @@ class Run:
         """Absolute path of dataset image `index`."""
         return Path(self.manifest["dataset"]["root"]) / self.images[index]
 
+    def whole_image(self, layer: str) -> bool:
+        """True for layers whose units see the whole image (fc layers, unknown geometry): their
+        patches are the model's input images."""
+        return self.layer_info(self.resolve(layer)).get("rf_size") is None
+
     def patch(self, layer: str, unit: int, rank: int | None = None, view: str = "") -> Path:
-        """See :func:`patch_path`."""
-        return patch_path(self.root, self.resolve(layer), unit, rank, view)
+        """The picture of a top-k hit (`rank`), of one of its views, or the unit's montage (`rank`
+        None; see :func:`patch_path`). For :meth:`whole_image` layers a hit's picture is the stored
+        input image (:func:`input_path`; runs from before it have a copy per unit) and there is no
+        montage file."""
+        name = self.resolve(layer)
+        own = patch_path(self.root, name, unit, rank, view)
+        if rank is None or view or not self.whole_image(name) or own.is_file():
+            return own
+        index = int(self._topk_arrays(name)["image_index"][unit, rank])
+        return input_path(self.root, index) if index >= 0 else own
 
     def maximized(self, layer: str, unit: int) -> Path:
         """See :func:`maximize_path`."""
@@ -279,6 +310,7 @@ def clear_run(out: str | Path) -> None:
     for name in (MANIFEST, IMAGES, CHECKPOINT, SHARD_STATE):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "layers", ignore_errors=True)
+    shutil.rmtree(out / INPUTS, ignore_errors=True)
 
 
 def identity_of(manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -273,6 +273,11 @@ def test_patches_are_the_unit_box_padded_with_the_mean_colour(run, alexnet):
     assert (fc["y"] == -1).all() and (fc["x"] == -1).all()
     whole = np.asarray(Image.open(opened.patch("fc8", 3, 0))).transpose(2, 0, 1)
     np.testing.assert_array_equal(whole, _reference_pixels(opened.image_path(int(fc["image_index"][3, 0]))))
+    # fc hits refer to one stored copy of each image: no file per unit, no montage (1000 units × 4 hits)
+    assert not (run / "layers" / "classifier.6" / "patches").exists()
+    stored = sorted(int(p.stem.split("_")[1]) for p in (run / "inputs").glob("img_*.png"))
+    assert stored == sorted(set(fc["image_index"].ravel().tolist())) and len(stored) <= 22
+    assert opened.patch("fc8", 3, 0) == run.resolve() / "inputs" / f"img_{int(fc['image_index'][3, 0]):06d}.png"
 
 
 def test_text_file_dataset_lists_missing_paths_as_skipped(alexnet, dataset, tmp_path):
