@@ -233,7 +233,7 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.option("--with", "views", default=None, help="extra views of each patch: deconv,backprop,guided")
 @click.option("--min-inside", default=None, type=float,
               help="share of a unit's receptive field that must lie inside the image for a position to "
-                   "count (0 = every position; default 0.75)")
+                   "count (0 = every position; default 0.9)")
 @click.option("--shard", default=None, help="i/n: mine only shard i of n (merge with `vis merge`)")
 @click.option("--checkpoint-every", default=20, show_default=True, type=int, help="batches between checkpoints")
 @click.option("--backend", default="local", show_default=True, type=click.Choice(["local", "ray"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import time
 
 import numpy as np
 import pytest
@@ -326,3 +327,54 @@ def test_views_mined_with_the_run_are_shown(tmp_path, alexnet_random):
     for view, sources in rows.items():
         assert sources == [f"/vis/run/0/layers/features.0/patches/unit_0003_{r}_{view}.png" for r in range(9)]
         assert all(app.server.test_client().get(src).status_code == 200 for src in sources)
+
+
+def _post(client, output: str, outputs: list[dict], inputs: list[dict], changed: str, query: str = ""):  # noqa: ANN001
+    body = {"output": output, "outputs": outputs, "inputs": inputs, "changedPropIds": [changed], "state": []}
+    response = client.post("/_dash-update-component" + query, json=body)
+    return response.status_code, (response.get_json() if response.data else None)
+
+
+def test_views_of_any_unit_come_on_demand_through_the_real_endpoint(mined):
+    """A unit mined without views: selecting it asks for them, a background job computes them (through
+    Dash's real callback endpoint, polled as the browser polls) and caches them in the run."""
+    from urllib.parse import urlencode
+
+    app, ctx = mined
+    run = ctx.runs[0]
+    layer, unit = run.layers[1], 11
+    targets = [run.patch(layer, unit, rank, mode) for rank in range(9) for mode in ("deconv", "backprop", "guided")]
+    assert not any(path.exists() for path in targets)
+    sel = {"run": 0, "layer": layer, "unit": unit}
+    request, status = units.select_views_request(ctx, sel)
+    assert request["unit"] == unit and "computing" in status
+    key = next(k for k in app.callback_map if "unit-views.children@" in k and "views-status.children@" in k)
+    outputs = [{"id": part.split(".")[0], "property": part.split(".", 1)[1]} for part in key.strip(".").split("...")]
+    inputs = [{"id": "views-request", "property": "data", "value": request}]
+    client = app.server.test_client()
+    code, handle = _post(client, key, outputs, inputs, "views-request.data")
+    assert code == 200 and "cacheKey" in handle and "job" in handle
+    deadline = time.time() + 240
+    while True:
+        code, data = _post(client, key, outputs, inputs, "views-request.data",
+                           "?" + urlencode({"cacheKey": handle["cacheKey"], "job": handle["job"]}))
+        if data and "response" in data:
+            break
+        assert time.time() < deadline, "the views job did not finish"
+        time.sleep(0.5)
+    rows, message = (data["response"][o["id"]][o["property"]] for o in outputs)
+    assert "cached in the run" in message
+    assert [row["props"]["children"][0]["props"]["children"] for row in rows] == ["deconv", "backprop", "guided"]
+    assert all(path.is_file() for path in targets)
+    assert units.select_views_request(ctx, sel) == (None, "")     # next time they come from the run
+    # the pictures are the library's: the unit's views cut to its field, contrast over the field
+    from vistoolbox.features.views import unit_view_patches
+    from vistoolbox.images import to_tensor, resize_center_crop, open_image
+
+    index = int(run.topk(layer)["image_index"][unit, 0])
+    pre = run.manifest["preprocessing"]
+    image = to_tensor(resize_center_crop(open_image(run.image_path(index)), pre["resize"], pre["crop"]))
+    want = unit_view_patches(ctx.model, image, layer, unit, int(run.topk(layer)["y"][unit, 0]),
+                             int(run.topk(layer)["x"][unit, 0]), ["guided"])["guided"]
+    got = torch.from_numpy(np.asarray(Image.open(run.patch(layer, unit, 0, "guided")))).permute(2, 0, 1).float() / 255
+    assert (got - want).abs().max() <= 1 / 255 + 1e-6

@@ -24,7 +24,7 @@ from ..features.receptive import field_of, inside_fraction
 __all__ = ["DEFAULT_MIN_INSIDE", "check_min_inside", "eligible_mask", "eligible_masks", "positions_identity"]
 
 #: The default share of a unit's receptive field that must lie inside the image (see docs/border-hits.md).
-DEFAULT_MIN_INSIDE = 0.75
+DEFAULT_MIN_INSIDE = 0.9
 _SLACK = 1e-9  # fractions are ratios of integers; compare with a margin far below their spacing
 
 
