@@ -18,15 +18,18 @@ from dash import Input, Output, State, ctx as cb, dcc, html
 from vistoolbox.errors import VisError, VisRuntimeError, VisUsageError
 from vistoolbox.files import write_json
 from vistoolbox.images import open_image, png_bytes, save_png
+from vistoolbox.models import LoadedModel
 from vistoolbox.result import ImageResult
+from vistoolbox.rundir import short_name
 
 from .context import Context, content_key
-from .serving import HEX_KEY, cache_url
+from .serving import HEX_KEY, cache_url, data_uri
 from .uploads import cache_image, cached_path, store_upload
 
-__all__ = ["CACHE_EXPIRE_S", "download_button", "image_picker", "images_of", "job_panel", "loss_figure",
-           "make_manager", "pick_options", "PREVIEW_EVERY_S", "register_download", "register_job", "register_picker",
-           "resolve_pick", "run_job", "sample_image", "SAMPLES"]
+__all__ = ["CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of",
+           "job_panel", "layer_names", "loss_figure", "make_manager", "pick_options", "PREVIEW_EVERY_S",
+           "register_download", "register_job", "register_picker", "resolve_pick", "run_job", "sample_image",
+           "SAMPLES", "snapshot_every", "Throttle", "upload_options"]
 
 #: Cached job results expire after a week.
 CACHE_EXPIRE_S = 7 * 24 * 3600
@@ -68,8 +71,10 @@ def pick_options(ctx: Context) -> list[dict[str, str]]:
 
 
 def resolve_pick(ctx: Context, value: str) -> str:
-    """A picker value (``sample:brick`` / ``run:0:12``) → cached image key."""
+    """A picker value (``sample:brick`` / ``run:0:12`` / ``upload:<key>``) → cached image key."""
     kind, _, rest = value.partition(":")
+    if kind == "upload":
+        return cached_path(ctx, rest).stem
     if kind == "sample":
         return cache_image(ctx, sample_image(rest))[0]
     if kind == "run":
@@ -94,53 +99,96 @@ def image_picker(ctx: Context, prefix: str, label: str, multiple: bool = False, 
     ])
 
 
+def upload_options(ctx: Context, contents: Any, names: Any) -> list[dict[str, str]]:
+    """Store uploaded file(s) → dropdown options ``upload: <file name>`` whose values name them."""
+    items = contents if isinstance(contents, list) else [contents]
+    files = names if isinstance(names, list) else [names] * len(items)
+    return [{"label": f"upload: {name or 'image'}", "value": f"upload:{store_upload(ctx, item)[0]}"}
+            for item, name in zip(items, files)]
+
+
 def register_picker(app: dash.Dash, ctx: Context, prefix: str, multiple: bool = False) -> None:
+    """An upload becomes an option of the dropdown and its value, so the dropdown always shows what
+    will run (an upload replaces the choice; more can be added to a multiple choice)."""
+
     @app.callback(Output(f"{prefix}-images", "data"), Output(f"{prefix}-message", "children"),
-                  Output(f"{prefix}-thumbs", "children"),
-                  Input(f"{prefix}-upload", "contents"), Input(f"{prefix}-pick", "value"))
-    def pick(contents, picked):  # noqa: ANN001, ANN202
-        keys: list[str] = []
+                  Output(f"{prefix}-thumbs", "children"), Output(f"{prefix}-pick", "options"),
+                  Output(f"{prefix}-pick", "value"),
+                  Input(f"{prefix}-upload", "contents"), Input(f"{prefix}-pick", "value"),
+                  State(f"{prefix}-upload", "filename"), State(f"{prefix}-pick", "options"))
+    def pick(contents, picked, names, options):  # noqa: ANN001, ANN202
+        value = dash.no_update
         try:
             if cb.triggered_id == f"{prefix}-upload" and contents:
-                for item in contents if isinstance(contents, list) else [contents]:
-                    keys.append(store_upload(ctx, item)[0])
-            elif picked:
-                keys = [resolve_pick(ctx, v) for v in (picked if isinstance(picked, list) else [picked])]
+                added = upload_options(ctx, contents, names)
+                known = {o["value"] for o in options or []}
+                options = [*(options or []), *[o for o in added if o["value"] not in known]]
+                value = picked = [o["value"] for o in added] if multiple else added[0]["value"]
+            picked = [] if not picked else picked if isinstance(picked, list) else [picked]
+            keys = [resolve_pick(ctx, v) for v in picked]
         except (VisError, ValueError, IndexError) as exc:
-            return dash.no_update, f"⚠ {exc}", dash.no_update
+            return dash.no_update, f"⚠ {exc}", dash.no_update, dash.no_update, dash.no_update
         thumbs = [html.Img(src=cache_url(k), className="thumb") for k in keys]
-        return {"keys": keys}, "", thumbs
+        return {"keys": keys}, "", thumbs, options, value
 
 
 # --------------------------------------------------------------------------- job panels
 
 def job_panel(prefix: str, title: str) -> html.Div:
-    """Run/cancel buttons, progress bar, live preview, result, loss curves and a download button."""
+    """Run/cancel buttons, progress bar, status and note, live preview, result with its download
+    button (shown only with a result), and the loss curves (shown only after a run)."""
     return html.Div(className="job", children=[
         html.Div(className="pickers", children=[
             html.Button(f"run {title}", id=f"{prefix}-run", n_clicks=0, className="primary"),
             html.Button("cancel", id=f"{prefix}-cancel", n_clicks=0, disabled=True),
             html.Progress(id=f"{prefix}-progress", value="0", max="1"),
             html.Span(id=f"{prefix}-status", className="status"),
+            html.Span(id=f"{prefix}-note", className="message"),
         ]),
         html.Div(className="row", children=[
-            html.Div(className="col", children=[html.H4("preview"), html.Img(id=f"{prefix}-preview", className="result")]),
-            html.Div(className="col", children=[html.H4("result"), html.Img(id=f"{prefix}-result", className="result"),
-                                                *download_button(prefix)]),
-            html.Div(className="col wide", children=[dcc.Graph(id=f"{prefix}-loss", config={"displayModeBar": False})]),
+            html.Div(className="col", children=[
+                html.H4("preview"), html.Img(id=f"{prefix}-preview", className="result"),
+                html.Div("a snapshot every few steps while a run is going", className="hint")]),
+            html.Div(className="col", children=[
+                html.H4("result"), html.Img(id=f"{prefix}-result", className="result"), *download_button(prefix),
+                html.Div(f"no result yet: press “run {title}”", className="hint")]),
+            html.Div(className="col wide", children=[dcc.Graph(id=f"{prefix}-loss", config={"displayModeBar": False},
+                                                               style=HIDDEN)]),
         ]),
     ])
 
 
-def loss_figure(record: dict) -> go.Figure:
-    """Every loss term of every stage against the global step (log scale)."""
+HIDDEN = {"display": "none"}
+
+
+def snapshot_every(steps: int) -> int:
+    """Steps between preview snapshots: ten per run, at least one every 10 steps."""
+    return max(1, min(10, steps // 10))
+
+
+def cancelled_note(step: Any, steps: Any, kept: str = "nothing was saved") -> str:
+    """``cancelled at step 23/300; nothing was saved`` (no step when none was reported yet)."""
+    where = f" at step {step}/{steps}" if step and steps and str(step) != "0" else ""
+    return f"cancelled{where}; {kept}"
+
+
+def layer_names(model: LoadedModel) -> Callable[[str], str]:
+    """Canonical layer name → the name people use (its first alias), for legends and labels."""
+    return lambda name: short_name(name, model.aliases_of(name))
+
+
+def loss_figure(record: dict, rename: Callable[[str], str] = str) -> go.Figure:
+    """Every loss term of every stage against the global step (log scale); a term's layer (after the
+    colon, ``style:features.1``) is shown as `rename` says (``style:relu1_1``)."""
     fig = go.Figure()
     offset = 0
     for index, stage in enumerate(record.get("stages", [])):
         curves = stage.get("curves", {})
         for name, values in curves.items():
+            term, sep, layer = name.partition(":")
+            label = f"{term}:{rename(layer)}" if sep else name
             fig.add_scatter(x=list(range(offset + 1, offset + len(values) + 1)), y=values, mode="lines",
-                            name=f"{name}" + (f" (stage {index})" if len(record["stages"]) > 1 else ""))
+                            name=label + (f" (stage {index})" if len(record["stages"]) > 1 else ""))
         offset += max((len(v) for v in curves.values()), default=0)
     fig.update_layout(title="loss", yaxis_type="log", height=300, margin=dict(l=40, r=10, t=40, b=30),
                       xaxis_title="step")
@@ -160,15 +208,14 @@ def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
         import json
 
         return key, json.loads(sidecar.read_text())
-    last = {"t": 0.0, "preview": None}
+    preview: list[str | None] = [None]
+    throttle = Throttle()
 
     def report(info: dict) -> None:
         if "image" in info:
-            last["preview"] = "data:image/png;base64," + _b64(png_bytes(info["image"]))
-        now = time.monotonic()
-        if now - last["t"] >= PREVIEW_EVERY_S or info["step"] == info["steps_total"]:
-            last["t"] = now
-            set_progress((str(info["step"]), str(info["steps_total"]), last["preview"],
+            preview[0] = data_uri(png_bytes(info["image"]))
+        if throttle.due(info["step"] == info["steps_total"]):
+            set_progress((str(info["step"]), str(info["steps_total"]), preview[0],
                           f"step {info['step']}/{info['steps_total']}"))
 
     result = work(ctx, params, report)
@@ -178,42 +225,64 @@ def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
     return key, record
 
 
-def _b64(data: bytes) -> str:
-    import base64
+class Throttle:
+    """Says when progress is worth sending: at most every `every_s` seconds, and always when forced
+    (the last step)."""
 
-    return base64.b64encode(data).decode()
+    def __init__(self, every_s: float = PREVIEW_EVERY_S) -> None:
+        self.every_s = every_s
+        self.last = float("-inf")
+
+    def due(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or now - self.last >= self.every_s:
+            self.last = now
+            return True
+        return False
 
 
 def register_job(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager, prefix: str, kind: str,
                  states: list[State], names: list[str], work: Work) -> None:
     """The background callback of a job panel: `states` (named `names`) become `params` of `work`."""
 
+    # A run clears the previous result and loss chart (they belong to other settings) and shows the
+    # preview; a cancelled run keeps its last preview and says so in the note; nothing is saved.
     @app.callback(
-        Output(f"{prefix}-result", "src"), Output(f"{prefix}-loss", "figure"), Output(f"{prefix}-status", "children"),
+        Output(f"{prefix}-result", "src"), Output(f"{prefix}-loss", "figure"), Output(f"{prefix}-loss", "style"),
+        Output(f"{prefix}-status", "children"),
         Input(f"{prefix}-run", "n_clicks"), *states,
         background=True, manager=manager, prevent_initial_call=True, cache_args_to_ignore=[0],
         running=[(Output(f"{prefix}-run", "disabled"), True, False),
-                 (Output(f"{prefix}-cancel", "disabled"), False, True)],
+                 (Output(f"{prefix}-cancel", "disabled"), False, True),
+                 (Output(f"{prefix}-result", "src"), None, None), (Output(f"{prefix}-loss", "style"), HIDDEN, HIDDEN)],
         cancel=[Input(f"{prefix}-cancel", "n_clicks")],
         progress=[Output(f"{prefix}-progress", "value"), Output(f"{prefix}-progress", "max"),
                   Output(f"{prefix}-preview", "src"), Output(f"{prefix}-status", "children")],
     )
     def job(set_progress, _n, *values):  # noqa: ANN001, ANN202
         params = dict(zip(names, values))
+        set_progress(("0", "1", None, "starting"))
         try:
             key, record = run_job(ctx, kind, params, work, set_progress)
         except VisError as exc:
-            return dash.no_update, dash.no_update, f"⚠ {exc}"
+            return None, dash.no_update, HIDDEN, f"⚠ {exc}"
         seconds = record.get("timings", {}).get("total_seconds")
         done = f"done ({record.get('status', 'complete')}" + (f", {seconds:.1f} s)" if seconds else ")")
-        return cache_url(key), loss_figure(record), done
+        return cache_url(key), loss_figure(record, layer_names(ctx.model)), {}, done
+
+    @app.callback(Output(f"{prefix}-note", "children"), Input(f"{prefix}-run", "n_clicks"),
+                  Input(f"{prefix}-cancel", "n_clicks"), State(f"{prefix}-progress", "value"),
+                  State(f"{prefix}-progress", "max"), prevent_initial_call=True)
+    def note(_run, _cancel, step, steps):  # noqa: ANN001, ANN202
+        return cancelled_note(step, steps) if cb.triggered_id == f"{prefix}-cancel" else ""
 
     register_download(app, ctx, prefix, kind)
 
 
 def download_button(prefix: str) -> list:
     """The PNG download button of the ``<prefix>-result`` image."""
-    return [html.Button("download PNG", id=f"{prefix}-download-btn", n_clicks=0), dcc.Download(id=f"{prefix}-download")]
+    return [html.Button("download PNG", id=f"{prefix}-download-btn", n_clicks=0, className="download"),
+            dcc.Download(id=f"{prefix}-download")]
 
 
 def register_download(app: dash.Dash, ctx: Context, prefix: str, kind: str) -> None:

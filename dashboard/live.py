@@ -2,7 +2,6 @@
 a channel → its map over the image and its top-9 from the run; the top-5 classes if any."""
 from __future__ import annotations
 
-import base64
 import math
 import threading
 from collections import OrderedDict
@@ -21,13 +20,14 @@ from vistoolbox.errors import VisError
 from vistoolbox.features.views import MODES, unit_view_patches
 from vistoolbox.images import open_image, png_bytes, to_tensor
 from vistoolbox.models import top_classes
+from vistoolbox.rundir import short_name
 
 from .context import Context
-from .serving import run_url
+from .serving import data_uri, run_url
 from .units import make_query
 from .uploads import cache_image, load_cached, store_upload
 
-__all__ = ["activations", "channel_at", "channel_views", "layout", "live_layers", "maps_figure", "montage_png",
+__all__ = ["activations", "channel_at", "channel_views", "clamp_channel", "classes_panel", "layer_name", "layout", "live_layers", "maps_figure", "montage_png",
            "overlay_png", "register", "run_top9", "store_run_image", "tile_layout"]
 
 MIN_TILE, MAX_TILE = 24, 64   # px per channel tile in the montage
@@ -127,10 +127,6 @@ def overlay_png(image: Image.Image, channel_map: np.ndarray) -> bytes:
     return png_bytes(Image.fromarray((out * 255).clip(0, 255).astype(np.uint8)))
 
 
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
-
-
 def maps_figure(png: bytes, meta: dict[str, int]) -> go.Figure:
     """A plotly image of the montage; clicks report pixel coordinates."""
     fig = go.Figure(go.Image(source=data_uri(png), hovertemplate="x %{x} y %{y}<extra></extra>"))
@@ -159,39 +155,45 @@ def layout(ctx: Context) -> html.Div:
             dcc.Dropdown(id="live-layer", options=options, value=default, clearable=False,
                          style={"minWidth": "320px"}),
             html.Label(["channel ", dcc.Input(id="live-channel", type="number", min=0, step=1, value=0,
-                                              debounce=True, style={"width": "6em"})]),
+                                              debounce=True)]),
+            html.Span(id="live-channel-message", className="message"),
         ]),
         html.Div(id="live-message", className="message"),
         dcc.Store(id="live-image"), dcc.Store(id="live-meta"),
         html.Div(className="row", children=[
             html.Div(className="col", children=[html.H4("input"), html.Img(id="live-input", className="live-input"),
-                                                html.Div(id="live-classes")]),
-            html.Div(className="col wide", children=[html.H4("activations (click a channel)"),
-                                                     dcc.Graph(id="live-maps", config={"displayModeBar": False})]),
-            html.Div(className="col", children=[html.H4(id="live-channel-title"),
-                                                html.Img(id="live-overlay", className="live-input"),
-                                                html.Div(id="live-views", className="live-views"),
-                                                html.Div(id="live-top9")]),
+                                                html.Div(id="live-classes", children=classes_panel(ctx.model, None))]),
+            html.Div(id="live-maps-col", className="col wide", children=[
+                html.H4("activations (click a channel)"), html.Div("updating…", className="updating"),
+                dcc.Graph(id="live-maps", config={"displayModeBar": False})]),
+            html.Div(id="live-channel-col", className="col", children=[
+                html.H4(id="live-channel-title"), html.Div("updating…", className="updating"),
+                html.Img(id="live-overlay", className="live-input"),
+                html.Div(id="live-views", className="live-views"), html.Div(id="live-top9")]),
         ]),
     ])
 
 
 def register(app: dash.Dash, ctx: Context) -> None:
-    @app.callback(Output("live-image", "data"), Output("live-message", "children"),
+    @app.callback(Output("live-image", "data"), Output("live-message", "children"), Output("live-pick", "value"),
                   Input("live-upload", "contents"), Input("live-pick", "value"), prevent_initial_call=True)
     def choose(contents, pick):  # noqa: ANN001, ANN202
         try:
             if cb.triggered_id == "live-upload":
                 key, _ = store_upload(ctx, contents)
-            else:
-                run, index = (int(v) for v in str(pick).split(":"))
-                key, _ = store_run_image(ctx, run, index)
+                return {"key": key}, "", None        # the run-image picker no longer names what is shown
+            if pick is None:
+                raise dash.exceptions.PreventUpdate
+            run, index = (int(v) for v in str(pick).split(":"))
+            key, _ = store_run_image(ctx, run, index)
         except (VisError, ValueError, IndexError) as exc:
-            return dash.no_update, f"⚠ {exc}"
-        return {"key": key}, ""
+            return dash.no_update, f"⚠ {exc}", dash.no_update
+        return {"key": key}, "", dash.no_update
 
     @app.callback(Output("live-maps", "figure"), Output("live-meta", "data"), Output("live-input", "src"),
                   Output("live-classes", "children"), Output("live-message", "children", allow_duplicate=True),
+                  Output("live-maps-col", "className", allow_duplicate=True),
+                  Output("live-channel-col", "className", allow_duplicate=True),
                   Input("live-image", "data"), Input("live-layer", "value"), prevent_initial_call=True)
     def maps(image, layer):  # noqa: ANN001, ANN202
         if not image or not layer:
@@ -199,12 +201,17 @@ def register(app: dash.Dash, ctx: Context) -> None:
         try:
             result = activations(ctx, image["key"], layer)
         except VisError as exc:
-            return dash.no_update, dash.no_update, dash.no_update, dash.no_update, f"⚠ {exc}"
+            return dash.no_update, dash.no_update, dash.no_update, dash.no_update, f"⚠ {exc}", "col wide", "col"
         meta = tile_layout(*result["maps"].shape)
-        classes = [html.H4("top-5 classes"), html.Ol([html.Li(f"{name} ({p:.1%})") for name, p in result["classes"]])] \
-            if result["classes"] else []
         return (maps_figure(montage_png(result["maps"], meta), meta), meta, data_uri(png_bytes(result["image"])),
-                classes, "")
+                classes_panel(ctx.model, result["classes"]), "", "col wide", dash.no_update)  # channel: see below
+
+    # the moment another image or layer is chosen, the pictures computed for the old one are marked
+    # "updating…" (dimmed) until their callbacks answer
+    app.clientside_callback(
+        "function(image, layer) { return ['col wide stale', 'col stale']; }",
+        Output("live-maps-col", "className"), Output("live-channel-col", "className"),
+        Input("live-image", "data"), Input("live-layer", "value"), prevent_initial_call=True)
 
     @app.callback(Output("live-channel", "value"), Input("live-maps", "clickData"), State("live-meta", "data"),
                   prevent_initial_call=True)
@@ -219,18 +226,48 @@ def register(app: dash.Dash, ctx: Context) -> None:
 
     @app.callback(Output("live-overlay", "src"), Output("live-channel-title", "children"),
                   Output("live-top9", "children"), Output("live-views", "children"),
+                  Output("live-channel", "value", allow_duplicate=True), Output("live-channel-message", "children"),
+                  Output("live-channel-col", "className", allow_duplicate=True),
                   Input("live-channel", "value"), Input("live-meta", "data"),
                   State("live-image", "data"), State("live-layer", "value"), prevent_initial_call=True)
     def channel(value, meta, image, layer):  # noqa: ANN001, ANN202
         if not image or not meta or value is None:
             raise dash.exceptions.PreventUpdate
-        ch = max(0, min(int(value), meta["channels"] - 1))
+        ch, message = clamp_channel(value, meta["channels"], layer_name(ctx.model, layer))
         result = activations(ctx, image["key"], layer)
         views = [html.Figure(className="view", children=[html.Img(src=data_uri(png), id=f"live-view-{mode}"),
                                                          html.Figcaption(mode)])
                  for mode, png in channel_views(ctx, image["key"], layer, ch).items()]
         return (data_uri(overlay_png(result["image"], result["maps"][ch])), f"channel {ch}",
-                run_top9(ctx, layer, ch), views)
+                run_top9(ctx, layer, ch), views, ch if ch != value else dash.no_update, message, "col")
+
+
+def clamp_channel(value: Any, channels: int, layer: str) -> tuple[int, str]:
+    """The channel to show for what was typed, and a message when it is not one of the layer's."""
+    try:
+        asked = int(value)
+    except (TypeError, ValueError):
+        return 0, f"⚠ {value!r} is not a channel number; showing channel 0"
+    ch = max(0, min(asked, channels - 1))
+    if ch == asked:
+        return ch, ""
+    return ch, f"⚠ {layer} has no channel {asked} (its {channels} channels are 0–{channels - 1}); showing channel {ch}"
+
+
+def layer_name(model: LoadedModel, layer: str) -> str:
+    return short_name(layer, model.aliases_of(layer))
+
+
+def classes_panel(model: LoadedModel, classes: list[tuple[str, float]] | None) -> list:
+    """The top-5 classes, or why there are none: a model without a classifier says so."""
+    if not model.has_classifier:
+        return [html.H4("top-5 classes"),
+                html.P(f"{model.name} / {model.weights} has no classifier (its weights hold conv layers only), "
+                       "so there are no class scores; load a model with one (e.g. --weights imagenet) to see "
+                       "them here.", className="status", id="live-no-classifier")]
+    if not classes:
+        return []
+    return [html.H4("top-5 classes"), html.Ol([html.Li(f"{name} ({p:.1%})") for name, p in classes])]
 
 
 def store_run_image(ctx: Context, run_index: int, index: int) -> tuple[str, str]:
@@ -249,6 +286,6 @@ def run_top9(ctx: Context, layer: str, channel: int) -> list:
                                          id="live-top9-img"))
             children.append(html.Br())
             children.append(html.Button("open in Units", id="live-open-unit", n_clicks=0))
-            children.append(dcc.Store(id="live-open-query", data=make_query(i, layer, channel, len(ctx.runs))))
+            children.append(dcc.Store(id="live-open-query", data=make_query(i, run.short_name(layer), channel, len(ctx.runs))))
             return children
     return [html.P("no run mined this layer with this model", className="status")] if ctx.runs else []

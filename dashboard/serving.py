@@ -11,6 +11,7 @@ Routes (all GET, PNG/JPEG only):
 """
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 from typing import Callable
@@ -19,7 +20,7 @@ import flask
 
 from .context import Context
 
-__all__ = ["HEX_KEY", "IMAGE_TYPES", "cache_url", "inside", "register_routes", "run_url"]
+__all__ = ["HEX_KEY", "IMAGE_TYPES", "cache_url", "data_uri", "inside", "register_routes", "run_url"]
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 #: What a cache key looks like (content hashes); anything else never reaches the file system.
@@ -41,6 +42,11 @@ def run_url(ctx: Context, run: int, path: Path) -> str:
     """URL of a file inside run number `run`."""
     rel = path.resolve().relative_to(ctx.runs[run].root).as_posix()
     return f"/vis/run/{run}/{rel}"
+
+
+def data_uri(png: bytes) -> str:
+    """A PNG inline, for previews that are never stored."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def cache_url(key: str) -> str:

@@ -52,9 +52,10 @@ def work(ctx: Context, params: dict[str, Any], report: Callable[[dict], None]): 
     """Call the library: ``synthesize_texture`` on the chosen texture."""
     images = jobs.images_of(ctx, params["images"], "texture")
     steps = int(params["steps"] or 100)
+    name = jobs.layer_names(ctx.model)      # the record and the loss legend say relu1_1, not features.1
     return synthesize_texture(ctx.model, images, size=int(params["size"] or 128), steps=steps,
-                              layers=list(params["layers"] or []) or DEFAULT_STYLE_LAYERS,
-                              seed=int(params["seed"] or 0), snapshot_every=max(1, steps // 10), progress=report)
+                              layers=[name(layer) for layer in params["layers"] or []] or DEFAULT_STYLE_LAYERS,
+                              seed=int(params["seed"] or 0), snapshot_every=jobs.snapshot_every(steps), progress=report)
 
 
 def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager) -> None:

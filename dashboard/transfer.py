@@ -23,7 +23,8 @@ from . import jobs, stylizers
 from .context import Context, content_key
 from .serving import cache_url
 
-__all__ = ["fast_result", "layout", "parse_blend", "register", "work"]
+__all__ = ["fast_result", "layout", "NO_DEMO_STYLIZER", "parse_blend", "register", "stylizer_message", "TRAIN_COMMAND",
+           "usable_keys", "work"]
 
 
 def parse_blend(text: str | None, count: int) -> list[float] | None:
@@ -70,29 +71,56 @@ HIDDEN = {"display": "none"}
 
 
 def fast_options(ctx: Context) -> html.Div:
-    """Stylizer dropdown (with its record), strength slider and size of the fast mode."""
+    """Stylizer dropdown (with its record), strength slider and size of the fast mode; with no usable
+    stylizer, only the empty state that says how to make one."""
     found, skipped = stylizers.find_stylizers(ctx)
-    usable = [f.key for f in found if f.stylizer.mode == "image"]
+    usable = usable_keys(found)
     return html.Div(id="fast-options", className="col wide", style=HIDDEN, children=[
         html.H4("trained stylizer"),
-        dcc.Dropdown(id="stylizer-select", options=stylizers.options(found), value=usable[0] if usable else None,
-                     placeholder="no stylizer found" if not found else "choose a stylizer", clearable=False),
-        html.Div(id="stylizer-info", className="status"),
-        html.Div(id="stylizer-message", className="message", children=stylizer_message(ctx, found, skipped)),
-        html.Label(["strength ", dcc.Slider(id="stylizer-strength", min=0, max=1, step=0.05, value=1.0,
-                                            marks={0: "0 (content)", 0.5: "0.5", 1: "1"})]),
-        html.Label(["size (longest side at most, px) ", dcc.Input(id="stylizer-size", type="number", min=16,
-                                                          max=stylizers.MAX_FAST_SIZE, step=1, value=512)]),
+        html.Div(id="stylizer-message", children=stylizer_message(ctx, found, skipped)),
+        html.Div(id="fast-controls", style={} if usable else HIDDEN, children=[
+            dcc.Dropdown(id="stylizer-select", options=stylizers.options(found), value=usable[0] if usable else None,
+                         placeholder="choose a stylizer", clearable=False),
+            html.Div(id="stylizer-info", className="status"),
+            html.Label(["strength ", dcc.Slider(id="stylizer-strength", min=0, max=1, step=0.05, value=1.0,
+                                                marks={0: "0 (content)", 0.5: "0.5", 1: "1"})]),
+            html.Label(["size (longest side at most, px) ", dcc.Input(id="stylizer-size", type="number", min=16,
+                                                              max=stylizers.MAX_FAST_SIZE, step=1, value=512)]),
+        ]),
     ])
 
 
+def usable_keys(found: list) -> list[str]:
+    """Dropdown values of the stylizers that stylise content (image mode)."""
+    return [f.key for f in found if f.stylizer.mode == "image"]
+
+
+#: How to make a stylizer, as the empty state shows it (a small one: minutes on a CPU).
+TRAIN_COMMAND = ("vis train-stylizer STYLE.png --dataset PHOTOS --size 96 --width 16 --res-blocks 3 --input-skip "
+                 "--steps 300 --out RUN/stylizers/NAME.pt")
+
+
+#: Why `vis demo` ships no stylizer (measured: see the README, section vis demo).
+NO_DEMO_STYLIZER = ("vis demo makes none: even this small one takes about 1.5 minutes on a quiet 2-core CPU and 6 on "
+                    "a busy one, which the demo's 10-minute budget cannot spare, and at 300 steps it is still more a "
+                    "colour filter than the style; give it more steps for a better one.")
+
+
 def stylizer_message(ctx: Context, found: list, skipped: list[str]) -> list:
-    """Skipped files, one per line; with nothing found, where stylizers are looked for."""
-    lines = [html.Div(f"⚠ {line}") for line in skipped]
-    if not found:
-        where = ", ".join(str(folder) for _, folder in stylizers.stylizer_folders(ctx)) or "nowhere yet"
-        lines.append(html.Div(f"No stylizer found (looked in: {where}). Train one with vis train-stylizer and "
-                              "put it in RUN/stylizers/ or a folder given to vis dashboard --stylizers."))
+    """Skipped files, one warning each; with no usable stylizer, one empty state: where stylizers are
+    looked for and the command that makes one."""
+    lines: list = [html.Div(f"⚠ {line}", className="message") for line in skipped]
+    if not usable_keys(found):
+        where = ", ".join(str(folder) for _, folder in stylizers.stylizer_folders(ctx)) or \
+            "nowhere yet: open a run or start with --stylizers DIR"
+        what = "no stylizer for content images (only texture-mode ones)" if found else "no trained stylizer yet"
+        lines.append(html.Div(id="stylizer-empty", className="empty-state", children=[
+            html.P(f"Fast mode needs a stylizer trained for one style, and there is {what} (looked in: {where})."),
+            html.P(["Train one once per style, e.g.:"]), html.Pre(html.Code(TRAIN_COMMAND)),
+            html.P(["then come back to fast mode (the list is read each time you switch to it). A stylizer in a "
+                    "run's stylizers/ folder or in the folder given to ", html.Code("vis dashboard --stylizers DIR"),
+                    " is found."]),
+            html.P(NO_DEMO_STYLIZER, className="status")]))
     return lines
 
 
@@ -116,7 +144,7 @@ def work(ctx: Context, params: dict[str, Any], report: Callable[[dict], None]): 
     return transfer_style(ctx.model, content, styles, style_blend=parse_blend(params["blend"], len(styles)),
                           style_weight=style_weight, content_weight=content_weight,
                           preserve_colors=params["preserve"] or "none", size=int(params["size"] or 192),
-                          steps=steps, snapshot_every=max(1, steps // 10), progress=report)
+                          steps=steps, snapshot_every=jobs.snapshot_every(steps), progress=report)
 
 
 def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager) -> None:
@@ -148,15 +176,21 @@ def register_fast(app: dash.Dash, ctx: Context) -> None:
     @app.callback(Output("tr-style-col", "style"), Output("tr-options-col", "style"), Output("tr-job-panel", "style"),
                   Output("fast-options", "style"), Output("fast-panel", "style"),
                   Output("stylizer-select", "options"), Output("stylizer-message", "children"),
-                  Input("transfer-mode", "value"))
-    def switch(mode):  # noqa: ANN001, ANN202
+                  Output("fast-controls", "style"), Output("stylizer-select", "value"),
+                  Input("transfer-mode", "value"), State("stylizer-select", "value"))
+    def switch(mode, value):  # noqa: ANN001, ANN202
         fast = mode == "fast"
         found, skipped = stylizers.find_stylizers(ctx)
-        shown = [HIDDEN if fast else {}] * 3 + [{} if fast else HIDDEN] * 2
-        return *shown, stylizers.options(found), stylizer_message(ctx, found, skipped)
+        usable = usable_keys(found)
+        shown = [HIDDEN if fast else {}] * 3 + [{} if fast else HIDDEN] + [{} if fast and usable else HIDDEN]
+        chosen = value if value in usable else (usable[0] if usable else None)
+        return (*shown, stylizers.options(found), stylizer_message(ctx, found, skipped),
+                {} if usable else HIDDEN, chosen if chosen != value else dash.no_update)
 
     @app.callback(Output("stylizer-info", "children"), Input("stylizer-select", "value"))
     def info(value):  # noqa: ANN001, ANN202
+        if not value:
+            return ""
         try:
             return stylizers.describe(ctx, stylizers.lookup(ctx, value))
         except VisError as exc:
@@ -169,6 +203,8 @@ def register_fast(app: dash.Dash, ctx: Context) -> None:
     def fast(mode, content, value, strength, size):  # noqa: ANN001, ANN202
         if mode != "fast":
             raise dash.exceptions.PreventUpdate
+        if not value:                      # no stylizer: the empty state above says how to get one
+            return None, ""
         try:
             key, status = fast_result(ctx, content, value, strength, size)
         except VisError as exc:

@@ -13,8 +13,6 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx as cb, dcc, html
 from PIL import Image, ImageDraw
 
-from vistoolbox import maximize_layer
-from vistoolbox.errors import VisError
 from vistoolbox.export import export_command
 from vistoolbox.features.views import MODES
 from vistoolbox.files import write_bytes
@@ -24,12 +22,13 @@ from vistoolbox.mining.gallery import (GRID_COLUMNS, THUMB, histogram_bins, imag
                                        thumbnails)
 from vistoolbox.rundir import Run, unit_stem
 
+from . import optimise
 from .context import Context, content_key
 from .serving import cache_url, run_url
 
 __all__ = ["GRID_COLUMNS", "THUMB", "histogram_figure", "layer_label", "layer_summary", "layout", "make_query",
-           "optimise_unit", "parse_query", "register", "resolve_selection", "select_from_trigger",
-           "source_with_box", "sprite", "step_unit", "unit_detail", "unit_grid"]
+           "parse_query", "register", "resolve_selection", "select_from_trigger", "selection_problems",
+           "draw_marker", "FIELD_COLOUR", "marker_size", "MARKER_COLOUR", "source_with_box", "sprite", "step_unit", "unit_detail", "unit_grid", "url_layer"]
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -67,6 +66,43 @@ def resolve_selection(ctx: Context, query: dict[str, str]) -> dict[str, Any] | N
     except ValueError:
         unit = 0
     return {"run": run_index, "layer": layer, "unit": clamp(unit, run.units(layer))}
+
+
+def url_layer(run: Run, layer: str, typed: str | None) -> str:
+    """The layer's name in the address bar: what the user typed when it names this layer (``conv4``
+    stays ``conv4``), else its first alias (``conv4``, not ``features.21``)."""
+    if typed:
+        try:
+            if run.resolve(typed) == layer:
+                return typed
+        except ValueError:
+            pass
+    return run.short_name(layer)
+
+
+def selection_problems(ctx: Context, query: dict[str, str], sel: dict[str, Any]) -> str:
+    """What a deep link asked for that does not exist, and what is shown instead ("" when all is fine)."""
+    run = ctx.runs[sel["run"]]
+    problems: list[str] = []
+    if "run" in query and str(query["run"]) != str(sel["run"]):
+        problems.append(f"there is no run {query['run']!r} (runs 0–{len(ctx.runs) - 1})")
+    typed = query.get("layer")
+    if typed:
+        try:
+            run.resolve(typed)
+        except ValueError:
+            names = ", ".join(f"{run.short_name(n)} ({n})" if run.aliases(n) else n for n in run.layers)
+            problems.append(f"unknown layer {typed!r}; this run has {names}")
+    try:
+        asked = int(query["unit"]) if "unit" in query else sel["unit"]
+    except ValueError:
+        asked = None
+    if asked != sel["unit"]:
+        units = run.units(sel["layer"])
+        problems.append(f"there is no unit {query['unit']!r} in {run.short_name(sel['layer'])} (units 0–{units - 1})")
+    if not problems:
+        return ""
+    return "⚠ " + "; ".join(problems) + f" — showing {run.short_name(sel['layer'])} unit {sel['unit']}"
 
 
 def clamp(unit: int, units: int) -> int:
@@ -151,9 +187,36 @@ def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: i
     draw = ImageDraw.Draw(shown)
     draw.rectangle(to_shown(hit.crop), outline=(255, 255, 255), width=1)
     if hit.field is not None:
-        draw.rectangle(to_shown(hit.field), outline=(255, 40, 40), width=2)
+        box = to_shown(hit.field)
+        small = min(box[2] - box[0], box[3] - box[1]) + 1 < marker_size(shown.size)
+        draw.rectangle(box, outline=FIELD_COLOUR, width=1 if small else 2)
+        if small:
+            draw_marker(draw, box, marker_size(shown.size))
     write_bytes(out, png_bytes(shown))
     return out
+
+
+FIELD_COLOUR = (255, 40, 40)
+MARKER_COLOUR = (255, 210, 0)
+HALO_COLOUR = (0, 0, 0)
+
+
+def marker_size(size: tuple[int, int]) -> int:
+    """Boxes narrower than this (px; 1/16 of the picture's longest side, at least 10) get a marker."""
+    return max(10, round(max(size) / 16))
+
+
+def draw_marker(draw: ImageDraw.ImageDraw, box: list[int], size: int) -> None:
+    """Four arms pointing at a small box (left, top, right, bottom, inclusive) from a gap around it,
+    so a 3-px receptive field is found at a glance and the box itself stays exact."""
+    gap, arm, width = max(2, size // 4), size, max(1, size // 5)
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    left, top, right, bottom = box[0] - gap, box[1] - gap, box[2] + gap, box[3] + gap
+    arms = [((left - arm, cy), (left, cy)), ((right, cy), (right + arm, cy)),
+            ((cx, top - arm), (cx, top)), ((cx, bottom), (cx, bottom + arm))]
+    for colour, extra in ((HALO_COLOUR, 2), (MARKER_COLOUR, 0)):   # a dark halo: visible on light and dark
+        for start, end in arms:
+            draw.line([start, end], fill=colour, width=width + extra)
 
 
 # --------------------------------------------------------------------------- layout
@@ -187,17 +250,7 @@ def layout(ctx: Context) -> html.Div:
         html.Div(className="row", children=[
             html.Div(className="col", children=[html.H4("source (click a patch)"),
                                                 html.Img(id="source-view", className="source-view")]),
-            html.Div(id="max-panel", className="col", children=[
-                html.H4("optimised image"),
-                html.Img(id="max-view", className="max-view"),
-                html.Div(id="max-status", className="status"),
-                html.Div(className="pickers", children=[
-                    html.Label(["steps ", dcc.Input(id="max-steps", type="number", min=8, max=4096, step=1,
-                                                    value=128, style={"width": "5em"})]),
-                    html.Button("compute optimised image", id="max-run", n_clicks=0),
-                    html.Button("cancel", id="max-cancel", n_clicks=0, disabled=True),
-                    html.Progress(id="max-progress", style={"display": "none"})]),  # indeterminate while running
-            ]),
+            optimise.panel(),
         ]),
         dcc.Graph(id="unit-hist", config={"displayModeBar": False}),
     ])
@@ -207,6 +260,7 @@ def layout(ctx: Context) -> html.Div:
                          style={"display": "none"} if len(ctx.runs) == 1 else {"minWidth": "260px"}),
             dcc.Dropdown(id="layer-select", clearable=False, style={"minWidth": "420px"}),
             html.Span(id="layer-info", className="status"),
+            html.Div(id="units-message", className="message"),
             html.Details(id="export-hint", className="export-hint", children=[
                 html.Summary("export"),
                 html.Span("these runs as a static site (plain files, no server): "),
@@ -222,24 +276,16 @@ def layout(ctx: Context) -> html.Div:
 
 # --------------------------------------------------------------------------- callbacks
 
-def optimise_unit(ctx: Context, run_index: int, layer: str, unit: int, steps: int) -> Path:
-    """The unit's optimised image, computed with the library (``maximize_layer``) into the run
-    (``RUN/layers/<name>/maximize/unit_NNNN.png``) unless already there."""
-    run = ctx.runs[run_index]
-    path = run.maximized(layer, unit)
-    if not path.is_file():
-        maximize_layer(ctx.model_for(run), layer, run.root, units=[unit], steps=int(steps), quiet=True)
-    return path
-
-
 def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None = None) -> None:
     """Wire the Units tab."""
     if not ctx.runs:
         return
+    optimise.register(app, ctx, manager)
 
     @app.callback(
         Output("url", "search"), Output("run-select", "value"), Output("layer-select", "options"),
         Output("layer-select", "value"), Output("selection", "data"), Output("grid-key", "data"),
+        Output("units-message", "children"),
         Input("url", "search"), Input("run-select", "value"), Input("layer-select", "value"),
         Input("grid-click", "data"), Input("keys", "data"),
         State("selection", "data"), State("grid-key", "data"), State("tabs", "value"))
@@ -251,8 +297,12 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         run = ctx.runs[new["run"]]
         options = [{"label": layer_label(run, name), "value": name} for name in run.layers]
         key = {"run": new["run"], "layer": new["layer"]}
-        return (make_query(new["run"], new["layer"], new["unit"], len(ctx.runs)), new["run"], options,
-                new["layer"], new, dash.no_update if key == grid_key else key)
+        query = parse_query(search)
+        from_link = current is None or trigger in (None, "url")
+        message = selection_problems(ctx, query, new) if from_link else ""
+        name = url_layer(run, new["layer"], query.get("layer"))
+        return (make_query(new["run"], name, new["unit"], len(ctx.runs)), new["run"], options,
+                new["layer"], new, dash.no_update if key == grid_key else key, message)
 
     @app.callback(Output("unit-grid", "children"), Output("layer-info", "children"), Input("grid-key", "data"))
     def grid(key):  # noqa: ANN001, ANN202
@@ -308,22 +358,6 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         if not sel:
             raise dash.exceptions.PreventUpdate
         return inside_styles(ctx, sel["run"], sel["layer"], sel["unit"])
-
-    @app.callback(
-        Output("max-view", "src", allow_duplicate=True), Output("max-status", "children", allow_duplicate=True),
-        Input("max-run", "n_clicks"), State("selection", "data"), State("max-steps", "value"),
-        background=True, manager=manager, prevent_initial_call=True,
-        running=[(Output("max-run", "disabled"), True, False), (Output("max-cancel", "disabled"), False, True),
-                 (Output("max-progress", "style"), {"display": "inline-block"}, {"display": "none"})],
-        cancel=[Input("max-cancel", "n_clicks")])
-    def optimise(n, sel, steps):  # noqa: ANN001, ANN202
-        if not n or not sel:
-            raise dash.exceptions.PreventUpdate
-        try:
-            path = optimise_unit(ctx, sel["run"], sel["layer"], sel["unit"], steps or 128)
-        except VisError as exc:
-            return dash.no_update, f"⚠ {exc}"
-        return run_url(ctx, sel["run"], path), f"unit {sel['unit']}: computed and cached in the run"
 
     @app.callback(Output("source-view", "src"), Input({"type": "top9-img", "rank": ALL}, "n_clicks"),
                   State("selection", "data"), prevent_initial_call=True)
@@ -467,7 +501,7 @@ def unit_detail(ctx: Context, run_index: int, layer: str, unit: int) -> tuple:
         captions.append(f"#{rank + 1}: {float(values[rank]):.3g}" if valid else "")
     views = view_rows(ctx, run_index, layer, unit)
     maximized = run.maximized(layer, unit)
-    max_src = run_url(ctx, run_index, maximized) if maximized.is_file() else None
+    max_src = optimise.versioned_url(ctx, run_index, maximized) if maximized.is_file() else None
     status = "cached in the run" if max_src else "not computed yet"
     aliases = run.aliases(layer)
     title = f"{aliases[0] if aliases else layer} · unit {unit} ({unit_stem(unit)})"

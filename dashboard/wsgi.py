@@ -76,9 +76,13 @@ def make_server(app: dash.Dash, host: str = "127.0.0.1", port: int = 8050, verbo
         else:
             server = create_server(app.server, host=host, port=port, threads=THREADS, ident="vistoolbox")
             bound = server.effective_port  # type: ignore[union-attr]
-            # waitress's loop must close itself: stop() hands it the close through its trigger
-            return Server("waitress", host, int(bound), server.run,
-                          lambda: server.trigger.pull_trigger(server.close))  # type: ignore[union-attr]
+            def stop() -> None:
+                # let the worker threads finish (they wake the loop when done), then hand the loop
+                # its close through the trigger: it must close itself
+                server.task_dispatcher.shutdown()  # type: ignore[union-attr]
+                server.trigger.pull_trigger(server.close)  # type: ignore[union-attr]
+
+            return Server("waitress", host, int(bound), server.run, stop)
     from werkzeug.serving import make_server as werkzeug_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # its own request log and banner; errors stay

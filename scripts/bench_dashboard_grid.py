@@ -34,13 +34,13 @@ def url_grid(ctx, run_index, layer):  # noqa: ANN001, ANN201
     """Baseline: each cell an <img> with its own thumbnail URL."""
     from dash import html
 
-    from vistoolbox.dashboard import units
     from vistoolbox.dashboard.serving import run_url
+    from vistoolbox.mining.gallery import thumbnail
 
     run = ctx.runs[run_index]
     cells = []
     for unit in range(run.units(layer)):
-        thumb = units.thumbnail(run, layer, unit)
+        thumb = thumbnail(run, layer, unit)
         cells.append(html.Div([html.Img(src=run_url(ctx, run_index, thumb), style={"width": "100%"}),
                                html.Span(str(unit), className="unit-no")],
                               id={"type": "unit-cell", "unit": unit}, className="unit-cell", n_clicks=0,

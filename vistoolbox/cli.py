@@ -14,6 +14,10 @@ from .errors import VisError, VisRuntimeError, from_os_error
 __all__ = ["main", "vis"]
 
 
+#: Seeds: non-negative 64-bit integers (what torch's generators take).
+SEED = click.IntRange(0, 2**63 - 1)
+
+
 def model_options(func: Callable) -> Callable:
     """The options every command shares: --model --weights --device --seed --input-size."""
     @click.option("--model", "model_name", default="vgg16", show_default=True,
@@ -21,7 +25,7 @@ def model_options(func: Callable) -> Callable:
     @click.option("--weights", default="hed", show_default=True,
                   help="imagenet | random | hed (vgg16, offline) | path to a state_dict")
     @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
-    @click.option("--seed", default=0, show_default=True, type=int, help="random seed")
+    @click.option("--seed", default=0, show_default=True, type=SEED, help="random seed")
     @click.option("--input-size", default=None, type=int, help="model input size (default: the model's)")
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -360,8 +364,8 @@ def texture(model_name: str, weights: str, device: str, seed: int, input_size: i
         synthesize_texture, model, list(style), size=size, steps=steps,
         layers=parse_layer_weights(layers) if layers else DEFAULT_STYLE_LAYERS, statistic=statistic,
         tv_weight=tv_weight, optimizer=optimizer, lr=lr, pooling=pooling, style_scale=style_scale,
-        style_blend=_number_list(style_blend, "--style-blend", float), max_pixels=max_pixels or MAX_PIXELS,
-        seed=seed, snapshot_every=snapshot_every)
+        style_blend=_number_list(style_blend, "--style-blend", float),
+        max_pixels=MAX_PIXELS if max_pixels is None else max_pixels, seed=seed, snapshot_every=snapshot_every)
     _run_style(lambda progress: job(progress=progress), out, quiet)
 
 
@@ -402,7 +406,7 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
         style_weight=DEFAULT_STYLE_WEIGHT if style_weight is None else style_weight,
         tv_weight=DEFAULT_TV_WEIGHT if tv_weight is None else tv_weight, init=init, optimizer=optimizer,
         lr=lr, pooling=pooling, style_scale=style_scale, preserve_colors=preserve_colors, sizes=size_list,
-        steps=step_list, size=size, max_pixels=max_pixels or MAX_PIXELS, seed=seed,
+        steps=step_list, size=size, max_pixels=MAX_PIXELS if max_pixels is None else max_pixels, seed=seed,
         snapshot_every=snapshot_every)
     model = load_from_options(model_name, weights, device, seed, input_size, quiet)
     _run_style(lambda progress: transfer_style(model, content, list(style), progress=progress, **kwargs),
@@ -586,9 +590,9 @@ def train_stylizer_cmd(model_name: str, weights: str, device: str, seed: int, in
 @click.option("--strength", default=1.0, show_default=True, help="0 = input, 1 = stylised; blends between")
 @click.option("--batch-size", default=4, show_default=True, help="equal-size images run together")
 @click.option("--noise", is_flag=True, help="texture stylizer: synthesise from noise instead of inputs")
-@click.option("--size", default=512, show_default=True, help="--noise: texture side")
-@click.option("--count", default=1, show_default=True, help="--noise: number of textures")
-@click.option("--seed", default=0, show_default=True, help="--noise: noise seed")
+@click.option("--size", default=512, show_default=True, type=click.IntRange(1), help="--noise: texture side")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1), help="--noise: number of textures")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="--noise: noise seed")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
 @click.option("--max-pixels", default=64_000_000, show_default=True, help="refuse larger input images")
 @click.option("--quiet", is_flag=True, help="no progress bar")

@@ -20,6 +20,7 @@ from PIL import Image
 from .actmax import maximize_layer
 from .files import read_json, write_bytes, write_json
 from .images import open_image
+from .limits import side, whole
 from .mining import mine, render_unit_views
 from .mining.datasets import discover_images
 from .models import LoadedModel
@@ -158,6 +159,15 @@ class DemoPlan:
     maximize_size: int | None = 160
     limit: int | None = None
     batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        """Check the numbers before any work (errors name the fields)."""
+        whole(self.view_units, "view_units", 0)
+        whole(self.maximize_units, "maximize_units", 0)
+        if self.maximize_steps is not None:
+            whole(self.maximize_steps, "maximize_steps")
+        if self.maximize_size is not None:
+            side(self.maximize_size, "maximize_size")
 
 
 def run_demo(model: LoadedModel, out: str | Path = "vis-demo", dataset: str | Path | None = None,

@@ -17,13 +17,14 @@ from PIL import Image, ImageOps
 
 from .errors import VisUsageError
 from .files import write_bytes
+from .limits import MAX_DECODE_PIXELS
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "find_images", "fit_longest", "image_size", "load_tensor", "montage", "normalize_visual",
+__all__ = ["DEFAULT_MAX_PIXELS", "HIGH_BIT_GREY", "IMAGE_SUFFIXES", "find_images", "fit_longest", "image_size", "load_tensor", "montage", "normalize_visual",
            "open_image", "png_bytes", "resize_center_crop", "resize_longest", "resize_tensor", "save_png", "to_pil",
-           "to_tensor"]
+           "to_rgb8", "to_tensor"]
 
 #: Refuse decoding images above this many pixels unless raised (Pillow's bomb guard stays on too).
-DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_MAX_PIXELS = MAX_DECODE_PIXELS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -41,7 +42,7 @@ def open_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
                 raise VisUsageError(f"image {name!r} has {img.width}x{img.height} pixels, above the limit of "
                                     f"{max_pixels:,}; raise it with `max_pixels`")
             img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
+            return to_rgb8(img)
     except VisUsageError:
         raise
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
@@ -60,14 +61,36 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
+#: Pillow modes of single-channel images deeper than 8 bits: 16-bit unsigned, 32-bit int, 32-bit float.
+HIGH_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def to_rgb8(image: Image.Image) -> Image.Image:
+    """Any Pillow image → 8-bit RGB. Greys deeper than 8 bits are scaled, not clipped at 255:
+    16-bit (``I;16``, and ``I`` within 0–65535) by 255/65535, floats (``F``) from 0–1, and other
+    ranges from their own minimum–maximum. (Pillow already reduces 16-bit RGB to 8 bits.)"""
+    if image.mode not in HIGH_BIT_GREY:
+        return image.convert("RGB")
+    values = np.asarray(image, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= 65535):
+        low, high = 0.0, 65535.0
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        low, high = 0.0, 1.0
+    scaled = np.nan_to_num((values - low) / max(high - low, 1e-12), nan=0.0, posinf=1.0, neginf=0.0)
+    grey = np.round(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
+
+
 def find_images(folder: str | Path) -> list[Path]:
     """Image files (by suffix, see :data:`IMAGE_SUFFIXES`) under `folder`, recursively, sorted."""
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB → float tensor ``[1, 3, H, W]`` in 0–1."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    """PIL image → float RGB tensor ``[1, 3, H, W]`` in 0–1 (see :func:`to_rgb8` for deep greys)."""
+    array = np.asarray(to_rgb8(image), dtype=np.float32) / 255.0
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
 
 
@@ -112,9 +135,13 @@ def resize_tensor(image: torch.Tensor, size: tuple[int, int], mode: str = "bicub
 
 
 def resize_center_crop(image: Image.Image, resize: int, crop: int) -> Image.Image:
-    """Resize the shorter side to `resize`, then centre-crop `crop`×`crop` (torchvision's recipe)."""
+    """Resize the shorter side to `resize`, then centre-crop `crop`×`crop` (torchvision's recipe).
+    A resized image above :data:`DEFAULT_MAX_PIXELS` (a very long, thin one) is refused first."""
     scale = resize / min(image.size)
     new = (max(crop, round(image.width * scale)), max(crop, round(image.height * scale)))
+    if new[0] * new[1] > DEFAULT_MAX_PIXELS:
+        raise VisUsageError(f"a {image.width}x{image.height} image resized to {new[0]}x{new[1]} would have more "
+                            f"than {DEFAULT_MAX_PIXELS:,} pixels; use a smaller `resize`")
     image = image.resize(new, Image.Resampling.BILINEAR)
     left, top = (image.width - crop) // 2, (image.height - crop) // 2
     return image.crop((left, top, left + crop, top + crop))

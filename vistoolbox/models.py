@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 from . import weights as wsrc
 from .errors import VisRuntimeError, VisUsageError, unknown
 from .images import resize_center_crop
+from .limits import side
 
 __all__ = ["FC_ALIASES", "IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "Preprocessing", "as_model",
            "check_run_model", "class_names", "is_code", "load_model", "resolve_device", "top_classes",
@@ -217,7 +218,11 @@ def _user_model(spec: str) -> nn.Module:
     factory = getattr(mod, attr, None)
     if factory is None or not callable(factory):
         raise VisUsageError(f"{target!r} has no callable {attr!r}")
-    built = factory()
+    try:
+        built = factory()
+    except Exception as exc:  # noqa: BLE001 - user code: report it in one line
+        reason = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise VisUsageError(f"model {spec!r} failed while building: {type(exc).__name__}: {reason}") from None
     if not isinstance(built, nn.Module):
         raise VisUsageError(f"{spec!r} returned {type(built).__name__}, not an nn.Module")
     return built
@@ -250,6 +255,8 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
     'features.8'
     """
     dev = device if isinstance(device, torch.device) else resolve_device(device)
+    if input_size is not None:
+        input_size = side(input_size, "input_size")
     is_user = ":" in name
     if not is_user and name not in torchvision_names():
         raise unknown("model", name, torchvision_names())

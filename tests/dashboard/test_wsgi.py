@@ -105,7 +105,7 @@ def test_vis_dashboard_serves_quietly_through_waitress(tmp_path, monkeypatch, ca
         lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
         assert lines[0] == f"vis dashboard: dashboard at {server.url}  (Ctrl+C stops)"
         assert not any("WARNING" in line or "development server" in line for line in lines)
-        assert len(lines) == 1 + 12 * verbose and all(line.startswith("GET /") for line in lines[1:])
+        assert len(lines) == 1 + 12 * verbose and all(line.startswith("GET /") for line in lines[1:]), "\n".join(lines)
 
 
 def free_port() -> int:

@@ -14,15 +14,16 @@ __all__ = ["write_run"]
 
 
 def write_run(root: Path, layers: Sequence[str] = ("conv_a", "conv_b"), units: int = 20, k: int = 3,
-              classes: Sequence[str] = ("cats", "dogs"), model: str = "tiny", aliases: dict | None = None) -> Path:
-    """A complete run of a made-up model: 40×30 images in ImageFolder `classes`, 8×8 maps with an
-    8-px receptive field (stride 4, offset −2), top-`k` of every unit with its patches."""
+              classes: Sequence[str] = ("cats", "dogs"), model: str = "tiny", aliases: dict | None = None,
+              suffix: str = ".png") -> Path:
+    """A complete run of a made-up model: 40×30 images (`suffix` files) in ImageFolder `classes`, 8×8
+    maps with an 8-px receptive field (stride 4, offset −2), top-`k` of every unit with its patches."""
     rng = np.random.default_rng(0)
     data = root / "data"
     names = []
     for c, cls in enumerate(classes):
         for i in range(3):
-            rel = f"{cls}/img_{i}.png"
+            rel = f"{cls}/img_{i}{suffix}"
             (data / cls).mkdir(parents=True, exist_ok=True)
             Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(data / rel)
             names.append(rel)

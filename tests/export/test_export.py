@@ -105,8 +105,36 @@ def test_reexport_rewrites_only_what_changed(small_run, tmp_path):
     assert sorted(fourth.written) == ["index.html", "run/conv_b/sprite.png", "run/conv_b/unit_0004.html"]
     assert not (site / "run/conv_b/maximize").exists()
 
+    damaged = ["run/conv_a/unit_0003.html", "run/conv_a/patches/unit_0003_1.png", "run/conv_a/sprite.png"]
+    (site / damaged[0]).write_text("edited by hand")               # files changed or lost in the site
+    for rel in damaged[1:]:
+        (site / rel).unlink()
+    fifth = export_site([small_run], site)
+    assert sorted(fifth.written) == sorted(damaged) and not fifth.removed
+
     only = export_site([small_run], site, layers=["conv_a"])     # a layer dropped: its files go
     assert not (site / "run" / "conv_b").exists() and len(only.removed) == fourth.files - only.files
+
+
+def test_several_runs_layers_by_alias_and_images_browsers_cannot_show(tmp_path):
+    """Two runs whose folders share a name get two folders; `layers` picks by alias in the run that
+    has it; TIFF dataset images become PNGs (the only images the export encodes)."""
+    first = write_run(tmp_path / "a", layers=("conv_a", "conv_b"), units=4, aliases={"conv_b": ["deep"]})
+    second = write_run(tmp_path / "b", layers=("conv_c",), units=4, suffix=".tif", aliases={"conv_c": ["deep"]})
+    site = tmp_path / "site"
+    export_site([first, second], site, layers=["deep"])
+    assert sorted(p.relative_to(site).as_posix() for p in site.glob("*/*/index.html")) == [
+        "run-2/conv_c/index.html", "run/conv_b/index.html"]
+    index = (site / "index.html").read_text()
+    assert index.index('id="run"') < index.index('id="run-2"')
+    converted = sorted((site / "run-2" / "_images").iterdir())
+    assert converted and all(p.suffix == ".png" for p in converted)
+    run = open_run(second)
+    for path in converted:                       # the picture itself, losslessly
+        original = Image.open(run.image_path(int(path.stem)))
+        assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(original.convert("RGB")))
+    assert all(p.suffix == ".png" and os.path.samefile(p, open_run(first).image_path(int(p.stem)))
+               for p in (site / "run" / "_images").iterdir())
 
 
 def test_size_guard_refuses_before_writing(small_run, tmp_path):

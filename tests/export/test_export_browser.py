@@ -33,7 +33,7 @@ def site(hed_vgg16, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("export-site")
     run_dir = mine(hed_vgg16, write_dataset(root / "images"), root / "run", layers=LAYERS, resize=128, crop=112,
                    batch_size=12, quiet=True)
-    render_unit_views(run_dir, hed_vgg16, "conv3_3", range(2), ["deconv"], quiet=True)
+    render_unit_views(run_dir, hed_vgg16, "conv3_3", range(1), ["deconv"], quiet=True)
     maximize_layer(hed_vgg16, "conv3_3", run_dir, units=[0, 1], steps=8, size=64, batch=2, quiet=True)
     report = export_site([run_dir], root / "site", title="demo-like run")
     return {"run": open_run(run_dir), "site": root / "site", "report": report, "root": root}

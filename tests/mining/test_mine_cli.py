@@ -60,7 +60,7 @@ def test_mine_then_merge_from_the_cli(images, tmp_path, capsys):
     (["--with", "saliency"], "unknown view 'saliency' in --with; valid: deconv, backprop, guided"),
     (["--shard", "3/2"], "--shard must be i/n"),
     (["--shard", "half"], "--shard must look like i/n"),
-    (["--limit", "0"], "--limit must be a positive"),
+    (["--limit", "0"], "--limit must be at least 1"),
     (["--resize", "32"], "--resize (32) must be at least --crop (64)"),
     (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--backend", "ray", "--shard", "0/2"], "do not combine"),

@@ -269,3 +269,14 @@ def test_cli_script_reports_usage_error_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vistoolbox.cli", "stylize", str(tmp_path / "none.pt"), "a.png"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "does not exist" in proc.stderr
+
+
+def test_identical_training_runs_give_identical_files(data, alexnet_random, tmp_path):
+    """The stylizer file is a function of the run: no temp-file name (or anything else random) in it."""
+    import hashlib
+
+    digests = []
+    for name in ("a.pt", "b.pt"):
+        _train(data, alexnet_random, steps=2, out=tmp_path / name)
+        digests.append(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+    assert digests[0] == digests[1]

@@ -19,6 +19,7 @@ from .._version import __version__
 from ..errors import VisUsageError
 from ..features.extractor import FeatureExtractor
 from ..images import fit_longest, load_tensor, resize_tensor, to_tensor
+from ..limits import number, whole
 from ..models import LoadedModel, as_model
 from ..rundir import maximize_path
 from .backends import executor
@@ -107,10 +108,9 @@ def build_objectives(model: LoadedModel, layer: str, units: Sequence[int], size:
                      diversity: float = 0.0) -> tuple[Objective, Objective, dict[str, Any]]:
     """Check the request against the layer's shape and return (objective to maximise, primary
     activation to report, description). `neuron` True means the spatial centre."""
+    number(diversity, "diversity", 0)
     shape = layer_shape(model, layer, size)
     check_units(units, shape[0], layer)
-    if not diversity >= 0:
-        raise VisUsageError(f"`diversity` must be ≥ 0, got {diversity}")
     info: dict[str, Any] = {"layer_shape": list(shape)}
     if neuron:
         if len(shape) < 3:
@@ -208,6 +208,7 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
         raise VisUsageError(f"no unit given for layer {layer!r}; use 'layer:12' or `units`")
     settings = settings_for(preset, **overrides)
     size = _size(settings, model)
+    settings.check_batch(size, len(chosen), "units")
     objective, primary, info = build_objectives(model, layer, chosen, size, neuron, negate, diversity)
     if extra is not None:
         for name in extra.layers:
@@ -243,6 +244,7 @@ def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tens
         start = resize_tensor(start, fit_longest(tuple(start.shape[-2:]), longest), mode="bilinear")
         source = "tensor"
     size = (int(start.shape[-2]), int(start.shape[-1]))
+    settings.check_batch(size, 1, "size")
     layer_shape(model, layer, size)
     objective = DeepDream(layer)
     trace, initial, final, seconds = _run(model, settings, objective, objective, [0], seed, size,
@@ -265,10 +267,10 @@ def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units:
     (local backend only). One progress bar: units, with the batch's step and activation. Returns the
     PNGs written now."""
     model = as_model(model)
-    if batch < 1:
-        raise VisUsageError(f"`batch` must be at least 1, got {batch}")
+    batch = whole(batch, "batch")
     run_batches = executor(backend)
     settings = settings_for(preset, **{k: v for k, v in options.items() if k not in ("neuron", "negate", "diversity")})
+    settings.check_batch(_size(settings, model), batch, "batch")
     channels = layer_shape(model, layer, _size(settings, model))[0]
     wanted = list(units) if units is not None else list(range(channels))
     check_units(wanted, channels, layer)

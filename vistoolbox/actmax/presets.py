@@ -2,10 +2,12 @@
 ``dream``). Every field can be overridden by name (``steps=64``, ``blur_radius=0.5``)."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from ..errors import VisUsageError, unknown
+from ..limits import MAX_PIXELS, batch_pixels, number, side, whole
 
 __all__ = ["LUCID_ANGLES", "LUCID_SCALES", "PRESETS", "Settings", "settings_for"]
 
@@ -52,28 +54,43 @@ class Settings:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     def validate(self) -> "Settings":
-        """Raise :class:`VisUsageError` for values that cannot work."""
+        """Raise :class:`VisUsageError` for values that cannot work (NaN, infinity, negative, zero
+        where a count or size is needed, sizes above :data:`~vistoolbox.limits.MAX_PIXELS`)."""
         if self.family not in ("lucid", "pixel"):
             raise VisUsageError(f"unknown family {self.family!r}; valid: lucid, pixel")
-        if self.steps <= 0:
-            raise VisUsageError(f"`steps` must be at least 1, got {self.steps}")
-        if not self.lr > 0:
-            raise VisUsageError(f"`lr` must be positive, got {self.lr}")
-        if self.size is not None and self.size < 1:
-            raise VisUsageError(f"`size` must be positive, got {self.size}")
+        whole(self.steps, "steps")
+        number(self.lr, "lr", positive=True)
+        if self.size is not None:
+            side(self.size, "size")
         for name in ("norm_pct", "contrib_pct"):
-            value = getattr(self, name)
-            if not 0 <= value < 100:
+            value = number(getattr(self, name), name, 0)
+            if not value < 100:
                 raise VisUsageError(f"`{name}` must be in [0, 100), got {value}")
-        if not 0 <= self.decay < 1:
+        if not 0 <= number(self.decay, "decay") < 1:
             raise VisUsageError(f"`decay` must be in [0, 1), got {self.decay}")
-        if self.blur_radius < 0 or self.blur_every < 0:
-            raise VisUsageError("`blur_radius` and `blur_every` must be ≥ 0")
-        if min(self.pad, self.jitter, self.jitter2, self.roll) < 0:
-            raise VisUsageError("`pad`, `jitter` and `roll` must be ≥ 0")
+        number(self.blur_radius, "blur_radius", 0, math.isqrt(MAX_PIXELS))  # wider than any image: meaningless
+        for name in ("blur_every", "pad", "jitter", "jitter2", "roll"):
+            whole(getattr(self, name), name, 0)
+        for name in ("sd", "init_std", "decay_power", "max_lr", "desired_progress"):
+            number(getattr(self, name), name, 0)
+        for values, name in ((self.scales, "scales"), (self.angles, "angles")):
+            for value in values:
+                number(value, name, positive=name == "scales")
         if self.lr_policy not in ("constant", "progress", "normalized"):
             raise VisUsageError(f"unknown lr policy {self.lr_policy!r}; valid: constant, progress, normalized")
         return self
+
+    def check_batch(self, size: tuple[int, int], count: int, name: str) -> None:
+        """Refuse transforms that cut away the whole `size` image and batches of `count` images
+        (padded, for the lucid family) above :data:`~vistoolbox.limits.MAX_BATCH_PIXELS`; `name`
+        is the parameter that sets `count`."""
+        pad = self.pad if self.family == "lucid" else 0
+        height, width = size[0] + 2 * pad, size[1] + 2 * pad
+        cut = (self.jitter + self.jitter2) if self.family == "lucid" else 0
+        if cut >= min(height, width):
+            raise VisUsageError(f"`jitter` {self.jitter} + {self.jitter2} would cut away the whole "
+                                f"{height}x{width} px (padded) image; use a smaller `jitter` or a larger `size`")
+        batch_pixels(count, height, width, name)
 
 
 _DISTILL = dict(steps=2560, pad=16, jitter=16, scales=(1.0, 0.975, 1.025, 0.95, 1.05),

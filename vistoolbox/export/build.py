@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 from ..errors import VisUsageError
 from ..images import open_image, png_bytes
+from ..limits import number
 from ..mining.gallery import GRID_COLUMNS, THUMB, sprite_image
 from ..rundir import Run, open_run
 from .content import LayerContent, RunContent, collect_run, regular_file, slug
@@ -178,8 +179,8 @@ def export_site(runs: Sequence[str | Path], out: str | Path, *, layers: Sequence
     say = progress or (lambda message: None)
     if not runs:
         raise VisUsageError("`runs`: give at least one run directory")
-    if max_mb is not None and max_mb <= 0:
-        raise VisUsageError(f"`max_mb` must be positive, got {max_mb}")
+    if max_mb is not None:
+        max_mb = number(max_mb, "max_mb", positive=True)
     opened = [open_run(path) for path in runs]
     if len({run.root for run in opened}) != len(opened):
         raise VisUsageError("`runs`: the same run was given twice")

@@ -18,7 +18,7 @@ from ..errors import VisError
 from ..features.views import MODES
 from ..images import image_size
 from ..mining.gallery import Histogram, histogram_bins, source_hit
-from ..rundir import Run, layer_dir
+from ..rundir import Run, layer_dir, patch_name
 
 __all__ = ["BROWSER_IMAGES", "Hit", "LayerContent", "RunContent", "SourceImage", "UnitContent", "collect_layer",
            "collect_run", "regular_file", "slug"]
@@ -152,16 +152,25 @@ def _percent(rect: tuple[float, float, float, float], size: tuple[int, int]) -> 
     return (100 * left / width, 100 * top / height, 100 * (right - left) / width, 100 * (bottom - top) / height)
 
 
-def _checked(path: Path, folder_ok: bool) -> Path | None:
-    return path if folder_ok and regular_file(path) is not None else None
+class _Folder:
+    """The regular files (no symlinks) of a run folder that lies inside the run, listed once."""
+
+    def __init__(self, folder: Path, root: Path):
+        self.folder = folder
+        self.names: set[str] = set()
+        if folder.is_dir() and _inside(folder, root):
+            with os.scandir(folder) as entries:
+                self.names = {e.name for e in entries if e.is_file(follow_symlinks=False)}
+
+    def get(self, name: str) -> Path | None:
+        return self.folder / name if name in self.names else None
 
 
 def collect_layer(run: Run, layer: str, layer_slug: str, sources: "_Sources") -> LayerContent:
     """Everything the pages of one layer show (files that are missing or not plain files are left out)."""
     topk, stats = run.topk(layer), run.stats(layer)
-    folder = layer_dir(run.root, layer)
-    patches_ok = _inside(folder / "patches", run.root)
-    maximize_ok = _inside(folder / "maximize", run.root)
+    patches = _Folder(layer_dir(run.root, layer) / "patches", run.root)
+    maximize = _Folder(run.maximized(layer, 0).parent, run.root)
     units = []
     thumbs = []
     for unit in range(run.units(layer)):
@@ -176,18 +185,17 @@ def collect_layer(run: Run, layer: str, layer_slug: str, sources: "_Sources") ->
                 hit = source_hit(run, layer, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]), image.size)
                 crop = _percent(hit.crop, image.size)
                 field_box = _percent(hit.field, image.size) if hit.field is not None else None
-            views = {mode: p for mode in MODES
-                     if (p := _checked(run.patch(layer, unit, rank, mode), patches_ok)) is not None}
-            hits.append(Hit(rank, float(topk["values"][unit, rank]), image,
-                            _checked(run.patch(layer, unit, rank), patches_ok), views, crop, field_box))
-        maximized = _checked(run.maximized(layer, unit), maximize_ok)
+            views = {mode: p for mode in MODES if (p := patches.get(patch_name(unit, rank, mode))) is not None}
+            hits.append(Hit(rank, float(topk["values"][unit, rank]), image, patches.get(patch_name(unit, rank)),
+                            views, crop, field_box))
+        maximized = maximize.get(run.maximized(layer, unit).name)
         record = run.maximized_record(layer, unit) if maximized is not None else None
         try:
             histogram = histogram_bins(run, layer, unit, stats=stats)
         except (KeyError, IndexError):
             histogram = None
         units.append(UnitContent(unit, hits, maximized, record, histogram))
-        montage = _checked(run.patch(layer, unit), patches_ok)
+        montage = patches.get(patch_name(unit))
         thumbs.append(maximized or (hits[0].patch if hits and hits[0].rank == 0 else None) or montage)
     return LayerContent(layer, layer_slug, run.aliases(layer), run.layer_info(layer), units, thumbs)
 

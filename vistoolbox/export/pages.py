@@ -255,7 +255,7 @@ def unit_page(title: str, content: RunContent, layer: LayerContent, unit: UnitCo
             stats.append(f"mean max {_value(hist.mean_max)}")
         if hist.frac_active is not None:
             stats.append(f"active in {100 * hist.frac_active:.1f}% of images")
-        chart = ('<section><h2>activation histogram <span class="sub">spatial max per image</span></h2>'
+        chart = ('<section><h2>activation histogram <span class="sub">spatial max per image, log-spaced bins</span></h2>'
                  f'{histogram_svg(hist)}<p class="facts">{" · ".join(stats)}</p></section>')
     else:
         chart = ""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
@@ -112,17 +111,26 @@ def plan_changes(out: Path, files: list[SiteFile], ledger: dict[str, dict[str, A
 
 
 def _place(item: SiteFile, target: Path) -> bool:
-    """Hard-link (else copy, keeping the modification time) `item.source` onto `target`; True if linked."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    os.unlink(tmp)
+    """Hard-link (else copy, keeping the modification time) `item.source` onto `target`; True if linked.
+    A new name is linked in place (a link appears whole); an existing one is replaced through a
+    temporary name in the same folder."""
+    source = item.source
+    assert source is not None
+    if not os.path.lexists(target):
+        try:
+            os.link(source, target, follow_symlinks=False)
+            return True
+        except FileExistsError:
+            pass
+        except OSError:   # another file system, or links not allowed: a verbatim copy
+            pass
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         try:
-            os.link(item.source, tmp, follow_symlinks=False)   # type: ignore[arg-type]
+            os.link(source, tmp, follow_symlinks=False)
             linked = True
         except OSError:
-            shutil.copy2(item.source, tmp)                       # type: ignore[arg-type]
+            shutil.copy2(source, tmp)
             os.chmod(tmp, file_mode())
             linked = False
         os.replace(tmp, target)
@@ -137,8 +145,20 @@ def _ledger(files: Iterable[SiteFile], status: str) -> dict[str, Any]:
             "files": {f.rel: {"size": f.size, "key": f.key} for f in sorted(files, key=lambda f: f.rel)}}
 
 
-def _inside(out: Path, target: Path) -> bool:
-    return target.parent.resolve().is_relative_to(out.resolve())
+class _Folders:
+    """Checks that a file's folder lies inside the site (each folder resolved once) and creates it."""
+
+    def __init__(self, out: Path):
+        self.root = out.resolve()
+        self.seen: dict[Path, bool] = {}
+
+    def ready(self, target: Path) -> bool:
+        folder = target.parent
+        if folder not in self.seen:
+            self.seen[folder] = folder.resolve().is_relative_to(self.root)   # before anything is created
+            if self.seen[folder]:
+                folder.mkdir(parents=True, exist_ok=True)
+        return self.seen[folder]
 
 
 def write_site(out: Path, plan: Plan, ledger: dict[str, dict[str, Any]]) -> WriteReport:
@@ -152,10 +172,11 @@ def write_site(out: Path, plan: Plan, ledger: dict[str, dict[str, Any]]) -> Writ
     out.mkdir(parents=True, exist_ok=True)
     during = {rel: SiteFile(rel, int(meta.get("size") or 0), key=meta.get("key")) for rel, meta in ledger.items()}
     during.update({f.rel: f for f in plan.files})
-    write_json(out / LEDGER, _ledger(during.values(), "writing"))
+    write_json(out / LEDGER, _ledger(during.values(), "writing"), indent=None)   # one line: fast to encode
+    folders = _Folders(out)
     for item in plan.write:
         target = out / item.rel
-        if not _inside(out, target):
+        if not folders.ready(target):
             raise VisUsageError(f"{str(target)!r} would leave the site folder {str(out)!r} (a link inside it?)")
         if item.source is not None:
             if _place(item, target):
@@ -167,11 +188,11 @@ def write_site(out: Path, plan: Plan, ledger: dict[str, dict[str, Any]]) -> Writ
         report.written.append(item.rel)
     for rel in plan.remove:
         target = out / rel
-        if _inside(out, target) and regular_file(target) is not None:
+        if target.parent.resolve().is_relative_to(folders.root) and regular_file(target) is not None:
             target.unlink()
             report.removed.append(rel)
             _prune(out, target.parent)
-    write_json(out / LEDGER, _ledger(plan.files, "complete"))
+    write_json(out / LEDGER, _ledger(plan.files, "complete"), indent=None)
     return report
 
 

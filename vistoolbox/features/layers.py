@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..errors import VisUsageError
+from ..limits import side
 from ..models import LoadedModel
 from .receptive import Field, trace_geometry
 
@@ -27,11 +29,17 @@ class LayerInfo:
         return asdict(self)
 
 
-def layer_table(model: LoadedModel, size: int | None = None, names: list[str] | None = None) -> list[LayerInfo]:
+def layer_table(model: LoadedModel, size: int | None = None, names: list[str] | None = None,
+                param: str = "size") -> list[LayerInfo]:
     """Describe every named module except the root (containers included), or only the canonical
-    `names`, at input `size` (one traced forward pass)."""
-    size = size or model.input_size
-    geometry = trace_geometry(model.module, size, names=names, channels=model.preprocessing.channels)
+    `names`, at input `size` (one traced forward pass). Errors name the size `param`."""
+    size = model.input_size if size is None else side(size, param)
+    try:
+        geometry = trace_geometry(model.module, size, names=names, channels=model.preprocessing.channels)
+    except RuntimeError as exc:  # a map shrank to nothing, a kernel larger than its input, …
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise VisUsageError(f"an input of {size}x{size} px is too small for model {model.name!r} ({reason}); "
+                            f"use a larger `{param}`, e.g. {model.input_size}") from None
     wanted = set(names) if names is not None else None
     rows = []
     for name, module in model.module.named_modules():

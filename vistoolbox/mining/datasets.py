@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import VisUsageError
 from ..images import IMAGE_SUFFIXES, find_images, open_image, resize_center_crop
+from ..limits import whole
 
 __all__ = ["ImageList", "MiningDataset", "Transform", "discover_images", "make_loader"]
 
@@ -60,8 +61,8 @@ class ImageList:
 def discover_images(source: str | Path, limit: int | None = None) -> ImageList:
     """List the images of a folder, ImageFolder tree or text file (see module doc); `limit` keeps the first N."""
     src = Path(source)
-    if limit is not None and limit < 1:
-        raise VisUsageError(f"`limit` must be a positive number of images, got {limit}")
+    if limit is not None:
+        limit = whole(limit, "limit")
     if src.is_dir():
         root = src.resolve()
         found = sorted(p.relative_to(root).as_posix() for p in find_images(root))
@@ -84,6 +85,9 @@ def discover_images(source: str | Path, limit: int | None = None) -> ImageList:
 
 
 def _read_list(path: Path) -> tuple[Path, list[str], str]:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise VisUsageError(f"`dataset` {str(path)!r} is an image file; give a folder of images or a text file "
+                            "with one image path per line")
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -93,6 +97,9 @@ def _read_list(path: Path) -> tuple[Path, list[str], str]:
     absolute = [Path(os.path.abspath(p)) for p in absolute]
     if not absolute:
         return path.parent.resolve(), [], "list"
+    if not any(p.is_file() for p in absolute):
+        raise VisUsageError(f"none of the {len(absolute)} paths listed in `dataset` {str(path)!r} is a file "
+                            f"(the first: {str(absolute[0])!r}); is it a list of images?")
     root = Path(os.path.commonpath([str(p.parent) for p in absolute]))
     return root, [p.relative_to(root).as_posix() for p in absolute], "list"
 

@@ -22,7 +22,8 @@ from .. import rundir
 from ..errors import VisUsageError
 from ..features.layers import layer_table
 from ..features.views import parse_modes
-from ..models import LoadedModel, check_run_model, load_model
+from ..limits import MAX_DECODE_PIXELS, MAX_TOPK_ENTRIES, batch_pixels, side, whole
+from ..models import LoadedModel, check_run_model, load_model, resolve_device
 from .datasets import ImageList, Transform, discover_images
 from .patches import render_patches
 from .positions import DEFAULT_MIN_INSIDE, check_min_inside, eligible_masks, positions_identity
@@ -50,8 +51,8 @@ def resolve_layers(model: LoadedModel, layers: Sequence[str] | None) -> list[str
 
 def layer_entries(model: LoadedModel, paths: Sequence[str], size: int) -> dict[str, dict]:
     """Manifest entries ``{name: {aliases, type, shape, units, rf_size, rf_stride, rf_offset}}``:
-    the rows of ``vis layers`` for the mined layers."""
-    rows = {row.name: row.to_dict() for row in layer_table(model, size, names=list(paths))}
+    the rows of ``vis layers`` for the mined layers (at input `size`, the crop)."""
+    rows = {row.name: row.to_dict() for row in layer_table(model, size, names=list(paths), param="crop")}
     entries: dict[str, dict] = {}
     for path in paths:
         shape = rows[path]["shape"] if path in rows else None
@@ -60,6 +61,14 @@ def layer_entries(model: LoadedModel, paths: Sequence[str], size: int) -> dict[s
                                 "[C] (fc) layers can be mined")
         entries[path] = {key: value for key, value in rows[path].items() if key != "name"}
     return entries
+
+
+def check_topk_size(entries: dict[str, dict], k: int) -> None:
+    """Refuse a top-k table (Σ units × k entries) above :data:`~vistoolbox.limits.MAX_TOPK_ENTRIES`."""
+    units = sum(int(entry["units"]) for entry in entries.values())
+    if units * k > MAX_TOPK_ENTRIES:
+        raise VisUsageError(f"`k` {k:,} × {units:,} units is {units * k:,} top-k entries, above the limit of "
+                            f"{MAX_TOPK_ENTRIES:,}; use a smaller `k` or fewer `layers`")
 
 
 # --------------------------------------------------------------------------- identity of a run
@@ -96,16 +105,26 @@ def prepare_out(out: Path, ident: dict, overwrite: bool) -> MiningState | None:
         rundir.clear_run(out)
         return None
     if not manifest_path.exists():
-        if out.exists() and any(out.iterdir()):
+        leftovers = rundir.start_leftovers(out)
+        if leftovers is None:
             raise VisUsageError(f"`out` {str(out)!r} is not empty and is not a vistoolbox run; "
                                 "choose another folder or pass `overwrite`")
+        for path in leftovers:  # a run killed before its manifest: start it afresh
+            path.unlink()
         return None
     old = rundir.read_manifest(manifest_path, "pass `overwrite` to mine the run again")
     changed = rundir.identity_changes(old, ident)
     if changed:
         raise VisUsageError(f"`out` {str(out)!r} holds a run with a different {', '.join(changed)}; "
                             "pass `overwrite` to replace it or choose another `out`")
+    if old.get("status") != "complete":
+        rundir.remove_temps(out)  # what a kill during a write left behind
     checkpoint = out / rundir.CHECKPOINT
+    if checkpoint.exists() and old.get("batch_size") != ident["batch_size"]:
+        raise VisUsageError(f"`out` {str(out)!r} holds an unfinished run mined with `batch_size` "
+                            f"{old.get('batch_size')}: resume it with the same `batch_size` (its checkpoint falls "
+                            "on those batches, and only the same batches give bit-identical results), or pass "
+                            "`overwrite`")
     if checkpoint.exists():
         advice = "delete it to mine again from the first image, or pass `overwrite`"
         state = MiningState.load(checkpoint, advice)
@@ -133,10 +152,10 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     the model was built with, so `vis merge` can rebuild it). Returns the run directory (open it with
     :func:`vistoolbox.open_run`).
     """
-    if k < 1:
-        raise VisUsageError(f"`k` must be at least 1, got {k}")
-    if checkpoint_every < 1:
-        raise VisUsageError(f"`checkpoint_every` must be at least 1, got {checkpoint_every}")
+    k, checkpoint_every = whole(k, "k"), whole(checkpoint_every, "checkpoint_every")
+    batch_size, workers = whole(batch_size, "batch_size"), whole(workers, "workers", 0, 256)
+    if ray_tasks is not None:
+        ray_tasks = whole(ray_tasks, "ray_tasks")
     if backend not in ("local", "ray"):
         raise VisUsageError(f"unknown backend {backend!r}; valid: local, ray")
     if backend == "ray" and shard is not None:
@@ -145,14 +164,17 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     min_inside = check_min_inside(min_inside)
     out = Path(out)
     images = discover_images(dataset, limit)
-    crop = crop or model.input_size
-    resize = resize or (model.preprocessing.resize_size if crop == model.input_size
-                        else round(crop * 256 / 224))
-    if crop < 1 or resize < crop:
-        raise VisUsageError(f"`resize` ({resize}) must be at least `crop` ({crop}), both positive")
+    crop = model.input_size if crop is None else side(crop, "crop")
+    if resize is None:
+        resize = model.preprocessing.resize_size if crop == model.input_size else round(crop * 256 / 224)
+    resize = side(resize, "resize", MAX_DECODE_PIXELS)
+    if resize < crop:
+        raise VisUsageError(f"`resize` ({resize}) must be at least `crop` ({crop})")
+    batch_pixels(batch_size, crop, crop, "batch_size")
     transform = Transform(resize, crop)
     paths = resolve_layers(model, layers)
     entries = layer_entries(model, paths, crop)
+    check_topk_size(entries, k)
     ident = identity(model, images, transform, entries, k, shard, batch_size, seed, min_inside)
     eligible = eligible_masks(entries, crop, min_inside)
     state = prepare_out(out, ident, overwrite)
@@ -161,8 +183,9 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
         return out  # already complete: nothing to redo
     indices = range(len(images)) if shard is None else shard_range(len(images), *shard, batch_size)
     state = state or MiningState.empty({name: info["units"] for name, info in entries.items()}, k)
-    rundir.write_images(out, images.paths)
+    # the manifest first: from here on a killed run is recognisable as one and resumes
     rundir.write_manifest(out, ident, "running", view_list, _counts(images, state))
+    rundir.write_images(out, images.paths)
 
     def checkpoint(current: MiningState) -> None:
         current.save(out / rundir.CHECKPOINT)
@@ -207,6 +230,7 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path, *, device: str = "au
     """
     if not runs:
         raise VisUsageError("merging needs at least one run")
+    resolve_device(device)  # a bad device is an error even when no model is needed
     manifests = []
     for run in runs:
         path = Path(run) / rundir.MANIFEST

@@ -194,7 +194,7 @@ class MiningState:
                   for key, value in topk.arrays().items()}
         header = {"done": self.done, "seen": self.seen, "skipped": self.skipped, "layers": list(self.layers)}
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        write_npz(path, arrays)
+        write_npz(path, arrays, durable=True)  # a checkpoint must survive a power loss
 
     @classmethod
     def load(cls, path: Path, advice: str = "delete it to start this pass again") -> "MiningState":

@@ -29,11 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import VisUsageError
+from ..limits import whole
 
-__all__ = ["ConvBlock", "GeneratorConfig", "MIN_SIZE", "MODES", "ResidualBlock", "SKIP_EPS", "SKIP_SCALE",
+__all__ = ["ConvBlock", "GeneratorConfig", "MAX_NOISE_CHANNELS", "MAX_RES_BLOCKS", "MAX_WIDTH", "MIN_SIZE", "MODES", "ResidualBlock", "SKIP_EPS", "SKIP_SCALE",
            "StyleGenerator", "texture_noise"]
 
 MODES = ("image", "texture")
+#: Upper bounds of the architecture (checked before building; a stylizer file is untrusted input).
+MAX_WIDTH, MAX_RES_BLOCKS, MAX_NOISE_CHANNELS = 256, 64, 256
 #: inputs are padded to at least this size (and a multiple of 4) so every layer has room to pad
 MIN_SIZE = 16
 #: input_skip: the input enters the output logits as logit(clamp(x, ε, 1 − ε))
@@ -58,9 +61,9 @@ class GeneratorConfig:
             raise VisUsageError(f"unknown stylizer `mode` {self.mode!r}; valid: {', '.join(MODES)}")
         if self.input_skip and self.mode != "image":
             raise VisUsageError("`input_skip` is for image mode (a texture generator's input is noise)")
-        if self.width < 1 or self.res_blocks < 0 or self.noise_channels < 1:
-            raise VisUsageError(f"generator width ({self.width}) and noise channels ({self.noise_channels}) "
-                                f"must be ≥ 1 and residual blocks ({self.res_blocks}) ≥ 0")
+        whole(self.width, "width", 1, MAX_WIDTH)
+        whole(self.res_blocks, "res_blocks", 0, MAX_RES_BLOCKS)
+        whole(self.noise_channels, "noise_channels", 1, MAX_NOISE_CHANNELS)
 
     @property
     def in_channels(self) -> int:

@@ -17,7 +17,10 @@ weights_only=True)`` (tensors, dicts, lists, numbers, strings and None only)::
 """
 from __future__ import annotations
 
+import pickle
 import sys
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +30,7 @@ from tqdm import tqdm
 
 from ..errors import VisUsageError
 from ..images import DEFAULT_MAX_PIXELS, load_tensor, save_png
+from ..limits import MAX_BATCH_PIXELS, batch_pixels, number, side, whole
 from ..weights import save_atomic
 from .generator import GeneratorConfig, StyleGenerator, texture_noise
 
@@ -82,8 +86,16 @@ def load_stylizer(path: str | Path, device: str | torch.device = "cpu") -> Styli
     path = Path(path)
     if not path.is_file():
         raise VisUsageError(f"stylizer file {str(path)!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise VisUsageError(f"cannot read {str(path)!r} as a stylizer file: not a torch archive (make one with "
+                            "vis train-stylizer)")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise VisUsageError(f"cannot read {str(path)!r} as a stylizer file: it holds Python objects that "
+                            "weights-only loading refuses (nothing was unpickled)") from None
     except Exception as exc:  # noqa: BLE001 - corrupt/foreign files fail in many ways
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise VisUsageError(f"cannot read {str(path)!r} as a stylizer file: {reason}") from None
@@ -92,26 +104,36 @@ def load_stylizer(path: str | Path, device: str | torch.device = "cpu") -> Styli
     if data.get("version") != VERSION:
         raise VisUsageError(f"{str(path)!r} has stylizer format version {data.get('version')}; "
                             f"this vistoolbox reads version {VERSION}")
-    generator = StyleGenerator(GeneratorConfig.from_dict(data["config"]))
-    generator.load_state_dict(data["state_dict"])
+    try:
+        generator = StyleGenerator(GeneratorConfig.from_dict(data["config"]))
+        generator.load_state_dict(data["state_dict"])
+        stylizer = Stylizer(generator=generator, style=dict(data["style"]), descriptor=dict(data["descriptor"]),
+                            loss_weights=dict(data["loss_weights"]), training=dict(data["training"]),
+                            history={k: list(data["history"].get(k, [])) for k in HISTORY_KEYS},
+                            optimizer=data.get("optimizer"))
+    except VisUsageError as exc:
+        raise VisUsageError(f"{str(path)!r} is not a usable stylizer file: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise VisUsageError(f"{str(path)!r} is not a usable stylizer file ({type(exc).__name__}: {reason})") from None
     generator.eval().to(device)
-    return Stylizer(generator=generator, style=data["style"], descriptor=data["descriptor"],
-                    loss_weights=data["loss_weights"], training=data["training"],
-                    history={k: list(data["history"].get(k, [])) for k in HISTORY_KEYS},
-                    optimizer=data.get("optimizer"))
+    return stylizer
 
 
 def _check_strength(strength: float) -> None:
-    if not 0.0 <= strength <= 1.0:
+    if not 0.0 <= number(strength, "strength") <= 1.0:
         raise VisUsageError(f"`strength` must be between 0 and 1, got {strength}")
 
 
 def _batches(images: Sequence[torch.Tensor], batch_size: int) -> list[list[int]]:
-    """Indices grouped into runs of consecutive same-size images, at most `batch_size` each."""
+    """Indices grouped into runs of consecutive same-size images, at most `batch_size` each and at
+    most :data:`~vistoolbox.limits.MAX_BATCH_PIXELS` together (a bigger image runs alone)."""
     groups: list[list[int]] = []
     for i, image in enumerate(images):
         last = groups[-1] if groups else None
-        if last and len(last) < batch_size and images[last[0]].shape[-2:] == image.shape[-2:]:
+        pixels = image.shape[-1] * image.shape[-2]
+        if (last and len(last) < batch_size and images[last[0]].shape[-2:] == image.shape[-2:]
+                and (len(last) + 1) * pixels <= MAX_BATCH_PIXELS):
             last.append(i)
         else:
             groups.append([i])
@@ -157,8 +179,8 @@ def generate_texture(stylizer: Stylizer, size: int | tuple[int, int] = 512, coun
         raise VisUsageError("this stylizer was trained in image mode: give it images to stylize "
                             "(`noise` is for stylizers trained in texture `mode`)")
     h, w = (size, size) if isinstance(size, int) else size
-    if h < 1 or w < 1 or count < 1:
-        raise VisUsageError(f"`size` and `count` must be ≥ 1, got {size} and {count}")
+    h, w = side(h, "size"), side(w, "size")
+    batch_pixels(whole(count, "count"), h, w, "count")
     device = next(stylizer.generator.parameters()).device
     noise = texture_noise(count, h, w, stylizer.config.noise_channels,
                           torch.Generator().manual_seed(seed), device)
@@ -171,8 +193,7 @@ def texture_files(stylizer: Stylizer, out_dir: str | Path, size: int | tuple[int
                   seed: int = 0) -> list[Path]:
     """Texture-mode stylizer → ``texture_000.png`` … in `out_dir` (texture ``i`` uses seed ``seed + i``,
     so one more texture never changes the earlier ones)."""
-    if count < 1:
-        raise VisUsageError(f"`count` must be ≥ 1, got {count}")
+    whole(count, "count")
     return [save_png(generate_texture(stylizer, size, 1, seed + i), Path(out_dir) / f"texture_{i:03d}.png")
             for i in range(count)]
 
@@ -196,6 +217,7 @@ def stylize_files(stylizer: Stylizer, inputs: Sequence[str | Path], out_dir: str
     ends, with a progress bar on stderr unless `quiet`.
     """
     _check_strength(strength)
+    batch_size, max_pixels = whole(batch_size, "batch_size"), whole(max_pixels, "max_pixels")
     if not inputs:
         raise VisUsageError("give at least one input image")
     if stylizer.mode != "image":

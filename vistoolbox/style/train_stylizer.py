@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ..errors import VisUsageError
 from ..images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, find_images, load_tensor, open_image, to_tensor
+from ..limits import batch_pixels, number, side, whole
 from ..models import LoadedModel, as_model
 from ..weights import sha256_file
 from .generator import GeneratorConfig, StyleGenerator, texture_noise
@@ -148,18 +149,23 @@ def train_stylizer(model: LoadedModel | str, style: str | Path | torch.Tensor, d
     """
     config = GeneratorConfig(mode=mode, width=width, res_blocks=res_blocks, noise_channels=noise_channels,
                              input_skip=input_skip)
-    for name, value in (("size", size), ("steps", steps), ("batch_size", batch_size),
-                        ("checkpoint_every", checkpoint_every)):
-        if value < 1:
-            raise VisUsageError(f"`{name}` must be ≥ 1, got {value}")
-    if min(content_weight, style_weight, tv_weight) < 0 or lr <= 0:
-        raise VisUsageError("loss weights must be ≥ 0 and the learning rate > 0")
+    size = side(size, "size")
+    style_size = size if style_size is None else side(style_size, "style_size")
+    steps, checkpoint_every = whole(steps, "steps"), whole(checkpoint_every, "checkpoint_every")
+    batch_pixels(whole(batch_size, "batch_size"), size, size, "batch_size")
+    number(lr, "lr", positive=True)
+    for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
+                        ("tv_weight", tv_weight)):
+        number(value, name, 0)
+    whole(seed, "seed", 0)
     out = Path(out) if out is not None else None
+    if out is not None and out.is_dir():
+        raise VisUsageError(f"`out` {str(out)!r} is a folder; give the stylizer's file name (e.g. stylizer.pt)")
     if out is not None and out.exists() and not resume:
         raise VisUsageError(f"{str(out)!r} exists; pass `resume` to continue it or choose another `out`")
     if resume and (out is None or not out.exists()):
         raise VisUsageError(f"`resume` needs an existing checkpoint at `out`, and {str(out)!r} does not exist")
-    style_image = style if isinstance(style, torch.Tensor) else load_tensor(style, size=style_size or size)
+    style_image = style if isinstance(style, torch.Tensor) else load_tensor(style, size=style_size)
     files: list[Path] = []
     data_record: dict[str, Any] | None = None
     if mode == "image":

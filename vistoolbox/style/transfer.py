@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..errors import VisUsageError
 from ..images import DEFAULT_MAX_PIXELS, open_image, save_png, to_tensor
+from ..limits import MAX_PIXELS, number, whole
 from ..models import LoadedModel
 from ..result import ImageResult
 from .losses import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleLoss
@@ -26,10 +27,12 @@ __all__ = ["DEFAULT_CONTENT_WEIGHT", "DEFAULT_STYLE_WEIGHT", "DEFAULT_TV_WEIGHT"
            "check_output_path", "sidecar_path", "snapshot_path", "snapshot_writer", "synthesize_texture",
            "transfer_style"]
 
-#: Largest optimised image (and scaled style image), in pixels, unless ``max_pixels`` raises it.
-MAX_PIXELS = 2048 * 2048
+# MAX_PIXELS (2048², from vistoolbox.limits): the largest optimised image (and scaled style image),
+# in pixels, unless ``max_pixels`` raises it.
 #: Default output size: the content's own size, scaled down to this longest side.
 DEFAULT_MAX_SIDE = 512
+#: Style images at most this many times the output's size (larger is never useful).
+MAX_STYLE_SCALE = 100.0
 DEFAULT_CONTENT_WEIGHT = 1.0
 DEFAULT_STYLE_WEIGHT = 10.0
 DEFAULT_TV_WEIGHT = 1.0
@@ -57,7 +60,7 @@ def as_image(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.T
     if isinstance(source, (str, Path)):
         return to_tensor(open_image(source, max(max_pixels, DEFAULT_MAX_PIXELS)))
     if isinstance(source, Image.Image):
-        return to_tensor(source.convert("RGB"))
+        return to_tensor(source)
     tensor = source.detach().float().cpu()
     if tensor.dim() == 3:
         tensor = tensor.unsqueeze(0)
@@ -69,22 +72,37 @@ def as_image(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.T
 def plan_stages(content_shape: tuple[int, int], sizes: Sequence[int] | None, steps: Sequence[int] | int | None,
                 size: int | None) -> list[tuple[int, int]]:
     """``[(longest side, steps), ...]`` from the size options (see :func:`transfer_style`)."""
-    if sizes and size:
+    if sizes and size is not None:
         raise VisUsageError("give either `size` or `sizes`, not both (the last of the sizes is the output's)")
     if not sizes:
-        sizes = [size or min(DEFAULT_MAX_SIDE, max(content_shape))]
-    sizes = [int(s) for s in sizes]
+        sizes = [min(DEFAULT_MAX_SIDE, max(content_shape)) if size is None else whole(size, "size")]
+    sizes = [whole(s, "sizes") for s in sizes]
     if steps is None:
         steps = [300] + [100] * (len(sizes) - 1)
-    elif isinstance(steps, int):
+    elif not isinstance(steps, (list, tuple)):
         steps = [steps]
-    steps = [int(s) for s in steps]
+    steps = [whole(s, "steps") for s in steps]
     if len(steps) != len(sizes):
         raise VisUsageError(f"`sizes` has {len(sizes)} entries ({', '.join(map(str, sizes))}) but `steps` has "
                             f"{len(steps)} ({', '.join(map(str, steps))}); give one step count per size")
-    if any(s <= 0 for s in sizes) or any(s < 0 for s in steps):
-        raise VisUsageError(f"sizes must be > 0 and steps ≥ 0, got sizes {sizes} and steps {steps}")
     return list(zip(sizes, steps))
+
+
+def check_numbers(*, lr: float | None, style_scale: float, style_blend: Sequence[float] | None, max_pixels: int,
+                  snapshot_every: int, seed: int, **weights: float) -> None:
+    """Refuse NaN, infinite, negative or zero values where they cannot work (`weights` ≥ 0)."""
+    if lr is not None:
+        number(lr, "lr", positive=True)
+    number(style_scale, "style_scale", maximum=MAX_STYLE_SCALE, positive=True)
+    for value in style_blend or ():
+        number(value, "style_blend", 0)
+    if style_blend is not None and not sum(style_blend) > 0:
+        raise VisUsageError(f"`style_blend` weights must not all be 0, got {list(style_blend)}")
+    whole(max_pixels, "max_pixels")
+    whole(snapshot_every, "snapshot_every", 0)
+    whole(seed, "seed", 0)
+    for name, value in weights.items():
+        number(value, name, 0)
 
 
 def _choice(value: str, valid: Sequence[str], what: str) -> str:
@@ -136,8 +154,9 @@ def transfer_style(model: LoadedModel, content: ImageLike, styles: Sequence[Imag
     _choice(init, INITS, "init")
     _choice(optimizer, OPTIMIZERS, "optimizer")
     _choice(preserve_colors, PRESERVE, "preserve_colors")
-    if style_scale <= 0:
-        raise VisUsageError(f"`style_scale` must be > 0, got {style_scale}")
+    check_numbers(lr=lr, style_scale=style_scale, style_blend=style_blend, max_pixels=max_pixels,
+                  snapshot_every=snapshot_every, seed=seed, content_weight=content_weight, style_weight=style_weight,
+                  tv_weight=tv_weight)
     style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     if not style_list:
         raise VisUsageError("at least one style image is needed")
@@ -177,8 +196,9 @@ def synthesize_texture(model: LoadedModel, style: Sequence[ImageLike] | ImageLik
     in :func:`transfer_style`; returns a :class:`StyleResult` with ``images [1, 3, size, size]``.
     """
     _choice(optimizer, OPTIMIZERS, "optimizer")
-    if style_scale <= 0:
-        raise VisUsageError(f"`style_scale` must be > 0, got {style_scale}")
+    check_numbers(lr=lr, style_scale=style_scale, style_blend=style_blend, max_pixels=max_pixels,
+                  snapshot_every=snapshot_every, seed=seed, tv_weight=tv_weight)
+    size = whole(size, "size")
     style_list = list(style) if isinstance(style, (list, tuple)) else [style]
     settings = settings_record(styles=style_list, size=size, steps=steps, layers=layers, statistic=statistic,
                                 tv_weight=tv_weight, optimizer=optimizer, lr=lr, pooling=pooling,

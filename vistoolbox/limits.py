@@ -1,0 +1,81 @@
+"""Checks for the numbers a user gives, before anything is allocated: whole numbers must be whole
+and in range, real numbers finite and in range (no NaN, no infinity), and every size has an upper
+bound derived from a pixel budget.
+
+The budgets catch typos and hostile input (``--size 100000`` would need 120 GB) with a one-line
+usage error that names the parameter; they do not promise that the work fits a machine's memory.
+
+- :data:`MAX_PIXELS`: one image a network works on — an optimised image, a model input or crop,
+  a training crop (2048², the default ``max_pixels`` of texture synthesis and style transfer).
+- :data:`MAX_BATCH_PIXELS`: all the images of one batch together (e.g. 668 images of 224²).
+- :data:`MAX_DECODE_PIXELS`: an image decoded or resized from a file before it is cropped.
+- :data:`MAX_TOPK_ENTRIES`: the top-k table of a mining run, Σ units × k.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from .errors import VisUsageError
+
+__all__ = ["MAX_BATCH_PIXELS", "MAX_DECODE_PIXELS", "MAX_PIXELS", "MAX_TOPK_ENTRIES", "batch_pixels", "number",
+           "side", "whole"]
+
+MAX_PIXELS = 2048 * 2048
+MAX_BATCH_PIXELS = 2 ** 25
+MAX_DECODE_PIXELS = 64_000_000
+MAX_TOPK_ENTRIES = 2 ** 26
+
+
+def whole(value: Any, name: str, minimum: int | None = 1, maximum: int | None = None) -> int:
+    """`value` as an int in [minimum, maximum] (None: unbounded); anything else names `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise VisUsageError(f"`{name}` must be a whole number, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise VisUsageError(f"`{name}` must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise VisUsageError(f"`{name}` must be at most {maximum:,}, got {value:,}")
+    return value
+
+
+def number(value: Any, name: str, minimum: float | None = None, maximum: float | None = None, *,
+           positive: bool = False) -> float:
+    """`value` as a finite float in [minimum, maximum] (> 0 with `positive`); NaN and ±inf are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise VisUsageError(f"`{name}` must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise VisUsageError(f"`{name}` must be a finite number, got {value}")
+    if positive and value <= 0:
+        raise VisUsageError(f"`{name}` must be greater than 0, got {value:g}")
+    if minimum is not None and value < minimum:
+        raise VisUsageError(f"`{name}` must be at least {minimum:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise VisUsageError(f"`{name}` must be at most {maximum:g}, got {value:g}")
+    return value
+
+
+def side(value: Any, name: str, max_pixels: int = MAX_PIXELS, minimum: int = 1, raise_with: str | None = None) -> int:
+    """An image side in px: a whole number ≥ `minimum` whose square image has at most `max_pixels`
+    pixels. `raise_with` names the parameter that raises the budget, if the caller has one."""
+    value = whole(value, name, minimum)
+    if value * value > max_pixels:
+        hint = f"choose a smaller `{name}`" + (f" or raise `{raise_with}`" if raise_with else "")
+        raise VisUsageError(f"`{name}` {value:,} means up to {value * value:,} pixels per image, above the limit "
+                            f"of {max_pixels:,} ({math.isqrt(max_pixels)}²); {hint}")
+    return value
+
+
+def batch_pixels(count: int, height: int, width: int, name: str, limit: int = MAX_BATCH_PIXELS) -> int:
+    """Refuse a batch of `count` images of `height`×`width` above `limit` pixels in all; `name` is
+    the parameter that sets the count. Returns `count`."""
+    total = count * height * width
+    if total > limit:
+        raise VisUsageError(f"`{name}` {count:,} × {height}×{width} px is {total:,} pixels in one batch, above the "
+                            f"limit of {limit:,}; use a smaller `{name}` or smaller images")
+    return count
