@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx as cb, dcc, html
 from PIL import Image, ImageDraw
 
+from vistoolbox.errors import VisError
 from vistoolbox.export import export_command
 from vistoolbox.features.views import MODES
 from vistoolbox.files import write_bytes
@@ -23,6 +24,7 @@ from vistoolbox.mining.gallery import (GRID_COLUMNS, THUMB, histogram_bins, imag
 from vistoolbox.rundir import Run, unit_stem
 
 from . import optimise
+from .jobs import in_job_process
 from .context import Context, content_key
 from .serving import cache_url, run_url
 
@@ -340,6 +342,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
     def compute_views(set_progress, request):  # noqa: ANN001, ANN202
         if not request:
             raise dash.exceptions.PreventUpdate
+        in_job_process()
         run_index, layer, unit = request["run"], request["layer"], request["unit"]
         set_progress(f"computing the {', '.join(MODES)} views of unit {unit}'s top-{ctx.runs[run_index].manifest.get('k', 9)}…")
         start = time.perf_counter()

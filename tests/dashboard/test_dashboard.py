@@ -419,7 +419,7 @@ def test_views_of_any_unit_come_on_demand_through_the_real_endpoint(mined):
             break
         assert time.time() < deadline, "the views job did not finish"
         time.sleep(0.5)
-    rows, message = (data["response"][o["id"]][o["property"]] for o in outputs)
+    rows, message = (data["response"][o["id"]][o["property"].split("@")[0]] for o in outputs)
     assert "cached in the run" in message
     assert [row["props"]["children"][0]["props"]["children"] for row in rows] == ["deconv", "backprop", "guided"]
     assert all(path.is_file() for path in targets)
