@@ -139,7 +139,7 @@ def test_live_layer_options_are_spatial_layers(live_ctx):
 def test_montage_tiles_are_where_channel_at_says():
     channels, meta = 10, live.tile_layout(10, 5, 5)
     maps = np.stack([np.full((5, 5), float(c + 1)) for c in range(channels)])
-    image = np.asarray(Image.open(io.BytesIO(live.montage_png(maps, meta))).convert("L"), dtype=float)
+    image = np.asarray(Image.open(io.BytesIO(live.montage_png(maps, meta, "layer"))).convert("L"), dtype=float)
     step = meta["tile"] + meta["pad"]
     found = {}
     for y in range(0, image.shape[0]):
@@ -153,6 +153,43 @@ def test_montage_tiles_are_where_channel_at_says():
         assert values == {round((c + 1) / channels * 255)} or values == {np.floor((c + 1) / channels * 255)}
     assert live.channel_at(meta, meta["tile"], 0) is None           # gutter
     assert live.channel_at(meta, 0, step * meta["nrows"]) is None   # below the last row
+
+
+def test_live_tiles_get_their_own_contrast_and_hover_names_channel_and_max():
+    """Per-channel contrast (the default): each tile spans black to white whatever its range; the
+    hover grid over the montage names each tile's channel and maximum; the selection is outlined."""
+    channels, meta = 7, live.tile_layout(7, 6, 6)
+    gen = np.random.default_rng(0)
+    maps = gen.normal(size=(channels, 6, 6)) * np.array([1e-3, 1, 10, 100, 1, 1, 1])[:, None, None]
+    maps[4] = -1.0                                                   # never positive: stays black
+    image = np.asarray(Image.open(io.BytesIO(live.montage_png(maps, meta))).convert("L"), dtype=float)
+    step = meta["tile"] + meta["pad"]
+    for c in range(channels):
+        row, col = divmod(c, meta["ncols"])
+        tile = image[row * step: row * step + meta["tile"], col * step: col * step + meta["tile"]]
+        assert tile.max() == (0 if c == 4 else 255), c
+        cell = np.maximum(maps[c], 0) / (maps[c].max() if c != 4 else 1) * 255
+        shown = tile[:: meta["tile"] // 6, :: meta["tile"] // 6]   # nearest-neighbour upscaling: one pixel per cell
+        assert np.abs(shown - cell.astype(np.uint8)).max() <= 1, c
+    layered = np.asarray(Image.open(io.BytesIO(live.montage_png(maps, meta, "layer"))).convert("L"), dtype=float)
+    assert layered[:meta["tile"], :meta["tile"]].max() < 10          # the 1e-3 channel is black on the layer's scale
+    maxima = maps.reshape(channels, -1).max(1)
+    fig = live.maps_figure(b"png", meta, maxima, selected=5)
+    grid = fig.data[1]
+    for c in range(meta["nrows"] * meta["ncols"]):
+        row, col = divmod(c, meta["ncols"])
+        if c < channels:
+            assert grid.customdata[row][col][0] == c and grid.customdata[row][col][1] == pytest.approx(maxima[c])
+            assert live.channel_at(meta, grid.x[col], grid.y[row]) == c     # the cell's centre is on its tile
+        else:
+            assert np.isnan(grid.z[row][col])                                # no channel: no hover
+    assert "channel %{customdata[0]}" in grid.hovertemplate and "max %{customdata[1]" in grid.hovertemplate
+    (shape,) = fig.layout.shapes
+    row, col = divmod(5, meta["ncols"])
+    assert shape.x0 < col * step < col * step + meta["tile"] - 1 < shape.x1
+    assert shape.y0 < row * step < row * step + meta["tile"] - 1 < shape.y1
+    assert live.clicked_channel(meta, {"x": 0, "y": 0, "customdata": [6, 1.0]}) == 6
+    assert live.clicked_channel(meta, {"x": step + 1, "y": 1}) == 1
 
 
 # --------------------------------------------------------------------------- on a real run (vis mine)
@@ -433,5 +470,5 @@ def test_views_of_any_unit_come_on_demand_through_the_real_endpoint(mined):
     image = to_tensor(resize_center_crop(open_image(run.image_path(index)), pre["resize"], pre["crop"]))
     want = unit_view_patches(ctx.model, image, layer, unit, int(run.topk(layer)["y"][unit, 0]),
                              int(run.topk(layer)["x"][unit, 0]), ["guided"])["guided"]
-    got = torch.from_numpy(np.asarray(Image.open(run.patch(layer, unit, 0, "guided")))).permute(2, 0, 1).float() / 255
+    got = torch.from_numpy(np.array(Image.open(run.patch(layer, unit, 0, "guided")))).permute(2, 0, 1).float() / 255
     assert (got - want).abs().max() <= 1 / 255 + 1e-6
