@@ -423,6 +423,22 @@ def test_live_channel_clamp_and_classifier_panel(live_ctx):
     assert "has no classifier" in text and "--weights imagenet" in text
 
 
+def test_cancelling_an_optimised_image_says_where_it_stopped(mined):
+    """The Units tab's cancel note, through the app's real callback endpoint."""
+    from test_dashboard_fast import call
+
+    app, ctx = mined
+    run = ctx.runs[0]
+    sel = {"run": 0, "layer": run.layers[1], "unit": 7}
+    assert not run.maximized(run.layers[1], 7).exists()
+    inputs = {"max-cancel.n_clicks": 1, "selection.data": sel}
+    states = {"max-progress.value": "23", "max-progress.max": "128"}
+    status, data = call(app, [("max-note", "children")], inputs, "max-cancel.n_clicks", states)
+    assert data["response"]["max-note"]["children"] == "unit 7: cancelled at step 23/128; nothing was saved"
+    status, data = call(app, [("max-note", "children")], inputs, "selection.data", states)
+    assert data["response"]["max-note"]["children"] == ""            # another unit: the note goes
+
+
 def _post(client, output: str, outputs: list[dict], inputs: list[dict], changed: str, query: str = ""):  # noqa: ANN001
     body = {"output": output, "outputs": outputs, "inputs": inputs, "changedPropIds": [changed], "state": []}
     response = client.post("/_dash-update-component" + query, json=body)
