@@ -24,7 +24,7 @@ from vistoolbox.mining.positions import DEFAULT_MIN_INSIDE, eligible_masks
 from vistoolbox.mining.stream import mine_indices
 from vistoolbox.mining.topk import HIST_EDGES, MiningState, UnitTopK
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository root (this file is in tests/mining)
 SIZE = 64          # crop the models see: small, so everything runs in seconds
 RESIZE = 72
 
