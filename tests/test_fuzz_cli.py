@@ -15,6 +15,7 @@ from PIL import Image
 
 import vistoolbox.dashboard
 from vistoolbox.cli import main
+from vistoolbox.limits import max_workers
 
 COUNT = ["0", "-5", "nan", "abc", "1.5"]        # steps, counts: any positive value is valid (time, not memory)
 FLOAT = ["-1", "nan", "inf", "-inf", "abc"]
@@ -161,6 +162,25 @@ def cases() -> list[tuple[str, str, str | int, str]]:
     return found
 
 
+class TooManyWorkers(BaseException):
+    """Raised when a case builds a DataLoader with more than 2 worker processes (not caught by `vis`)."""
+
+
+@pytest.fixture(autouse=True)
+def few_workers(monkeypatch):
+    """No case of this module may start more than 2 data-loading processes: a `--workers` bound that
+    let a huge value through once started 1,600 of them and exhausted 24 GiB."""
+    from torch.utils.data import DataLoader
+
+    original = DataLoader.__init__
+
+    def guarded(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if self.num_workers > 2:
+            raise TooManyWorkers(f"a DataLoader with {self.num_workers} workers")
+    monkeypatch.setattr(DataLoader, "__init__", guarded)
+
+
 class TooLong(BaseException):
     """Raised by an alarm when a bad value was accepted and real work started (not caught by `vis`)."""
 
@@ -217,3 +237,10 @@ def test_full_read_only_or_forbidden_output(fx, tmp_path, capsys, monkeypatch, c
     monkeypatch.setattr(os, "replace", refuse)
     code, line = fails_in_one_line(base(command, fx, tmp_path), capsys)
     assert code == status and ".tmp" not in line
+
+
+@pytest.mark.parametrize("value", [max_workers() + 1, 100000])
+def test_workers_above_the_bound_are_refused_before_any_loader(fx, tmp_path, capsys, value):
+    """`--workers` above max(4, 4 × CPUs) is a usage error naming the option; no DataLoader starts."""
+    code, line = fails_in_one_line(with_value(base("mine", fx, tmp_path), "--workers", str(value)), capsys)
+    assert code == 2 and f"--workers must be at most {max_workers()}" in line, line

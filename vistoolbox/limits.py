@@ -10,17 +10,20 @@ usage error that names the parameter; they do not promise that the work fits a m
 - :data:`MAX_BATCH_PIXELS`: all the images of one batch together (e.g. 668 images of 224²).
 - :data:`MAX_DECODE_PIXELS`: an image decoded or resized from a file before it is cropped.
 - :data:`MAX_TOPK_ENTRIES`: the top-k table of a mining run, Σ units × k.
+- :func:`max_workers`: data-loading worker processes, max(4, 4 × CPUs) (each is a whole Python
+  process with its own copy of torch; thousands exhaust memory before the first batch).
 """
 from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 from .errors import VisUsageError
 
-__all__ = ["MAX_BATCH_PIXELS", "MAX_DECODE_PIXELS", "MAX_PIXELS", "MAX_TOPK_ENTRIES", "batch_pixels", "number",
-           "side", "whole"]
+__all__ = ["MAX_BATCH_PIXELS", "MAX_DECODE_PIXELS", "MAX_PIXELS", "MAX_TOPK_ENTRIES", "batch_pixels", "max_workers",
+           "number", "side", "whole", "worker_count"]
 
 MAX_PIXELS = 2048 * 2048
 MAX_BATCH_PIXELS = 2 ** 25
@@ -40,6 +43,20 @@ def whole(value: Any, name: str, minimum: int | None = 1, maximum: int | None = 
         raise VisUsageError(f"`{name}` must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise VisUsageError(f"`{name}` must be at most {maximum:,}, got {value:,}")
+    return value
+
+
+def max_workers() -> int:
+    """The most worker processes a command starts for loading data: max(4, 4 × this machine's CPUs)."""
+    return max(4, 4 * (os.cpu_count() or 1))
+
+
+def worker_count(value: Any, name: str = "workers") -> int:
+    """`value` as a number of worker processes in [0, :func:`max_workers`] (0: load in this process)."""
+    value = whole(value, name, 0)
+    if value > max_workers():
+        raise VisUsageError(f"`{name}` must be at most {max_workers()} (4 × the {os.cpu_count() or 1} CPUs here), "
+                            f"got {value:,}")
     return value
 
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import VisUsageError
 from ..images import IMAGE_SUFFIXES, find_images, open_image, resize_center_crop
-from ..limits import whole
+from ..limits import whole, worker_count
 
 __all__ = ["ImageList", "MiningDataset", "Transform", "discover_images", "make_loader"]
 
@@ -145,7 +145,5 @@ def make_loader(images: ImageList, transform: Transform, indices: Sequence[int],
     """An in-order DataLoader over `indices` (decoding in `workers` processes)."""
     if batch_size < 1:
         raise VisUsageError(f"`batch_size` must be at least 1, got {batch_size}")
-    if workers < 0:
-        raise VisUsageError(f"`workers` must be 0 or more, got {workers}")
     return DataLoader(MiningDataset(images, transform, indices), batch_size=batch_size, shuffle=False,
-                      num_workers=workers, persistent_workers=False)
+                      num_workers=worker_count(workers), persistent_workers=False)

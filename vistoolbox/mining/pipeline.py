@@ -22,7 +22,7 @@ from .. import rundir
 from ..errors import VisUsageError
 from ..features.layers import layer_table
 from ..features.views import parse_modes
-from ..limits import MAX_DECODE_PIXELS, MAX_TOPK_ENTRIES, batch_pixels, side, whole
+from ..limits import MAX_DECODE_PIXELS, MAX_TOPK_ENTRIES, batch_pixels, side, whole, worker_count
 from ..models import LoadedModel, check_run_model, load_model, resolve_device
 from .datasets import ImageList, Transform, discover_images
 from .patches import render_patches
@@ -153,7 +153,7 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     :func:`vistoolbox.open_run`).
     """
     k, checkpoint_every = whole(k, "k"), whole(checkpoint_every, "checkpoint_every")
-    batch_size, workers = whole(batch_size, "batch_size"), whole(workers, "workers", 0, 256)
+    batch_size, workers = whole(batch_size, "batch_size"), worker_count(workers)
     if ray_tasks is not None:
         ray_tasks = whole(ray_tasks, "ray_tasks")
     if backend not in ("local", "ray"):
