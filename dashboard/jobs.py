@@ -38,6 +38,16 @@ SAMPLES = ("brick", "grass", "gravel", "coffee", "chelsea", "astronaut", "rocket
 PREVIEW_EVERY_S = 0.5
 
 
+def in_job_process() -> None:
+    """Call first in every background callback. Its body runs in a process forked from the server;
+    if the server already ran torch on several threads, the GNU OpenMP thread team it made is copied
+    into the child without its threads, and the child's first parallel op waits for them forever.
+    On one thread torch never enters OpenMP, so the job runs (single-threaded)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def make_manager(ctx: Context) -> dash.DiskcacheManager:
     """A disk-backed background-callback manager whose cache lives in the dashboard's cache folder."""
     import sqlite3
@@ -260,6 +270,7 @@ def register_job(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager, p
                   Output(f"{prefix}-preview", "src"), Output(f"{prefix}-status", "children")],
     )
     def job(set_progress, _n, *values):  # noqa: ANN001, ANN202
+        in_job_process()
         params = dict(zip(names, values))
         set_progress(("0", "1", None, "starting"))
         try:

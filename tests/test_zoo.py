@@ -21,7 +21,9 @@ from vistoolbox import FeatureExtractor, cli, load_model, maximize, maximize_lay
 from vistoolbox.dashboard.live import live_layers, montage_png, overlay_png, tile_layout
 from vistoolbox.features.layout import parse_layout
 from vistoolbox.features.receptive import field_of
+from vistoolbox.features.views import _field, batch_views
 from vistoolbox.mining.datasets import Transform
+from vistoolbox.mining.positions import eligible_mask
 from vistoolbox.rundir import maximize_path
 
 from gradient_field import check_unit, empirical_box, positive_copy, reach
@@ -126,10 +128,15 @@ def test_mine_maximize_live_on_a_mid_layer(name, images, tmp_path):
     assert (top["y"] >= 0).all() and (top["y"] < rows).all() and (top["x"] < cols).all()
     pre = run.manifest["preprocessing"]
     pixels = Transform(pre["resize"], pre["crop"])(run.image_path(int(top["image_index"][0, 0])))
-    with FeatureExtractor(model, [layer], channels_first=True) as fx:  # unit 0's top-1 value: a grid maximum
+    with FeatureExtractor(model, [layer], channels_first=True) as fx:  # unit 0's top-1: an eligible grid maximum
         first = fx(model.preprocessing.normalize(pixels[None].float() / 255))[layer]
     assert first.shape == (1, entry["units"], rows, cols)
-    assert first[0, 0].max().item() == pytest.approx(float(top["values"][0, 0]), rel=1e-4, abs=1e-5)
+    mask = eligible_mask(entry, size, run.manifest["positions"]["min_inside"])
+    assert mask is None or mask.shape == (rows, cols)
+    assert entry["rf"] == "exact" or mask is None  # bound/global fields (token mixing): every position
+    eligible = first[0, 0] if mask is None else first[0, 0][torch.as_tensor(mask)]
+    assert eligible.max().item() == pytest.approx(float(top["values"][0, 0]), rel=1e-4, abs=1e-5)
+    assert mask is None or mask[top["y"], top["x"]].all()
     if patches:
         patch = Image.open(run.patch(layer, 0, 0))
         whole = entry["rf"] in ("global", "unknown")
@@ -147,6 +154,28 @@ def test_mine_maximize_live_on_a_mid_layer(name, images, tmp_path):
     assert meta["channels"] == entry["units"]
     assert montage_png(maps, meta)[:4] == b"\x89PNG" and overlay_png(Image.new("RGB", (size, size)), maps[0])[:4] == \
         b"\x89PNG"
+
+
+#: the mid layers whose views run on receptive-field windows: exact, strided fields on a grid (no token
+#: mixing: ViT's attention and the squeeze-excitation gates make fields global, Swin's windows a bound)
+WINDOWED = {"convnext_tiny", "googlenet", "resnet50", "densenet121", "inception_v3"}
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_views_on_a_mid_layer_equal_the_whole_image_pass(name):
+    size, layer, _ = ZOO[name]
+    model = zoo_model(name)
+    assert (_field(model, layer, (size, size)) is not None) == (name in WINDOWED)
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(2, 3, size, size, generator=gen)
+    with FeatureExtractor(model, [layer], channels_first=True) as fx:
+        rows, cols = fx(images[:1])[layer].shape[-2:]
+    ys, xs = [0, rows - 1], [cols - 1, cols // 2]
+    windowed = batch_views(model, images, layer, [0, 1], ys, xs, ["backprop"])["backprop"]
+    whole = batch_views(model, images, layer, [0, 1], ys, xs, ["backprop"], windowed=False)["backprop"]
+    scale = float(whole.abs().max())
+    assert scale > 0
+    torch.testing.assert_close(windowed, whole, rtol=1e-4, atol=1e-5 * scale)
 
 
 @pytest.mark.slow

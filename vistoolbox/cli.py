@@ -303,6 +303,9 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.option("--batch-size", default=32, show_default=True, type=int)
 @click.option("--workers", default=0, show_default=True, type=int, help="DataLoader decoding processes")
 @click.option("--with", "views", default=None, help="extra views of each patch: deconv,backprop,guided")
+@click.option("--min-inside", default=None, type=float,
+              help="share of a unit's receptive field that must lie inside the image for a position to "
+                   "count (0 = every position; default 0.9)")
 @click.option("--shard", default=None, help="i/n: mine only shard i of n (merge with `vis merge`)")
 @click.option("--checkpoint-every", default=20, show_default=True, type=int, help="batches between checkpoints")
 @click.option("--backend", default="local", show_default=True, type=click.Choice(["local", "ray"]))
@@ -313,9 +316,9 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def mine(model_name: str, weights: str, device: str, seed: int, input_size: int | None, dataset: str, out: str,
          layer_list: str | None, k: int, limit: int | None, resize: int | None, crop: int | None,
-         batch_size: int, workers: int, views: str | None, shard: str | None, checkpoint_every: int,
-         backend: str, address: str | None, ray_tasks: int | None, no_patches: bool, overwrite: bool,
-         quiet: bool) -> None:
+         batch_size: int, workers: int, views: str | None, min_inside: float | None, shard: str | None,
+         checkpoint_every: int, backend: str, address: str | None, ray_tasks: int | None, no_patches: bool,
+         overwrite: bool, quiet: bool) -> None:
     """Top-k images and patches of every unit over a dataset (resumable)."""
     from .mining import mine as run_mine
 
@@ -324,7 +327,8 @@ def mine(model_name: str, weights: str, device: str, seed: int, input_size: int 
     path = run_mine(model, dataset, out, layers=layers_arg, k=k, limit=limit, resize=resize, crop=crop,
                     batch_size=batch_size, workers=workers, views=views, shard=_parse_shard(shard),
                     checkpoint_every=checkpoint_every, overwrite=overwrite, patches=not no_patches,
-                    backend=backend, address=address, ray_tasks=ray_tasks, seed=seed, quiet=quiet)
+                    backend=backend, address=address, ray_tasks=ray_tasks, seed=seed, quiet=quiet,
+                    **({} if min_inside is None else {"min_inside": min_inside}))
     click.echo(str(path))
 
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
 from .positions import Axes, Grid, Tokens
 
-__all__ = ["Layout", "decide_layout", "parse_layout"]
+__all__ = ["Layout", "decide_layout", "parse_layout", "position_grid"]
 
 _TOKENS = re.compile(r"^NC:(?:(\d+)\+)?(\d+)x(\d+)$")
 
@@ -105,6 +105,18 @@ def parse_layout(text: str) -> Layout:
     if rows < 1 or cols < 1:
         raise ValueError(f"layout {text!r} needs a grid of at least 1x1")
     return Layout("NC", prefix, (rows, cols))
+
+
+def position_grid(info: Mapping) -> tuple[int, int] | None:
+    """(rows, cols) of a layer's positions from its layer-table row or run-manifest entry (``shape``
+    and ``layout``; entries made before layouts were recorded are channels-first), None for fc
+    layers and layouts that do not fit the shape."""
+    shape = info.get("shape") or []
+    try:
+        layout = parse_layout(info.get("layout") or ("CHW" if len(shape) == 3 else "C"))
+    except ValueError:
+        return None
+    return layout.positions(shape) if layout.fits(shape) else None
 
 
 def decide_layout(shape: Sequence[int] | None, axes: Axes | None) -> Layout | None:

@@ -17,13 +17,14 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .field import GLOBAL, UNKNOWN, Box, Field, Pair, unit_box
+from .field import GLOBAL, UNKNOWN, Box, Field, Pair, crop_padded, inside_fraction, unit_box
 from .mixing import window_rule
 from .opargs import tensors_in
 from .positions import Axes, Geo, Grid
 from .tracer import GeometryTracer
 
-__all__ = ["GLOBAL", "UNKNOWN", "Box", "Field", "LayerGeometry", "field_of", "trace_geometry", "unit_box"]
+__all__ = ["GLOBAL", "UNKNOWN", "Box", "Field", "LayerGeometry", "crop_padded", "field_of", "inside_fraction",
+           "trace_geometry", "unit_box"]
 
 
 @dataclass(frozen=True)
