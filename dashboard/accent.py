@@ -16,7 +16,7 @@ from vistoolbox.errors import VisError
 from vistoolbox.files import read_json
 
 from .context import Context
-from .jobs import cancelled_note, job_threads
+from .jobs import cancelled_note, in_job_process
 from .optimise import PREVIEW_EVERY, reporter, versioned_url
 
 __all__ = ["accentuate_patch", "button", "done_text", "panel", "register"]
@@ -95,7 +95,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
     def run_job(set_progress, req):  # noqa: ANN001, ANN202
         if not req:
             raise dash.exceptions.PreventUpdate
-        job_threads()
+        in_job_process()
         unit, rank, layer = int(req["unit"]), int(req["rank"]), req["layer"]
         run = ctx.runs[req["run"]]
         cached = run.accentuated(layer, unit, rank).is_file()

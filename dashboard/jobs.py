@@ -7,14 +7,12 @@ Redis instead (see the README).
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import dash
 import plotly.graph_objects as go
-import torch
 from dash import Input, Output, State, ctx as cb, dcc, html
 
 from vistoolbox.errors import VisError, VisRuntimeError, VisUsageError
@@ -29,7 +27,7 @@ from .serving import HEX_KEY, cache_url, data_uri
 from .uploads import cache_image, cached_path, store_upload
 
 __all__ = ["CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of",
-           "job_panel", "job_threads", "layer_names", "loss_figure", "make_manager", "pick_options", "PREVIEW_EVERY_S",
+           "job_panel", "layer_names", "loss_figure", "make_manager", "pick_options", "PREVIEW_EVERY_S",
            "register_download", "register_job", "register_picker", "resolve_pick", "run_job", "sample_image",
            "SAMPLES", "snapshot_every", "Throttle", "upload_options"]
 
@@ -38,7 +36,16 @@ CACHE_EXPIRE_S = 7 * 24 * 3600
 #: scikit-image samples offered in the pickers (name → loader name).
 SAMPLES = ("brick", "grass", "gravel", "coffee", "chelsea", "astronaut", "rocket", "immunohistochemistry")
 PREVIEW_EVERY_S = 0.5
-_SERVER_PID = os.getpid()  # the process that imported the dashboard; jobs are forked from it
+
+
+def in_job_process() -> None:
+    """Call first in every background callback. Its body runs in a process forked from the server;
+    if the server already ran torch on several threads, the GNU OpenMP thread team it made is copied
+    into the child without its threads, and the child's first parallel op waits for them forever.
+    On one thread torch never enters OpenMP, so the job runs (single-threaded)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def make_manager(ctx: Context) -> dash.DiskcacheManager:
@@ -201,20 +208,9 @@ def loss_figure(record: dict, rename: Callable[[str], str] = str) -> go.Figure:
 Work = Callable[[Context, dict[str, Any], Callable[[dict], None]], ImageResult]
 
 
-def job_threads() -> None:
-    """The first call of every background job. A job is a process forked from the server; once the
-    server has run a parallel torch op (the Live tab does), the forked copy of torch's OpenMP pool
-    never answers and the job's first parallel op waits forever. One torch thread per job keeps it
-    out of that pool (PyTorch's DataLoader workers do the same). In the server's own process (a
-    job called directly) nothing changes."""
-    if os.getpid() != _SERVER_PID:
-        torch.set_num_threads(1)
-
-
 def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
             set_progress: Callable[[tuple], None]) -> tuple[str, dict]:
     """Run `work` (or reuse its saved result) → (result key, record). Progress is throttled."""
-    job_threads()
     key = content_key(kind, sorted(params.items()), ctx.model_name, ctx.weights)
     out = ctx.jobs_dir / f"{key}.png"
     sidecar = out.with_suffix(".json")
@@ -274,6 +270,7 @@ def register_job(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager, p
                   Output(f"{prefix}-preview", "src"), Output(f"{prefix}-status", "children")],
     )
     def job(set_progress, _n, *values):  # noqa: ANN001, ANN202
+        in_job_process()
         params = dict(zip(names, values))
         set_progress(("0", "1", None, "starting"))
         try:

@@ -15,7 +15,7 @@ from vistoolbox.errors import VisError
 from vistoolbox.images import png_bytes
 
 from .context import Context
-from .jobs import Throttle, cancelled_note, job_threads
+from .jobs import Throttle, cancelled_note, in_job_process
 from .serving import data_uri, run_url
 
 __all__ = ["button_label", "optimise_unit", "panel", "PREVIEW_EVERY", "progress_text",
@@ -103,7 +103,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
     def optimise(set_progress, n, sel, steps):  # noqa: ANN001, ANN202
         if not n or not sel:
             raise dash.exceptions.PreventUpdate
-        job_threads()
+        in_job_process()
         unit, run = sel["unit"], ctx.runs[sel["run"]]
         report = reporter(set_progress, unit)
 

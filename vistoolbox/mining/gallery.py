@@ -5,6 +5,7 @@
 - :func:`source_hit`: where a top-k hit sits on its full dataset image — the centre crop the model
   saw and the unit's receptive-field box, mapped back through the miner's resize + crop into the
   original image's pixels (the caller draws them: with Pillow, or as CSS boxes over the file).
+- :func:`image_part`: which part of a hit's patch is image and which is padding.
 - :func:`histogram_bins`: the non-empty part of a unit's activation histogram.
 """
 from __future__ import annotations
@@ -18,12 +19,13 @@ import numpy as np
 from PIL import Image
 
 from ..errors import VisError
+from ..features.layout import position_grid
 from ..features.receptive import field_of, unit_box
 from ..images import open_image
 from ..rundir import Run
 
-__all__ = ["GRID_COLUMNS", "Histogram", "Rect", "SourceHit", "THUMB", "crop_geometry", "histogram_bins",
-           "source_hit", "sprite_image", "thumbnail", "thumbnails"]
+__all__ = ["GRID_COLUMNS", "Histogram", "Rect", "SourceHit", "THUMB", "crop_geometry", "crop_size", "histogram_bins",
+           "image_part", "source_hit", "sprite_image", "thumbnail", "thumbnails"]
 
 GRID_COLUMNS = 16   # units per row of a layer's grid
 THUMB = 48          # px per unit in the grid sprite
@@ -65,11 +67,17 @@ def sprite_image(paths: Sequence[Path | None], columns: int = GRID_COLUMNS, thum
     return canvas
 
 
+def crop_size(run: Run) -> int:
+    """The side of the square crop the model saw in a run."""
+    pre = run.manifest.get("preprocessing", {})
+    return int(pre.get("crop") or pre.get("input_size") or 224)
+
+
 def crop_geometry(run: Run, size: tuple[int, int]) -> tuple[int, Callable[[float, float], tuple[float, float]]]:
     """The miner's crop size and a map from crop pixel (row, col) to original pixel (x, y) for an
     original image of `size` (w, h), following :func:`vistoolbox.images.resize_center_crop`."""
     pre = run.manifest.get("preprocessing", {})
-    crop = int(pre.get("crop") or pre.get("input_size") or 224)
+    crop = crop_size(run)
     resize = int(pre.get("resize") or pre.get("resize_size") or crop)
     width, height = size
     scale = resize / min(size)
@@ -80,12 +88,15 @@ def crop_geometry(run: Run, size: tuple[int, int]) -> tuple[int, Callable[[float
 
 @dataclass(frozen=True)
 class SourceHit:
-    """A top-k hit on its original image of `size` (w, h): the `crop` the model saw and the unit's
-    receptive `field` clipped to it (None for layers without a spatial field)."""
+    """A top-k hit on its original image of `size` (w, h): the `crop` the model saw, the unit's
+    receptive `field` clipped to it (None for layers without a spatial field) and, where the field
+    is wider than exact (a bound, the whole image), the unit's own `cell` of the position grid (a
+    ViT token's patch)."""
 
     size: tuple[int, int]
     crop: Rect
     field: Rect | None
+    cell: Rect | None = None
 
 
 def source_hit(run: Run, layer: str, y: int, x: int, size: tuple[int, int]) -> SourceHit:
@@ -93,11 +104,31 @@ def source_hit(run: Run, layer: str, y: int, x: int, size: tuple[int, int]) -> S
     crop, to_original = crop_geometry(run, size)
     rect = lambda top, left, bottom, right: (*to_original(top, left), *to_original(bottom, right))  # noqa: E731
     info = run.layer_info(run.resolve(layer))
-    field = None
+    field = cell = None
     if info.get("rf_size"):
         box = unit_box(field_of(info), int(y), int(x), (crop, crop))
         field = rect(box.top, box.left, box.bottom, box.right)
-    return SourceHit(size=(int(size[0]), int(size[1])), crop=rect(0, 0, crop, crop), field=field)
+    grid = position_grid(info)
+    if grid and y >= 0 and info.get("rf", "exact") != "exact":
+        rows, cols = grid
+        cell = rect(y * crop / rows, x * crop / cols, (y + 1) * crop / rows, (x + 1) * crop / cols)
+    return SourceHit(size=(int(size[0]), int(size[1])), crop=rect(0, 0, crop, crop), field=field, cell=cell)
+
+
+def image_part(run: Run, layer: str, y: int, x: int) -> Rect | None:
+    """The part of the patch at unit position (`y`, `x`) that is image rather than the mean-colour
+    padding, as fractions (left, top, right, bottom) of the patch; None when the whole patch is image
+    (or the layer has no spatial field)."""
+    info = run.layer_info(run.resolve(layer))
+    if not info.get("rf_size") or y < 0 or x < 0:
+        return None
+    crop = crop_size(run)
+    box = unit_box(field_of(info), int(y), int(x), (crop, crop))
+    height, width = box.full_size
+    if (height, width) == (box.bottom - box.top, box.right - box.left):
+        return None
+    return (box.pad_left / width, box.pad_top / height, (width - box.pad_right) / width,
+            (height - box.pad_bottom) / height)
 
 
 @dataclass(frozen=True)
