@@ -56,11 +56,24 @@ def test_upload_size_cap():
     assert decode_upload(data_url(data), len(data), 25_000_000).size == (64, 64)
 
 
-def test_upload_decompression_bomb_is_refused_before_decoding():
-    bomb = png(Image.new("1", (8000, 8000)))           # 64 Mpx that compress to a few kB
+@pytest.mark.parametrize("side", [8000, 14000])    # above our limit; above Pillow's own bomb guard too
+def test_upload_decompression_bomb_is_refused_before_decoding_and_named(side):
+    bomb = png(Image.new("1", (side, side)))           # 64 or 196 Mpx that compress to a few kB
     assert len(bomb) < 200_000
-    with pytest.raises(VisUsageError, match="above the limit"):
+    with pytest.raises(VisUsageError) as refused:
         decode_upload(data_url(bomb), 8 * 2**20, 25_000_000)
+    message = str(refused.value)
+    assert f"a decompression bomb ({side * side:,} pixels" in message.replace(f"{side}x{side} = ", ""), message
+    assert "not an image" not in message and "max" not in message.replace("more than", ""), message
+
+
+def test_upload_with_too_many_pixels_names_no_flag_the_dashboard_lacks():
+    rng = np.random.default_rng(0)
+    noise = png(Image.fromarray(rng.integers(0, 256, (120, 150, 3), dtype=np.uint8)))   # a photo-like 1 px/3 B
+    with pytest.raises(VisUsageError) as refused:
+        decode_upload(data_url(noise), 8 * 2**20, 10_000)
+    assert str(refused.value) == ("the upload is 150x120 = 18,000 pixels, more than this dashboard accepts "
+                                  "(10,000 pixels); upload a smaller image")
 
 
 # --------------------------------------------------------------------------- file serving
