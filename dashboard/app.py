@@ -1,24 +1,36 @@
 """``create_app(...)``: the Dash app of ``vis dashboard`` (Units, Live, Texture, Transfer tabs)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import dash
 from dash import Input, Output, State, dcc, html
 
+from vistoolbox.limits import whole
+
 from . import jobs, live, texture, transfer, units
-from .context import DEFAULT_MAX_UPLOAD_BYTES, make_context
+from .context import DEFAULT_MAX_JOBS, DEFAULT_MAX_UPLOAD_BYTES, make_context
 from .serving import register_routes
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "unusable_request"]
 
 ASSETS = Path(__file__).parent / "assets"
+
+
+def unusable_request(exc: Exception) -> None:
+    """What a callback that raised answers: no change (instead of an HTTP 500 with a traceback in the
+    log) and one line in the server's log. Callbacks check what they are sent (:mod:`.inputs`); this
+    catches what a forged or stale request still gets past them."""
+    reason = (str(exc).strip().splitlines() or [""])[0][:160]
+    print(f"vis dashboard: ignored a request it could not use ({type(exc).__name__}: {reason})", file=sys.stderr,
+          flush=True)
 
 
 def create_app(runs: list[str | Path] | None = None, model: str | None = None, weights: str | None = None, *,
                device: str = "cpu", seed: int = 0, input_size: int | None = None, cache_dir: str | Path | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, stylizers_dir: str | Path | None = None,
-               trust_run_code: bool = False) -> dash.Dash:
+               trust_run_code: bool = False, max_jobs: int = DEFAULT_MAX_JOBS) -> dash.Dash:
     """Build the dashboard for run directories written by ``vis mine``.
 
     Args:
@@ -31,17 +43,19 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
             tab's fast mode, besides each run's ``stylizers/`` folder.
         trust_run_code: import model code that a run's manifest names (default: never; a run is
             data, only torchvision models are rebuilt from it — name your model code with `model`).
+        max_jobs: background jobs (texture, transfer, optimised images) that run at once; more
+            wait in a queue that shows each its place (default 2).
 
     The app's shared state is ``app.vis_context`` (a :class:`~vistoolbox.dashboard.context.Context`).
     """
     extra = {"cache_dir": Path(cache_dir)} if cache_dir else {}
     ctx = make_context(runs, model, weights, device=device, seed=seed, input_size=input_size,
                        max_upload_bytes=max_upload_bytes, stylizers_dir=stylizers_dir,
-                       trust_run_code=trust_run_code, **extra)
+                       trust_run_code=trust_run_code, max_jobs=whole(max_jobs, "max_jobs", 1, 64), **extra)
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     manager = jobs.make_manager(ctx)
     app = dash.Dash(__name__, assets_folder=str(ASSETS), title="vistoolbox", suppress_callback_exceptions=True,
-                    background_callback_manager=manager)
+                    background_callback_manager=manager, on_error=unusable_request)
     app.server.config["MAX_CONTENT_LENGTH"] = max_upload_bytes * 2 + 2**20  # base64 + other form fields
     register_routes(app.server, ctx, units.source_with_box)
     app.layout = html.Div(className="app", children=[

@@ -7,9 +7,10 @@ Redis instead (see the README).
 """
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import dash
 import plotly.graph_objects as go
@@ -26,10 +27,12 @@ from .context import Context, content_key
 from .serving import HEX_KEY, cache_url, data_uri
 from .uploads import cache_image, cached_path, store_upload
 
-__all__ = ["CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of",
+__all__ = ["CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of", "in_fresh_thread",
            "job_panel", "layer_names", "loss_figure", "make_manager", "pick_options", "PREVIEW_EVERY_S",
-           "register_download", "register_job", "register_picker", "resolve_pick", "run_job", "sample_image",
+           "queued_text", "register_download", "register_job", "register_picker", "resolve_pick", "run_job", "sample_image",
            "SAMPLES", "snapshot_every", "Throttle", "upload_options"]
+
+T = TypeVar("T")
 
 #: Cached job results expire after a week.
 CACHE_EXPIRE_S = 7 * 24 * 3600
@@ -199,8 +202,12 @@ Work = Callable[[Context, dict[str, Any], Callable[[dict], None]], ImageResult]
 
 
 def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
-            set_progress: Callable[[tuple], None]) -> tuple[str, dict]:
-    """Run `work` (or reuse its saved result) → (result key, record). Progress is throttled."""
+            set_progress: Callable[[tuple], None], check: Callable[[Context, dict], Any] | None = None) -> tuple[str, dict]:
+    """Run `work` (or reuse its saved result) → (result key, record). `check` refuses bad parameters
+    first; then the job waits for one of the dashboard's job slots (its place in the queue is shown
+    as progress). Progress is throttled."""
+    if check is not None:
+        check(ctx, params)
     key = content_key(kind, sorted(params.items()), ctx.model_name, ctx.weights)
     out = ctx.jobs_dir / f"{key}.png"
     sidecar = out.with_suffix(".json")
@@ -218,11 +225,37 @@ def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
             set_progress((str(info["step"]), str(info["steps_total"]), preview[0],
                           f"step {info['step']}/{info['steps_total']}"))
 
-    result = work(ctx, params, report)
+    with ctx.slots.slot(lambda place, waiting: set_progress(("0", "1", None, queued_text(ctx, place, waiting)))):
+        result = in_fresh_thread(lambda: work(ctx, params, report))
     image, record = result.images, result.record
     save_png(image, out)
     write_json(sidecar, {k: v for k, v in record.items() if k != "snapshots"})
     return key, record
+
+
+def in_fresh_thread(work: Callable[[], T]) -> T:
+    """`work()` run on a new thread (its exception re-raised here). A job process is forked from a
+    server thread whose OpenMP worker pool, left by an earlier forward pass (Live), does not exist
+    in the child: torch on that thread would wait for it forever. A new thread starts its own pool."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
+            box["error"] = exc
+    thread = threading.Thread(target=target, name="vis-job", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def queued_text(ctx: Context, place: int, waiting: int) -> str:
+    """``queued: 2 of 3 waiting (2 jobs run at a time)``."""
+    runs = "1 job runs" if ctx.max_jobs == 1 else f"{ctx.max_jobs} jobs run"
+    return f"queued: {place} of {waiting} waiting ({runs} at a time)"
 
 
 class Throttle:
@@ -242,8 +275,10 @@ class Throttle:
 
 
 def register_job(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager, prefix: str, kind: str,
-                 states: list[State], names: list[str], work: Work) -> None:
-    """The background callback of a job panel: `states` (named `names`) become `params` of `work`."""
+                 states: list[State], names: list[str], work: Work,
+                 check: Callable[[Context, dict], Any] | None = None) -> None:
+    """The background callback of a job panel: `states` (named `names`) become `params` of `work`,
+    after `check` (the server-side limits of the panel's controls)."""
 
     # A run clears the previous result and loss chart (they belong to other settings) and shows the
     # preview; a cancelled run keeps its last preview and says so in the note; nothing is saved.
@@ -263,7 +298,7 @@ def register_job(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager, p
         params = dict(zip(names, values))
         set_progress(("0", "1", None, "starting"))
         try:
-            key, record = run_job(ctx, kind, params, work, set_progress)
+            key, record = run_job(ctx, kind, params, work, set_progress, check)
         except VisError as exc:
             return None, dash.no_update, HIDDEN, f"⚠ {exc}"
         seconds = record.get("timings", {}).get("total_seconds")

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx as cb, dcc, html
 from PIL import Image, ImageDraw
 
+from vistoolbox.errors import VisError
 from vistoolbox.export import export_command
 from vistoolbox.features.views import MODES
 from vistoolbox.files import write_bytes
@@ -19,7 +20,7 @@ from vistoolbox.images import fit_longest, open_image, png_bytes
 from vistoolbox.mining.gallery import GRID_COLUMNS, THUMB, histogram_bins, source_hit, sprite_image, thumbnails
 from vistoolbox.rundir import Run, unit_stem
 
-from . import optimise
+from . import inputs, optimise
 from .context import Context, content_key
 from .serving import cache_url, run_url
 
@@ -281,7 +282,11 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         State("selection", "data"), State("grid-key", "data"), State("tabs", "value"))
     def select(search, run_value, layer_value, click, keys, current, grid_key, tab):  # noqa: ANN001, ANN202
         trigger = cb.triggered_id
-        new = select_from_trigger(ctx, trigger, search, run_value, layer_value, keys, current, tab, click)
+        try:  # every value comes from the browser: a forged one changes nothing
+            current = inputs.selection(ctx, current) if current is not None else None
+            new = select_from_trigger(ctx, trigger, search, run_value, layer_value, keys, current, tab, click)
+        except (VisError, ValueError, TypeError, KeyError, AttributeError):
+            raise dash.exceptions.PreventUpdate from None
         if new is None:
             raise dash.exceptions.PreventUpdate
         run = ctx.runs[new["run"]]
@@ -296,8 +301,10 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
 
     @app.callback(Output("unit-grid", "children"), Output("layer-info", "children"), Input("grid-key", "data"))
     def grid(key):  # noqa: ANN001, ANN202
-        if not key:
-            raise dash.exceptions.PreventUpdate
+        try:
+            inputs.selection(ctx, {**key, "unit": 0})
+        except (VisError, TypeError):
+            raise dash.exceptions.PreventUpdate from None
         return unit_grid(ctx, key["run"], key["layer"]), layer_summary(ctx.runs[key["run"]], key["layer"])
 
     app.clientside_callback(
@@ -311,8 +318,10 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         Output("max-status", "children"), Output("source-view", "src", allow_duplicate=True),
         Input("selection", "data"), prevent_initial_call=True)
     def detail(sel):  # noqa: ANN001, ANN202
-        if not sel:
-            raise dash.exceptions.PreventUpdate
+        try:
+            sel = inputs.selection(ctx, sel)
+        except VisError:
+            raise dash.exceptions.PreventUpdate from None
         return unit_detail(ctx, sel["run"], sel["layer"], sel["unit"])
 
     @app.callback(Output("source-view", "src"), Input({"type": "top9-img", "rank": ALL}, "n_clicks"),
@@ -321,6 +330,10 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         trigger = cb.triggered_id
         if not sel or not isinstance(trigger, dict) or not cb.triggered[0]["value"]:
             raise dash.exceptions.PreventUpdate
+        try:
+            sel = inputs.selection(ctx, sel)
+        except VisError:
+            raise dash.exceptions.PreventUpdate from None
         return f"/vis/source/{sel['run']}/{sel['layer']}/{sel['unit']}/{trigger['rank']}.png"
 
 
