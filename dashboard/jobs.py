@@ -7,10 +7,9 @@ Redis instead (see the README).
 """
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import dash
 import plotly.graph_objects as go
@@ -27,18 +26,26 @@ from .context import Context, content_key
 from .serving import HEX_KEY, cache_url, data_uri
 from .uploads import cache_image, cached_path, store_upload
 
-__all__ = ["CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of", "in_fresh_thread",
+__all__ = ["CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of",
            "job_panel", "layer_names", "loss_figure", "make_manager", "pick_options", "PREVIEW_EVERY_S",
            "queued_text", "register_download", "register_job", "register_picker", "resolve_pick", "run_job", "sample_image",
            "SAMPLES", "snapshot_every", "Throttle", "upload_options"]
-
-T = TypeVar("T")
 
 #: Cached job results expire after a week.
 CACHE_EXPIRE_S = 7 * 24 * 3600
 #: scikit-image samples offered in the pickers (name → loader name).
 SAMPLES = ("brick", "grass", "gravel", "coffee", "chelsea", "astronaut", "rocket", "immunohistochemistry")
 PREVIEW_EVERY_S = 0.5
+
+
+def in_job_process() -> None:
+    """Call first in every background callback. Its body runs in a process forked from the server;
+    if the server already ran torch on several threads, the GNU OpenMP thread team it made is copied
+    into the child without its threads, and the child's first parallel op waits for them forever.
+    On one thread torch never enters OpenMP, so the job runs (single-threaded)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def make_manager(ctx: Context) -> dash.DiskcacheManager:
@@ -226,30 +233,11 @@ def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
                           f"step {info['step']}/{info['steps_total']}"))
 
     with ctx.slots.slot(lambda place, waiting: set_progress(("0", "1", None, queued_text(ctx, place, waiting)))):
-        result = in_fresh_thread(lambda: work(ctx, params, report))
+        result = work(ctx, params, report)
     image, record = result.images, result.record
     save_png(image, out)
     write_json(sidecar, {k: v for k, v in record.items() if k != "snapshots"})
     return key, record
-
-
-def in_fresh_thread(work: Callable[[], T]) -> T:
-    """`work()` run on a new thread (its exception re-raised here). A job process is forked from a
-    server thread whose OpenMP worker pool, left by an earlier forward pass (Live), does not exist
-    in the child: torch on that thread would wait for it forever. A new thread starts its own pool."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = work()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
-            box["error"] = exc
-    thread = threading.Thread(target=target, name="vis-job", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def queued_text(ctx: Context, place: int, waiting: int) -> str:
@@ -295,6 +283,7 @@ def register_job(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager, p
                   Output(f"{prefix}-preview", "src"), Output(f"{prefix}-status", "children")],
     )
     def job(set_progress, _n, *values):  # noqa: ANN001, ANN202
+        in_job_process()
         params = dict(zip(names, values))
         set_progress(("0", "1", None, "starting"))
         try:

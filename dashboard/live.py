@@ -11,14 +11,14 @@ import dash
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from dash import Input, Output, State, ctx as cb, dcc, html
+from dash import Input, Output, Patch, State, ctx as cb, dcc, html
 from PIL import Image
 from torch import nn
 
 from vistoolbox import FeatureExtractor, LoadedModel, layer_table
 from vistoolbox.errors import VisError, VisUsageError
-from vistoolbox.features.views import MODES, unit_views
-from vistoolbox.images import normalize_visual, open_image, png_bytes, to_tensor
+from vistoolbox.features.views import MODES, unit_view_patches
+from vistoolbox.images import open_image, png_bytes, to_tensor
 from vistoolbox.models import top_classes
 from vistoolbox.rundir import short_name
 
@@ -28,8 +28,9 @@ from .serving import data_uri, run_url
 from .units import make_query
 from .uploads import cache_image, load_cached, store_upload
 
-__all__ = ["activations", "channel_at", "channel_views", "checked", "clamp_channel", "classes_panel", "layer_name", "layer_values", "layout", "live_layers", "maps_figure", "montage_png",
-           "overlay_png", "register", "run_top9", "store_run_image", "tile_layout"]
+__all__ = ["SCALES", "activations", "channel_at", "channel_views", "checked", "clamp_channel", "classes_panel", "clicked_channel",
+           "layer_name", "layer_values", "layout", "live_layers", "maps_figure", "montage_png", "overlay_png", "register", "run_top9",
+           "selection_outline", "store_run_image", "tile_layout"]
 
 MIN_TILE, MAX_TILE = 24, 64   # px per channel tile in the montage
 PAD = 2
@@ -96,14 +97,15 @@ def _compute(ctx: Context, key: str, layer: str) -> dict[str, Any]:
 
 
 def channel_views(ctx: Context, key: str, layer: str, channel: int) -> dict[str, bytes]:
-    """Deconv / backprop / guided views (PNG) of the channel's strongest position in this image,
-    from :func:`vistoolbox.unit_views` (one forward pass, one backward pass per view)."""
+    """Deconv / backprop / guided views (PNG) of the channel's strongest position in this image, cut
+    to its receptive field with the contrast set over the field, as the Units tab shows them
+    (:func:`vistoolbox.features.views.unit_view_patches`)."""
     result = activations(ctx, key, layer)
     y, x = np.unravel_index(int(np.argmax(result["maps"][channel])), result["maps"][channel].shape)
     with _FORWARD:
-        views = unit_views(ctx.model, to_tensor(result["image"]).to(ctx.model.device), layer, channel,
-                           int(y), int(x), MODES)
-    return {mode: png_bytes(normalize_visual(view.cpu())) for mode, view in views.items()}
+        views = unit_view_patches(ctx.model, to_tensor(result["image"]).to(ctx.model.device), layer, channel,
+                                  int(y), int(x), MODES)
+    return {mode: png_bytes(view) for mode, view in views.items()}
 
 
 # --------------------------------------------------------------------------- pictures
@@ -125,15 +127,24 @@ def channel_at(meta: dict[str, int], x: float, y: float) -> int | None:
     return channel if 0 <= channel < meta["channels"] else None
 
 
-def montage_png(maps: np.ndarray, meta: dict[str, int]) -> bytes:
-    """Grey-scale montage of ReLU'd maps, all scaled by the layer's 99.5th percentile (channels stay
-    comparable; one outlier does not darken the rest)."""
+#: How the Live tiles are scaled: each channel to its own maximum, or all by one scale per layer.
+SCALES = {"channel": "each channel to its own max", "layer": "one scale for the layer"}
+
+
+def montage_png(maps: np.ndarray, meta: dict[str, int], scale: str = "channel") -> bytes:
+    """Grey-scale montage of ReLU'd maps. ``scale="channel"``: each tile from 0 to its own maximum, so
+    every channel's pattern is readable (a channel that is never positive stays black);
+    ``"layer"``: all tiles by the layer's 99.5th percentile, so channels stay comparable."""
     positive = np.maximum(maps, 0)
-    scale = float(np.percentile(positive, 99.5)) or float(positive.max()) or 1.0
+    if scale == "layer":
+        scales = np.full(len(positive), float(np.percentile(positive, 99.5)) or float(positive.max()) or 1.0)
+    else:
+        scales = positive.reshape(len(positive), -1).max(1)
+        scales[scales <= 0] = 1.0
     tile, pad, ncols = meta["tile"], meta["pad"], meta["ncols"]
     canvas = np.full((meta["nrows"] * (tile + pad) - pad, ncols * (tile + pad) - pad), 60, np.uint8)
     for c, channel in enumerate(positive):
-        img = Image.fromarray((channel / scale * 255).clip(0, 255).astype(np.uint8))
+        img = Image.fromarray((channel / scales[c] * 255).clip(0, 255).astype(np.uint8))
         img = img.resize((tile, tile), Image.Resampling.NEAREST)
         r, col = divmod(c, ncols)
         canvas[r * (tile + pad): r * (tile + pad) + tile, col * (tile + pad): col * (tile + pad) + tile] = np.asarray(img)
@@ -152,13 +163,47 @@ def overlay_png(image: Image.Image, channel_map: np.ndarray) -> bytes:
     return png_bytes(Image.fromarray((out * 255).clip(0, 255).astype(np.uint8)))
 
 
-def maps_figure(png: bytes, meta: dict[str, int]) -> go.Figure:
-    """A plotly image of the montage; clicks report pixel coordinates."""
-    fig = go.Figure(go.Image(source=data_uri(png), hovertemplate="x %{x} y %{y}<extra></extra>"))
-    width = meta["ncols"] * (meta["tile"] + meta["pad"])
+def maps_figure(png: bytes, meta: dict[str, int], maxima: np.ndarray, selected: int | None = None) -> go.Figure:
+    """A plotly image of the montage with an invisible grid of one cell per tile on top: hovering a
+    tile shows its channel and maximum, a click reports the channel (``customdata``); the
+    `selected` channel's tile is outlined."""
+    fig = go.Figure(go.Image(source=data_uri(png), hoverinfo="skip"))
+    step, tile = meta["tile"] + meta["pad"], meta["tile"]
+    nrows, ncols = meta["nrows"], meta["ncols"]
+    channel = np.arange(nrows * ncols).reshape(nrows, ncols)
+    exists = channel < meta["channels"]
+    peak = np.full(channel.shape, np.nan)
+    peak[exists] = np.asarray(maxima, float)[channel[exists]]
+    custom = np.stack([np.where(exists, channel, -1), np.nan_to_num(peak)], axis=-1)
+    fig.add_trace(go.Heatmap(
+        z=np.where(exists, 0.0, np.nan), x=np.arange(ncols) * step + (tile - 1) / 2,
+        y=np.arange(nrows) * step + (tile - 1) / 2, customdata=custom, opacity=0, showscale=False,
+        hoverongaps=False, colorscale=[[0, "black"], [1, "black"]],
+        hovertemplate="channel %{customdata[0]}<br>max %{customdata[1]:.4g}<extra></extra>"))
+    width = ncols * step
     fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), height=min(900, max(300, width)),
-                      xaxis=dict(visible=False), yaxis=dict(visible=False))
+                      xaxis=dict(visible=False), yaxis=dict(visible=False, autorange="reversed"),
+                      shapes=selection_outline(meta, selected))
     return fig
+
+
+def selection_outline(meta: dict[str, int], channel: int | None) -> list[dict]:
+    """The rectangle (plotly layout shape) around a channel's tile; none for None."""
+    if channel is None or not 0 <= channel < meta["channels"]:
+        return []
+    step = meta["tile"] + meta["pad"]
+    row, col = divmod(channel, meta["ncols"])
+    return [dict(type="rect", xref="x", yref="y", x0=col * step - 1.5, y0=row * step - 1.5,
+                 x1=col * step + meta["tile"] + 0.5, y1=row * step + meta["tile"] + 0.5,
+                 line=dict(color="#e4572e", width=3))]
+
+
+def clicked_channel(meta: dict[str, int], point: dict) -> int | None:
+    """The channel a click on the maps figure chose (the tile grid's customdata, else the pixel)."""
+    custom = point.get("customdata")
+    if isinstance(custom, (list, tuple)) and custom and custom[0] is not None and int(custom[0]) >= 0:
+        return int(custom[0])
+    return channel_at(meta, point["x"], point["y"])
 
 
 # --------------------------------------------------------------------------- layout + callbacks
@@ -189,7 +234,10 @@ def layout(ctx: Context) -> html.Div:
             html.Div(className="col", children=[html.H4("input"), html.Img(id="live-input", className="live-input"),
                                                 html.Div(id="live-classes", children=classes_panel(ctx.model, None))]),
             html.Div(id="live-maps-col", className="col wide", children=[
-                html.H4("activations (click a channel)"), html.Div("updating…", className="updating"),
+                html.H4("activations (hover: channel and max; click a channel)"),
+                dcc.RadioItems(id="live-scale", options=[{"label": text, "value": key} for key, text in SCALES.items()],
+                               value="channel", inline=True, className="live-scale"),
+                html.Div("updating…", className="updating"),
                 dcc.Graph(id="live-maps", config={"displayModeBar": False})]),
             html.Div(id="live-channel-col", className="col", children=[
                 html.H4(id="live-channel-title"), html.Div("updating…", className="updating"),
@@ -219,17 +267,22 @@ def register(app: dash.Dash, ctx: Context) -> None:
                   Output("live-classes", "children"), Output("live-message", "children", allow_duplicate=True),
                   Output("live-maps-col", "className", allow_duplicate=True),
                   Output("live-channel-col", "className", allow_duplicate=True),
-                  Input("live-image", "data"), Input("live-layer", "value"), prevent_initial_call=True)
-    def maps(image, layer):  # noqa: ANN001, ANN202
+                  Input("live-image", "data"), Input("live-layer", "value"), Input("live-scale", "value"),
+                  State("live-channel", "value"), prevent_initial_call=True)
+    def maps(image, layer, scale, selected):  # noqa: ANN001, ANN202
         if not image or not layer:
             raise dash.exceptions.PreventUpdate
         try:
             key, layer = checked(ctx, image, layer)
+            scale = inputs.one_of(scale, "scale", SCALES, "channel")
             result = activations(ctx, key, layer)
         except VisError as exc:
             return dash.no_update, dash.no_update, dash.no_update, dash.no_update, f"⚠ {exc}", "col wide", "col"
         meta = tile_layout(*result["maps"].shape)
-        return (maps_figure(montage_png(result["maps"], meta), meta), meta, data_uri(png_bytes(result["image"])),
+        maxima = result["maps"].reshape(len(result["maps"]), -1).max(1)
+        chosen, _ = clamp_channel(selected, meta["channels"], layer)
+        figure = maps_figure(montage_png(result["maps"], meta, scale), meta, maxima, chosen)
+        return (figure, meta, data_uri(png_bytes(result["image"])),
                 classes_panel(ctx.model, result["classes"]), "", "col wide", dash.no_update)  # channel: see below
 
     # the moment another image or layer is chosen, the pictures computed for the old one are marked
@@ -245,8 +298,7 @@ def register(app: dash.Dash, ctx: Context) -> None:
         if not data or not meta:
             raise dash.exceptions.PreventUpdate
         try:  # both come from the browser; the channel is checked against the layer afterwards
-            point = data["points"][0]
-            channel = channel_at(meta, point["x"], point["y"])
+            channel = clicked_channel(meta, data["points"][0])
         except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError):
             raise dash.exceptions.PreventUpdate from None
         if channel is None:
@@ -257,6 +309,7 @@ def register(app: dash.Dash, ctx: Context) -> None:
                   Output("live-top9", "children"), Output("live-views", "children"),
                   Output("live-channel", "value", allow_duplicate=True), Output("live-channel-message", "children"),
                   Output("live-channel-col", "className", allow_duplicate=True),
+                  Output("live-maps", "figure", allow_duplicate=True),
                   Input("live-channel", "value"), Input("live-meta", "data"),
                   State("live-image", "data"), State("live-layer", "value"), prevent_initial_call=True)
     def channel(value, meta, image, layer):  # noqa: ANN001, ANN202
@@ -272,8 +325,10 @@ def register(app: dash.Dash, ctx: Context) -> None:
         views = [html.Figure(className="view", children=[html.Img(src=data_uri(png), id=f"live-view-{mode}"),
                                                          html.Figcaption(mode)])
                  for mode, png in channel_views(ctx, key, layer, ch).items()]
+        outline = Patch()
+        outline["layout"]["shapes"] = selection_outline(tile_layout(*result["maps"].shape), ch)   # not the browser's meta
         return (data_uri(overlay_png(result["image"], result["maps"][ch])), f"channel {ch}",
-                run_top9(ctx, layer, ch), views, ch if ch != value else dash.no_update, message, "col")
+                run_top9(ctx, layer, ch), views, ch if ch != value else dash.no_update, message, "col", outline)
 
 
 def layer_values(ctx: Context) -> set[str]:

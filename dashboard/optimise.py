@@ -16,7 +16,7 @@ from vistoolbox.images import png_bytes
 
 from . import inputs
 from .context import Context
-from .jobs import Throttle, cancelled_note, in_fresh_thread, queued_text
+from .jobs import Throttle, cancelled_note, in_job_process, queued_text
 from .serving import data_uri, run_url
 
 __all__ = ["button_label", "optimise_unit", "panel", "PREVIEW_EVERY", "progress_text",
@@ -96,6 +96,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
             steps = inputs.count(steps, "steps", MIN_STEPS, MAX_STEPS, 128)
         except VisError as exc:
             return dash.no_update, f"⚠ {exc}", dash.no_update
+        in_job_process()
         unit, run = sel["unit"], ctx.runs[sel["run"]]
         preview: list[str | None] = [None]
         throttle = Throttle()
@@ -111,8 +112,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         try:
             with ctx.slots.slot(lambda place, waiting: set_progress(("0", str(steps), None,
                                                                       f"unit {unit}: {queued_text(ctx, place, waiting)}"))):
-                path = in_fresh_thread(lambda: optimise_unit(ctx, sel["run"], sel["layer"], unit, steps, report,
-                                                             overwrite=cached))
+                path = optimise_unit(ctx, sel["run"], sel["layer"], unit, steps, report, overwrite=cached)
         except VisError as exc:
             return dash.no_update, f"⚠ {exc}", button_label(cached)
         record = run.maximized_record(sel["layer"], unit) or {}

@@ -3,6 +3,7 @@ optimised image). The selection lives in the URL (``?run=<i>&layer=<name>&unit=<
 from __future__ import annotations
 
 import math
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ from vistoolbox.export import export_command
 from vistoolbox.features.views import MODES
 from vistoolbox.files import write_bytes
 from vistoolbox.images import fit_longest, open_image, png_bytes
-from vistoolbox.mining.gallery import GRID_COLUMNS, THUMB, histogram_bins, source_hit, sprite_image, thumbnails
+from vistoolbox.mining import render_unit_views
+from vistoolbox.mining.gallery import (GRID_COLUMNS, THUMB, histogram_bins, image_part, source_hit, sprite_image,
+                                       thumbnails)
 from vistoolbox.rundir import Run, unit_stem
 
 from . import inputs, optimise
+from .jobs import in_job_process, queued_text
 from .context import Context, content_key
 from .serving import cache_url, run_url
 
@@ -232,12 +236,19 @@ def layout(ctx: Context) -> html.Div:
                    for i, r in enumerate(ctx.runs)]
     top9 = html.Div(id="top9", className="top9", children=[
         html.Figure(className="top9-cell", children=[
-            html.Img(id={"type": "top9-img", "rank": r}, className="top9-img", alt=f"rank {r}"),
+            html.Div(className="top9-frame", children=[
+                html.Img(id={"type": "top9-img", "rank": r}, className="top9-img", alt=f"rank {r}"),
+                html.Div(id={"type": "top9-inside", "rank": r}, className="top9-inside", style={"display": "none"},
+                         title="the image; outside it the network saw its zero padding (the mean colour)")]),
             html.Figcaption(id={"type": "top9-value", "rank": r})]) for r in range(9)])
     detail = html.Div(id="unit-detail", className="unit-detail", children=[
         html.H3(id="detail-title"),
         top9,
         html.Div(id="unit-views", className="views"),
+        html.Div(className="pickers", children=[
+            html.Span(id="views-status", className="status"),
+            html.Progress(id="views-progress", style={"display": "none"}),   # indeterminate while running
+            dcc.Store(id="views-request")]),
         html.Div(className="row", children=[
             html.Div(className="col", children=[html.H4("source (click a patch)"),
                                                 html.Img(id="source-view", className="source-view")]),
@@ -324,6 +335,51 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
             raise dash.exceptions.PreventUpdate from None
         return unit_detail(ctx, sel["run"], sel["layer"], sel["unit"])
 
+    @app.callback(Output("views-request", "data"), Output("views-status", "children"),
+                  Input("selection", "data"), prevent_initial_call=True)
+    def views_request(sel):  # noqa: ANN001, ANN202
+        try:
+            sel = inputs.selection(ctx, sel)
+        except VisError:
+            raise dash.exceptions.PreventUpdate from None
+        request, status = select_views_request(ctx, sel)
+        return (dash.no_update if request is None else request), status
+
+    @app.callback(
+        Output("unit-views", "children", allow_duplicate=True), Output("views-status", "children", allow_duplicate=True),
+        Input("views-request", "data"), background=True, manager=manager, prevent_initial_call=True,
+        running=[(Output("views-progress", "style"), {"display": "inline-block"}, {"display": "none"})],
+        progress=[Output("views-status", "children", allow_duplicate=True)],
+        cancel=[Input("selection", "data")])
+    def compute_views(set_progress, request):  # noqa: ANN001, ANN202
+        try:
+            request = inputs.selection(ctx, request)
+        except VisError:
+            raise dash.exceptions.PreventUpdate from None
+        in_job_process()
+        run_index, layer, unit = request["run"], request["layer"], request["unit"]
+        set_progress(f"computing the {', '.join(MODES)} views of unit {unit}'s top-{ctx.runs[run_index].manifest.get('k', 9)}…")
+        start = time.perf_counter()
+        try:
+            queued = lambda place, waiting: set_progress(f"unit {unit}: views {queued_text(ctx, place, waiting)}")  # noqa: E731
+            with ctx.slots.slot(queued):
+                rendered = views_on_demand(ctx, run_index, layer, unit)
+        except VisError as exc:
+            return dash.no_update, f"⚠ views of unit {unit}: {exc}"
+        seconds = time.perf_counter() - start
+        done = (f"unit {unit}: views computed in {seconds:.1f} s and cached in the run" if rendered
+                else f"unit {unit}: views already in the run")
+        return view_rows(ctx, run_index, layer, unit), done
+
+    @app.callback(Output({"type": "top9-inside", "rank": ALL}, "style"), Input("selection", "data"),
+                  prevent_initial_call=True)
+    def inside(sel):  # noqa: ANN001, ANN202
+        try:
+            sel = inputs.selection(ctx, sel)
+        except VisError:
+            raise dash.exceptions.PreventUpdate from None
+        return inside_styles(ctx, sel["run"], sel["layer"], sel["unit"])
+
     @app.callback(Output("source-view", "src"), Input({"type": "top9-img", "rank": ALL}, "n_clicks"),
                   State("selection", "data"), prevent_initial_call=True)
     def source(_clicks, sel):  # noqa: ANN001, ANN202
@@ -396,6 +452,67 @@ def unit_grid(ctx: Context, run_index: int, layer: str) -> list:
     return cells
 
 
+def inside_styles(ctx: Context, run_index: int, layer: str, unit: int, ranks: int = 9) -> list[dict]:
+    """CSS of the frame over each top-9 patch that marks its image part (:func:`image_part`); the
+    padding around it is veiled. Hidden where a patch is all image."""
+    run = ctx.runs[run_index]
+    topk = run.topk(layer)
+    styles = []
+    for rank in range(ranks):
+        part = None
+        if rank < topk["y"].shape[1] and int(topk["image_index"][unit, rank]) >= 0:
+            part = image_part(run, layer, int(topk["y"][unit, rank]), int(topk["x"][unit, rank]))
+        if part is None:
+            styles.append({"display": "none"})
+            continue
+        left, top, right, bottom = (100 * v for v in part)
+        styles.append({"left": f"{left:.3f}%", "top": f"{top:.3f}%", "width": f"{right - left:.3f}%",
+                       "height": f"{bottom - top:.3f}%"})
+    return styles
+
+
+def _hit_ranks(run: Run, layer: str, unit: int) -> list[int]:
+    """The filled top-k ranks of a unit (at most 9 are shown)."""
+    index = run.topk(layer)["image_index"][unit]
+    return [rank for rank in range(min(9, len(index))) if int(index[rank]) >= 0]
+
+
+def views_stored(run: Run, layer: str, unit: int) -> bool:
+    """True when every view of every shown hit of the unit is in the run."""
+    return all(run.patch(layer, unit, rank, mode).is_file() for rank in _hit_ranks(run, layer, unit) for mode in MODES)
+
+
+def select_views_request(ctx: Context, sel: dict | None) -> tuple[dict | None, str]:
+    """What selecting a unit asks of the views job: ``(request, status)``; request None when the
+    unit's views are already in the run."""
+    if not sel or views_stored(ctx.runs[sel["run"]], sel["layer"], sel["unit"]):
+        return None, ""
+    return {**sel, "asked": time.time()}, "no views stored for this unit yet: computing them…"
+
+
+def views_on_demand(ctx: Context, run_index: int, layer: str, unit: int) -> bool:
+    """Compute the unit's deconv/backprop/guided views and cache them in the run (as mining ``--with``
+    would have); False when they were already there."""
+    run = ctx.runs[run_index]
+    if views_stored(run, layer, unit):
+        return False
+    render_unit_views(run.root, ctx.model_for(run), layer, [unit], MODES, quiet=True)
+    return True
+
+
+def view_rows(ctx: Context, run_index: int, layer: str, unit: int) -> list:
+    """One row per view mode whose pictures are stored for every shown hit of the unit."""
+    run = ctx.runs[run_index]
+    rows = []
+    ranks = _hit_ranks(run, layer, unit)
+    for view in MODES:
+        paths = [run.patch(layer, unit, rank, view) for rank in ranks]
+        if paths and all(p.is_file() for p in paths):
+            rows.append(html.Div(className="view-row", children=[
+                html.H4(view), *[html.Img(src=run_url(ctx, run_index, p), className="view-img") for p in paths]]))
+    return rows
+
+
 def unit_detail(ctx: Context, run_index: int, layer: str, unit: int) -> tuple:
     """Everything the detail pane shows for one unit."""
     run = ctx.runs[run_index]
@@ -407,12 +524,7 @@ def unit_detail(ctx: Context, run_index: int, layer: str, unit: int) -> tuple:
         valid = rank < len(values) and int(topk["image_index"][unit, rank]) >= 0
         srcs.append(run_url(ctx, run_index, path) if valid and path.is_file() else None)
         captions.append(f"#{rank + 1}: {float(values[rank]):.3g}" if valid else "")
-    views = []
-    for view in MODES:
-        paths = [run.patch(layer, unit, rank, view) for rank in range(min(9, len(values)))]
-        if paths and all(p.is_file() for p in paths):
-            views.append(html.Div(className="view-row", children=[
-                html.H4(view), *[html.Img(src=run_url(ctx, run_index, p), className="view-img") for p in paths]]))
+    views = view_rows(ctx, run_index, layer, unit)
     maximized = run.maximized(layer, unit)
     max_src = optimise.versioned_url(ctx, run_index, maximized) if maximized.is_file() else None
     status = "cached in the run" if max_src else "not computed yet"

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
+from .actmax.presets import DEFAULT_PRESET, PRESETS
 from .errors import VisError, VisRuntimeError, from_os_error
 
 __all__ = ["main", "vis"]
@@ -103,6 +104,10 @@ def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: in
     return [line(header), *(line(row) for row in rows)]
 
 
+#: What `vis maximize --preset` offers (dream belongs to `vis dream`).
+PRESET_NAMES = [name for name in PRESETS if name != "dream"]
+
+
 def knob_options(func: Callable) -> Callable:
     """Optimisation knobs shared by maximize and dream; unset ones keep the preset's value."""
     knobs = [
@@ -114,6 +119,8 @@ def knob_options(func: Callable) -> Callable:
         ("--norm-pct", float, "zero pixels below this norm percentile (pixel presets)"),
         ("--contrib-pct", float, "zero pixels below this contribution percentile (pixel presets)"),
         ("--pad", int, "transform: pad px (lucid presets)"), ("--jitter", int, "transform: jitter px (lucid presets)"),
+        ("--schedule", str, "coarse-to-fine stages as size:steps fractions, e.g. 0.5:0.75,1:0.25"),
+        ("--carry", click.Choice(["upsample", "tile"]), "how a stage grows: higher resolution, or a larger canvas"),
     ]
     for flag, kind, text in reversed(knobs):
         func = click.option(flag, type=kind, default=None, help=text)(func)
@@ -121,7 +128,8 @@ def knob_options(func: Callable) -> Callable:
 
 
 def _knobs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    names = ("steps", "lr", "size", "decay", "blur_radius", "blur_every", "norm_pct", "contrib_pct", "pad", "jitter")
+    names = ("steps", "lr", "size", "decay", "blur_radius", "blur_every", "norm_pct", "contrib_pct", "pad", "jitter",
+             "schedule", "carry")
     return {k: kwargs[k] for k in names if kwargs.get(k) is not None}
 
 
@@ -141,7 +149,8 @@ def _report(paths: list, record: dict) -> None:
 @click.option("--all", "all_units", is_flag=True, help="every unit of the layer(s) into --run")
 @click.option("--layers", "layers_spec", default=None, help="with --all: comma-separated layers")
 @click.option("--run", "run_dir", default=None, type=click.Path(file_okay=False),
-              help="with --all: run directory (RUN/layers/<name>/maximize/)")
+              help="with --all: run directory (RUN/layers/<name>/maximize/); else a mining run whose "
+                   "top-k patches judge the image's plausibility")
 @click.option("--batch", default=16, show_default=True, type=int, help="with --all: units per pass")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="where --all runs: this process, or Ray (RAY_ADDRESS, else a local cluster)")
@@ -150,26 +159,47 @@ def _report(paths: list, record: dict) -> None:
 @click.option("--negate", is_flag=True, help="minimise instead of maximise")
 @click.option("--diversity", default=0.0, show_default=True, type=float,
               help="weight of the Gram-cosine diversity term across the batch")
-@click.option("--preset", default="lucid", show_default=True,
-              help="lucid | distill | yosinski1 | yosinski2 | yosinski3 | yosinski4")
+@click.option("--preset", default=None, help=f"{' | '.join(PRESET_NAMES)} (default: {DEFAULT_PRESET}; "
+              "with --from/--from-topk: accentuate)")
 @knob_options
+@click.option("--param", type=click.Choice(["fourier", "phase"]), default=None,
+              help="lucid presets: Fourier image, or phase only under a natural magnitude spectrum (MACO)")
+@click.option("--spectrum", default=None, type=click.Path(exists=True, file_okay=False),
+              help="--param phase: image folder (or mining run) for the magnitude spectrum (default: the sample crops)")
+@click.option("--transparency/--no-transparency", default=None,
+              help="also write <out>_transparency.png, the accumulated |d objective / d image| (MACO)")
+@click.option("--from", "from_image", default=None, type=click.Path(dir_okay=False),
+              help="feature accentuation: start from this image and stay close to it")
+@click.option("--from-topk", "from_topk", default=None, type=click.Path(file_okay=False),
+              help="feature accentuation of the unit's top-k patches of this mining run (one image per patch)")
+@click.option("--rank", "rank_spec", default=None, help="with --from-topk: which patches (0-8, 0,3; default all)")
+@click.option("--seed-penalty", type=float, default=None, help="accentuation: weight of the distance to the seed")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="output PNG (JSON beside it)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def maximize(model_name: str, weights: str, device: str, seed: int, input_size: int | None, layer: str | None,
              unit: int | None, units_spec: str | None, all_units: bool, layers_spec: str | None,
              run_dir: str | None, batch: int, backend: str, neuron: str | None, negate: bool,
-             diversity: float, preset: str, out: str | None, quiet: bool, **kwargs: Any) -> None:
-    """Optimise the image that maximises a unit (or a batch of units) of a layer."""
+             diversity: float, preset: str | None, param: str | None, spectrum: str | None,
+             transparency: bool | None, from_image: str | None, from_topk: str | None, rank_spec: str | None,
+             seed_penalty: float | None, out: str | None, quiet: bool, **kwargs: Any) -> None:
+    """Optimise the image that maximises a unit (or a batch of units) of a layer; with --from or
+    --from-topk, accentuate the unit in real images instead."""
     from .errors import VisUsageError
-    from .actmax import api
+    from .actmax import accentuate, api, topk_seeds
 
-    knobs = _knobs(kwargs)
+    accentuating = from_image is not None or from_topk is not None
+    preset = preset or ("accentuate" if accentuating else DEFAULT_PRESET)
+    knobs = {**_knobs(kwargs), **{k: v for k, v in (("param", param), ("spectrum", spectrum),
+                                                    ("transparency", transparency), ("seed_penalty", seed_penalty))
+                                  if v is not None}}
     api.settings_for(preset, **knobs)  # fail fast on bad settings, before loading the model
     position = api.parse_neuron(neuron)
     if all_units:
+        if accentuating:
+            raise VisUsageError("--all renders from noise; --from/--from-topk accentuate one unit")
         layers = [l for l in (layers_spec or layer or "").split(",") if l]
         if not layers or not run_dir:
-            raise VisUsageError("`all_units` needs `layer` (or `layers_spec` a,b) and `run_dir` RUN")
+            raise VisUsageError("--all needs --layer (or --layers a,b) and --run RUN")
         model = load_from_options(model_name, weights, device, seed, input_size, quiet)
         units = api.parse_units(units_spec) if units_spec else None
         for name in layers:
@@ -179,14 +209,29 @@ def maximize(model_name: str, weights: str, device: str, seed: int, input_size: 
                 click.echo(str(path))
         return
     if not layer:
-        raise VisUsageError("`layer` is required (e.g. --layer conv4 --unit 12)")
+        raise VisUsageError("--layer is required (e.g. --layer conv4 --unit 12)")
     if (unit is None) == (units_spec is None):
-        raise VisUsageError("give exactly one of `unit` N or `units_spec` SPEC (or `all_units` with `run_dir` RUN)")
+        raise VisUsageError("give exactly one of --unit N or --units SPEC (or --all --run RUN)")
     chosen = [unit] if unit is not None else api.parse_units(units_spec or "")
-    model = load_from_options(model_name, weights, device, seed, input_size, quiet)
-    result = api.maximize(model, layer, chosen, preset=preset, neuron=position, negate=negate,
-                          diversity=diversity, seed=seed, quiet=quiet, **knobs)
-    _report(result.save(out or api.default_out("maximize", layer, chosen, preset)), result.record)
+    if accentuating:
+        if from_image is not None and from_topk is not None:
+            raise VisUsageError("give one of --from IMAGE or --from-topk RUN")
+        if len(chosen) != 1:
+            raise VisUsageError("accentuation takes one --unit")
+        if from_topk is not None:
+            seeds, sources = topk_seeds(from_topk, layer, chosen[0], api.parse_units(rank_spec) if rank_spec else None)
+            position = position if neuron is not None else True  # a patch is the centre unit's field
+        else:
+            seeds, sources = from_image, None
+        model = load_from_options(model_name, weights, device, seed, input_size, quiet)
+        result = accentuate(model, layer, seeds, chosen, preset=preset, neuron=position, negate=negate,
+                            seed=seed, quiet=quiet, run=run_dir or from_topk, sources=sources, **knobs)
+        _report(result.save(out or api.default_out("accentuate", layer, chosen, preset)), result.record)
+    else:
+        model = load_from_options(model_name, weights, device, seed, input_size, quiet)
+        result = api.maximize(model, layer, chosen, preset=preset, neuron=position, negate=negate,
+                              diversity=diversity, seed=seed, quiet=quiet, run=run_dir, **knobs)
+        _report(result.save(out or api.default_out("maximize", layer, chosen, preset)), result.record)
     if result.record["interrupted"]:
         raise click.exceptions.Abort()  # the image so far is saved; exit 130
 
@@ -238,6 +283,9 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.option("--batch-size", default=32, show_default=True, type=int)
 @click.option("--workers", default=0, show_default=True, type=int, help="DataLoader decoding processes")
 @click.option("--with", "views", default=None, help="extra views of each patch: deconv,backprop,guided")
+@click.option("--min-inside", default=None, type=float,
+              help="share of a unit's receptive field that must lie inside the image for a position to "
+                   "count (0 = every position; default 0.9)")
 @click.option("--shard", default=None, help="i/n: mine only shard i of n (merge with `vis merge`)")
 @click.option("--checkpoint-every", default=20, show_default=True, type=int, help="batches between checkpoints")
 @click.option("--backend", default="local", show_default=True, type=click.Choice(["local", "ray"]))
@@ -248,9 +296,9 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def mine(model_name: str, weights: str, device: str, seed: int, input_size: int | None, dataset: str, out: str,
          layer_list: str | None, k: int, limit: int | None, resize: int | None, crop: int | None,
-         batch_size: int, workers: int, views: str | None, shard: str | None, checkpoint_every: int,
-         backend: str, address: str | None, ray_tasks: int | None, no_patches: bool, overwrite: bool,
-         quiet: bool) -> None:
+         batch_size: int, workers: int, views: str | None, min_inside: float | None, shard: str | None,
+         checkpoint_every: int, backend: str, address: str | None, ray_tasks: int | None, no_patches: bool,
+         overwrite: bool, quiet: bool) -> None:
     """Top-k images and patches of every unit over a dataset (resumable)."""
     from .mining import mine as run_mine
 
@@ -259,7 +307,8 @@ def mine(model_name: str, weights: str, device: str, seed: int, input_size: int 
     path = run_mine(model, dataset, out, layers=layers_arg, k=k, limit=limit, resize=resize, crop=crop,
                     batch_size=batch_size, workers=workers, views=views, shard=_parse_shard(shard),
                     checkpoint_every=checkpoint_every, overwrite=overwrite, patches=not no_patches,
-                    backend=backend, address=address, ray_tasks=ray_tasks, seed=seed, quiet=quiet)
+                    backend=backend, address=address, ray_tasks=ray_tasks, seed=seed, quiet=quiet,
+                    **({} if min_inside is None else {"min_inside": min_inside}))
     click.echo(str(path))
 
 
@@ -548,7 +597,6 @@ def demo(model_name: str, weights: str, device: str, seed: int, input_size: int 
     if no_serve:
         return
     from .dashboard import create_app, serve
-    from .dashboard.wsgi import check_port
 
     app = create_app([run], device=device, seed=seed, input_size=input_size)
     serve(app, host, port, verbose, say=lambda line: click.echo(f"vis demo: {line}", err=True))

@@ -4,13 +4,17 @@ dashboard — this module is the one place that knows its layout.
 ::
 
     RUN/manifest.json              model, weights id + sha256, dataset root + fingerprint, preprocessing,
-                                   layers (canonical → aliases), k, versions, counts, status
+                                   layers (canonical → aliases), k, positions (the position policy:
+                                   min_inside), versions, counts, status
     RUN/images.json                image paths (relative to the dataset root) in index order
     RUN/layers/<name>/topk.npz     values [U,k] float32 descending, image_index, y, x [U,k] int64
     RUN/layers/<name>/stats.npz    mean_max [U], frac_active [U], hist_edges, hist_counts [U,bins]
     RUN/layers/<name>/patches/unit_0012.png          3×3 montage of the top-9
     RUN/layers/<name>/patches/unit_0012_3.png        rank-3 patch (``_deconv``, ``_backprop``, ``_guided`` views)
     RUN/layers/<name>/maximize/unit_0012.png + .json the unit's optimised image and its record
+    RUN/inputs/img_000123.png      image 123 as the model saw it (resized, cropped), stored once for every
+                                   layer whose units see the whole image (fc): their hits refer to it
+                                   instead of a patch file and montage per unit
 
 ``<name>`` is the canonical layer name printed by ``vis layers``. Every file is written atomically.
 While a run is mined, ``RUN/checkpoint.npz`` holds the resumable state; a shard run also keeps
@@ -22,7 +26,7 @@ import json
 import platform
 import shutil
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -34,17 +38,21 @@ from .errors import VisRuntimeError, VisUsageError
 from .files import is_temp_of, read_json, write_json, write_npz
 
 __all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "damaged",
-           "identity_changes", "layer_dir", "maximize_path", "open_run", "patch_name", "patch_path", "read_arrays",
+           "identity_changes", "identity_of", "input_path", "layer_dir", "maximize_path", "open_run", "patch_name",
+           "patch_path", "read_arrays",
            "read_images", "read_manifest", "short_name", "unit_stem", "versions", "write_images", "write_layer_arrays",
            "write_manifest"]
 
 MANIFEST = "manifest.json"
 IMAGES = "images.json"
+INPUTS = "inputs"
 CHECKPOINT = "checkpoint.npz"
 SHARD_STATE = "shard_state.npz"
 #: The manifest fields that define a run: a run with different ones must not resume or merge into it.
 IDENTITY_KEYS = ("model", "weights", "weights_sha256", "seed", "input_size", "preprocessing", "dataset", "k",
-                 "layers", "shard")
+                 "layers", "positions", "shard")
+#: What a manifest written before a field existed meant by its absence.
+_ABSENT = {"positions": {"min_inside": 0.0}}
 
 
 def unit_stem(unit: int) -> str:
@@ -73,6 +81,11 @@ def patch_path(run: str | Path, layer: str, unit: int, rank: int | None = None, 
     return layer_dir(run, layer) / "patches" / patch_name(unit, rank, view)
 
 
+def input_path(run: str | Path, index: int) -> Path:
+    """``RUN/inputs/img_000123.png``: dataset image `index` as the model saw it."""
+    return Path(run) / INPUTS / f"img_{index:06d}.png"
+
+
 def maximize_path(run: str | Path, layer: str, unit: int) -> Path:
     """Optimised image of a unit (its JSON record sits beside it with suffix .json)."""
     return layer_dir(run, layer) / "maximize" / f"{unit_stem(unit)}.png"
@@ -83,7 +96,7 @@ def maximize_path(run: str | Path, layer: str, unit: int) -> Path:
 _MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
     "model": str, "weights": str, "weights_sha256": str, "status": str, "k": int, "input_size": int,
     "batch_size": int, "seed": int, "layers": dict, "dataset": dict, "preprocessing": dict, "counts": dict,
-    "shard": dict, "views": list}
+    "shard": dict, "views": list, "positions": dict}
 
 
 def damaged(path: str | Path, reason: str, advice: str) -> VisRuntimeError:
@@ -152,6 +165,7 @@ class Run:
     """Read access to a run directory (see module doc). Use :func:`open_run`."""
 
     root: Path
+    _topk: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
@@ -191,8 +205,16 @@ class Run:
         raise VisUsageError(f"layer {layer!r} is not in run {str(self.root)!r}; mined: {', '.join(self.layers)}")
 
     def topk(self, layer: str) -> dict[str, np.ndarray]:
-        """``values, image_index, y, x`` arrays ``[U, k]`` of a layer."""
-        return read_arrays(layer_dir(self.root, self.resolve(layer)) / "topk.npz")
+        """``values, image_index, y, x`` arrays ``[U, k]`` of a layer (read once per change of the file)."""
+        return {key: value.copy() for key, value in self._topk_arrays(self.resolve(layer)).items()}
+
+    def _topk_arrays(self, name: str) -> dict[str, np.ndarray]:
+        path = layer_dir(self.root, name) / "topk.npz"
+        stamp = path.stat().st_mtime_ns if path.exists() else None
+        cached = self._topk.get(name)
+        if cached is None or cached[0] != stamp:
+            cached = self._topk[name] = (stamp, read_arrays(path))
+        return cached[1]
 
     def stats(self, layer: str) -> dict[str, np.ndarray]:
         """``mean_max, frac_active [U], hist_edges, hist_counts [U, bins]`` of a layer."""
@@ -206,9 +228,22 @@ class Run:
         """Absolute path of dataset image `index`."""
         return Path(self.manifest["dataset"]["root"]) / self.images[index]
 
+    def whole_image(self, layer: str) -> bool:
+        """True for layers whose units see the whole image (fc layers, unknown geometry): their
+        patches are the model's input images."""
+        return self.layer_info(self.resolve(layer)).get("rf_size") is None
+
     def patch(self, layer: str, unit: int, rank: int | None = None, view: str = "") -> Path:
-        """See :func:`patch_path`."""
-        return patch_path(self.root, self.resolve(layer), unit, rank, view)
+        """The picture of a top-k hit (`rank`), of one of its views, or the unit's montage (`rank`
+        None; see :func:`patch_path`). For :meth:`whole_image` layers a hit's picture is the stored
+        input image (:func:`input_path`; runs from before it have a copy per unit) and there is no
+        montage file."""
+        name = self.resolve(layer)
+        own = patch_path(self.root, name, unit, rank, view)
+        if rank is None or view or not self.whole_image(name) or own.is_file():
+            return own
+        index = int(self._topk_arrays(name)["image_index"][unit, rank])
+        return input_path(self.root, index) if index >= 0 else own
 
     def maximized(self, layer: str, unit: int) -> Path:
         """See :func:`maximize_path`."""
@@ -221,6 +256,12 @@ class Run:
         except (OSError, ValueError):
             return None
         return record if isinstance(record, dict) else None
+
+    @property
+    def min_inside(self) -> float:
+        """The run's position policy: the share of a unit's receptive field that had to lie inside the
+        image for its maximum to count (0: every position; runs from before the policy)."""
+        return float((self.manifest.get("positions") or _ABSENT["positions"])["min_inside"])
 
     @property
     def complete(self) -> bool:
@@ -303,9 +344,15 @@ def clear_run(out: str | Path) -> None:
     for name in (MANIFEST, IMAGES, CHECKPOINT, SHARD_STATE):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "layers", ignore_errors=True)
+    shutil.rmtree(out / INPUTS, ignore_errors=True)
+
+
+def identity_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity fields of a manifest (plus ``batch_size``), absent ones as their old meaning."""
+    return {key: manifest.get(key, _ABSENT.get(key)) for key in IDENTITY_KEYS + ("batch_size",)}
 
 
 def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any], keys: Sequence[str] = IDENTITY_KEYS) -> list[str]:
     """The identity `keys` whose values differ between two manifests (compared as JSON)."""
     same = lambda value: json.loads(json.dumps(value))  # noqa: E731 - tuples vs lists, numpy scalars
-    return [key for key in keys if same(old.get(key)) != same(new.get(key))]
+    return [key for key in keys if same(old.get(key, _ABSENT.get(key))) != same(new.get(key, _ABSENT.get(key)))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import time
 
 import numpy as np
 import pytest
@@ -151,7 +152,7 @@ def test_live_layer_options_are_spatial_layers(live_ctx):
 def test_montage_tiles_are_where_channel_at_says():
     channels, meta = 10, live.tile_layout(10, 5, 5)
     maps = np.stack([np.full((5, 5), float(c + 1)) for c in range(channels)])
-    image = np.asarray(Image.open(io.BytesIO(live.montage_png(maps, meta))).convert("L"), dtype=float)
+    image = np.asarray(Image.open(io.BytesIO(live.montage_png(maps, meta, "layer"))).convert("L"), dtype=float)
     step = meta["tile"] + meta["pad"]
     found = {}
     for y in range(0, image.shape[0]):
@@ -165,6 +166,43 @@ def test_montage_tiles_are_where_channel_at_says():
         assert values == {round((c + 1) / channels * 255)} or values == {np.floor((c + 1) / channels * 255)}
     assert live.channel_at(meta, meta["tile"], 0) is None           # gutter
     assert live.channel_at(meta, 0, step * meta["nrows"]) is None   # below the last row
+
+
+def test_live_tiles_get_their_own_contrast_and_hover_names_channel_and_max():
+    """Per-channel contrast (the default): each tile spans black to white whatever its range; the
+    hover grid over the montage names each tile's channel and maximum; the selection is outlined."""
+    channels, meta = 7, live.tile_layout(7, 6, 6)
+    gen = np.random.default_rng(0)
+    maps = gen.normal(size=(channels, 6, 6)) * np.array([1e-3, 1, 10, 100, 1, 1, 1])[:, None, None]
+    maps[4] = -1.0                                                   # never positive: stays black
+    image = np.asarray(Image.open(io.BytesIO(live.montage_png(maps, meta))).convert("L"), dtype=float)
+    step = meta["tile"] + meta["pad"]
+    for c in range(channels):
+        row, col = divmod(c, meta["ncols"])
+        tile = image[row * step: row * step + meta["tile"], col * step: col * step + meta["tile"]]
+        assert tile.max() == (0 if c == 4 else 255), c
+        cell = np.maximum(maps[c], 0) / (maps[c].max() if c != 4 else 1) * 255
+        shown = tile[:: meta["tile"] // 6, :: meta["tile"] // 6]   # nearest-neighbour upscaling: one pixel per cell
+        assert np.abs(shown - cell.astype(np.uint8)).max() <= 1, c
+    layered = np.asarray(Image.open(io.BytesIO(live.montage_png(maps, meta, "layer"))).convert("L"), dtype=float)
+    assert layered[:meta["tile"], :meta["tile"]].max() < 10          # the 1e-3 channel is black on the layer's scale
+    maxima = maps.reshape(channels, -1).max(1)
+    fig = live.maps_figure(b"png", meta, maxima, selected=5)
+    grid = fig.data[1]
+    for c in range(meta["nrows"] * meta["ncols"]):
+        row, col = divmod(c, meta["ncols"])
+        if c < channels:
+            assert grid.customdata[row][col][0] == c and grid.customdata[row][col][1] == pytest.approx(maxima[c])
+            assert live.channel_at(meta, grid.x[col], grid.y[row]) == c     # the cell's centre is on its tile
+        else:
+            assert np.isnan(grid.z[row][col])                                # no channel: no hover
+    assert "channel %{customdata[0]}" in grid.hovertemplate and "max %{customdata[1]" in grid.hovertemplate
+    (shape,) = fig.layout.shapes
+    row, col = divmod(5, meta["ncols"])
+    assert shape.x0 < col * step < col * step + meta["tile"] - 1 < shape.x1
+    assert shape.y0 < row * step < row * step + meta["tile"] - 1 < shape.y1
+    assert live.clicked_channel(meta, {"x": 0, "y": 0, "customdata": [6, 1.0]}) == 6
+    assert live.clicked_channel(meta, {"x": step + 1, "y": 1}) == 1
 
 
 # --------------------------------------------------------------------------- on a real run (vis mine)
@@ -412,3 +450,54 @@ def test_cancelling_an_optimised_image_says_where_it_stopped(mined):
     assert data["response"]["max-note"]["children"] == "unit 7: cancelled at step 23/128; nothing was saved"
     status, data = call(app, [("max-note", "children")], inputs, "selection.data", states)
     assert data["response"]["max-note"]["children"] == ""            # another unit: the note goes
+
+
+def _post(client, output: str, outputs: list[dict], inputs: list[dict], changed: str, query: str = ""):  # noqa: ANN001
+    body = {"output": output, "outputs": outputs, "inputs": inputs, "changedPropIds": [changed], "state": []}
+    response = client.post("/_dash-update-component" + query, json=body)
+    return response.status_code, (response.get_json() if response.data else None)
+
+
+def test_views_of_any_unit_come_on_demand_through_the_real_endpoint(mined):
+    """A unit mined without views: selecting it asks for them, a background job computes them (through
+    Dash's real callback endpoint, polled as the browser polls) and caches them in the run."""
+    from urllib.parse import urlencode
+
+    app, ctx = mined
+    run = ctx.runs[0]
+    layer, unit = run.layers[1], 11
+    targets = [run.patch(layer, unit, rank, mode) for rank in range(9) for mode in ("deconv", "backprop", "guided")]
+    assert not any(path.exists() for path in targets)
+    sel = {"run": 0, "layer": layer, "unit": unit}
+    request, status = units.select_views_request(ctx, sel)
+    assert request["unit"] == unit and "computing" in status
+    key = next(k for k in app.callback_map if "unit-views.children@" in k and "views-status.children@" in k)
+    outputs = [{"id": part.split(".")[0], "property": part.split(".", 1)[1]} for part in key.strip(".").split("...")]
+    inputs = [{"id": "views-request", "property": "data", "value": request}]
+    client = app.server.test_client()
+    code, handle = _post(client, key, outputs, inputs, "views-request.data")
+    assert code == 200 and "cacheKey" in handle and "job" in handle
+    deadline = time.time() + 240
+    while True:
+        code, data = _post(client, key, outputs, inputs, "views-request.data",
+                           "?" + urlencode({"cacheKey": handle["cacheKey"], "job": handle["job"]}))
+        if data and "response" in data:
+            break
+        assert time.time() < deadline, "the views job did not finish"
+        time.sleep(0.5)
+    rows, message = (data["response"][o["id"]][o["property"].split("@")[0]] for o in outputs)
+    assert "cached in the run" in message
+    assert [row["props"]["children"][0]["props"]["children"] for row in rows] == ["deconv", "backprop", "guided"]
+    assert all(path.is_file() for path in targets)
+    assert units.select_views_request(ctx, sel) == (None, "")     # next time they come from the run
+    # the pictures are the library's: the unit's views cut to its field, contrast over the field
+    from vistoolbox.features.views import unit_view_patches
+    from vistoolbox.images import to_tensor, resize_center_crop, open_image
+
+    index = int(run.topk(layer)["image_index"][unit, 0])
+    pre = run.manifest["preprocessing"]
+    image = to_tensor(resize_center_crop(open_image(run.image_path(index)), pre["resize"], pre["crop"]))
+    want = unit_view_patches(ctx.model, image, layer, unit, int(run.topk(layer)["y"][unit, 0]),
+                             int(run.topk(layer)["x"][unit, 0]), ["guided"])["guided"]
+    got = torch.from_numpy(np.array(Image.open(run.patch(layer, unit, 0, "guided")))).permute(2, 0, 1).float() / 255
+    assert (got - want).abs().max() <= 1 / 255 + 1e-6

@@ -219,6 +219,48 @@ def test_live_tab_maps_click_overlay_and_top9(duo):
     assert "tab--selected" in duo.find_element("#tab-units").get_attribute("class")
 
 
+def test_live_tile_hover_shows_channel_and_max_and_the_selection_is_outlined(duo):
+    """Hover in real Chromium: a tile's label names its channel and maximum (the library's activations);
+    the clicked tile gets an outline; the per-layer scale is one switch away."""
+    from vistoolbox.dashboard.live import activations, store_run_image, tile_layout
+
+    ctx = duo.app.vis_context
+    run = ctx.runs[0]
+    duo.driver.get(duo.server_url + "/")
+    duo.wait_for_element("#tab-live").click()
+    duo.select_dcc_dropdown("#live-pick", index=0)
+    image = duo.wait_for_element("#live-maps .main-svg image", timeout=30)
+    layer = run.layers[0]
+    maps = activations(ctx, store_run_image(ctx, 0, 0)[0], layer)["maps"]
+    meta = tile_layout(*maps.shape)
+    step = meta["tile"] + meta["pad"]
+    rect = duo.driver.execute_script("return arguments[0].getBoundingClientRect().toJSON()", image)
+    scale = rect["width"] / (meta["ncols"] * step - meta["pad"])
+    target = 2 * meta["ncols"] + 3                                 # row 2, column 3
+    x, y = (3 * step + meta["tile"] / 2) * scale, (2 * step + meta["tile"] / 2) * scale
+    ActionChains(duo.driver).move_to_element(image).move_by_offset(
+        int(x - rect["width"] / 2), int(y - rect["height"] / 2)).perform()
+    duo.wait_for_contains_text("#live-maps .hovertext", f"channel {target}", timeout=10)
+    text = duo.find_element("#live-maps .hovertext").text
+    shown = float(re.search(r"max (\S+)", text).group(1))
+    assert shown == pytest.approx(float(maps[target].max()), rel=1e-3, abs=1e-6), text
+    ActionChains(duo.driver).click().perform()
+    duo.wait_for_text_to_equal("#live-channel-title", f"channel {target}")
+    outline = duo.wait_for_element("#live-maps .shapelayer path", timeout=10)
+    box = duo.driver.execute_script("return arguments[0].getBoundingClientRect().toJSON()", outline)
+    left, top = rect["left"] + 3 * step * scale, rect["top"] + 2 * step * scale
+    assert box["left"] <= left + 1 and box["top"] <= top + 1, (box, left, top)
+    assert box["right"] >= left + meta["tile"] * scale - 1 and box["bottom"] >= top + meta["tile"] * scale - 1
+    assert box["width"] < (meta["tile"] + 2 * meta["pad"] + 4) * scale    # one tile, not more
+    before = image.get_attribute("href")
+    duo.find_element("#live-scale input[value='layer']").click()
+    end = time.time() + 30
+    while duo.find_element("#live-maps .main-svg image").get_attribute("href") == before and time.time() < end:
+        time.sleep(0.2)
+    assert duo.find_element("#live-maps .main-svg image").get_attribute("href") != before
+    duo.wait_for_element("#live-maps .shapelayer path", timeout=10)          # the outline stays
+
+
 def test_live_upload_rejects_a_non_image(duo, tmp_path):
     fake = tmp_path / "fake.png"
     fake.write_bytes(b"this is not a png" * 20)

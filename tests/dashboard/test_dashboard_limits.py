@@ -74,10 +74,10 @@ def test_forged_live_and_units_values_get_a_message_not_a_500(app):
     maps = "..live-maps.figure"
     for forged_layer, needle in ((5, "layer must be one of"), (["features.0"], "layer must be one of"),
                                  ("nope", "layer must be one of")):
-        response, _ = post(app, maps, [image, forged_layer])
+        response, _ = post(app, maps, [image, forged_layer, "channel"], [None])
         assert response.status_code == 200, forged_layer
         assert needle in response.get_json()["response"]["live-message"]["children"], forged_layer
-    response, _ = post(app, maps, [{"key": "../../../etc/passwd"}, "features.0"])
+    response, _ = post(app, maps, [{"key": "../../../etc/passwd"}, "features.0", "channel"], [None])
     assert "not images this dashboard stored" in response.get_json()["response"]["live-message"]["children"]
 
     meta = {"tile": 24, "pad": 2, "ncols": 8, "nrows": 8, "channels": 10**6}   # `channels` forged too
@@ -86,6 +86,8 @@ def test_forged_live_and_units_values_get_a_message_not_a_500(app):
     assert response.get_json()["response"]["live-channel-message"]["children"].startswith("⚠ 'abc' is not a channel")
     response, _ = post(app, "..live-overlay.src", [10**6, meta], [image, "features.0"])
     assert "its 64 channels are 0–63" in response.get_json()["response"]["live-channel-message"]["children"]
+    response, _ = post(app, maps, [image, "features.0", "forged"], [None])
+    assert "scale must be one of" in response.get_json()["response"]["live-message"]["children"]
 
     for sel in ({"run": 0, "layer": layer, "unit": 1_000_000}, {"run": "x", "layer": layer, "unit": 0},
                 {"run": 0, "layer": 3, "unit": 0}, {"run": 7, "layer": layer, "unit": 0}, "0"):
@@ -174,7 +176,7 @@ def test_simultaneous_live_requests_share_one_forward_pass(app, monkeypatch):
     codes: list[int] = []
 
     def request() -> None:
-        response, _ = post(app, "..live-maps.figure", [image, "features.20"])
+        response, _ = post(app, "..live-maps.figure", [image, "features.20", "channel"], [None])
         codes.append(response.status_code)
     threads = [threading.Thread(target=request) for _ in range(20)]
     for thread in threads:
@@ -185,12 +187,12 @@ def test_simultaneous_live_requests_share_one_forward_pass(app, monkeypatch):
 
 
 def test_a_job_forked_after_a_forward_pass_does_not_hang():
-    """Jobs are forked from a server thread that may have run a forward pass (Live): torch on the
-    child's copy of that thread waits forever for OpenMP workers that were not forked. Jobs run
-    their work on a fresh thread (`in_fresh_thread`), which works."""
+    """Jobs are forked from a server thread that may have run a forward pass on several threads
+    (Live): torch in the child waits forever for OpenMP workers that were not forked, unless the
+    job first calls `in_job_process`."""
     import torch
 
-    from vistoolbox.dashboard.jobs import in_fresh_thread
+    from vistoolbox.dashboard.jobs import in_job_process
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -199,7 +201,8 @@ def test_a_job_forked_after_a_forward_pass_does_not_hang():
         pid = os.fork()
         if pid == 0:                              # the job process
             signal.alarm(60)                      # a hang ends as SIGALRM
-            total = in_fresh_thread(lambda: float(torch.ones(2000, 2000).add(1).sum()))
+            in_job_process()
+            total = float(torch.ones(2000, 2000).add(1).sum())
             os._exit(0 if total == 2 * 2000 * 2000 else 3)
         _, status = os.waitpid(pid, 0)
     finally:

@@ -1,12 +1,15 @@
 """Deconvnet / backprop / guided-backprop views against hand-built references."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from vistoolbox import load_model
-from vistoolbox.features.views import batch_views, unit_views
+from vistoolbox.features.layers import layer_field
+from vistoolbox.features.receptive import Box, Field, unit_box
+from vistoolbox.features.views import batch_views, unit_views, view_patch, view_window
 from vistoolbox.errors import VisUsageError
 
 
@@ -88,7 +91,9 @@ def test_views_outside_the_receptive_field_are_zero(alexnet, image):
 
     _, field = layer_field(alexnet, "conv2", 96)
     box = unit_box(field, 2, 2, (96, 96))
-    for mode, view in unit_views(alexnet, image, "conv2", 0, 2, 2).items():
+    full = batch_views(alexnet, image.unsqueeze(0), "conv2", [0], [2], [2], windowed=False)
+    for mode, view in full.items():
+        view = view[0]
         mask = torch.ones(96, 96, dtype=torch.bool)
         mask[box.top:box.bottom, box.left:box.right] = False
         assert view[:, mask].abs().max() == 0, mode
@@ -105,3 +110,63 @@ def test_resnet_views_and_fc(resnet18_random):
     torch.testing.assert_close(fc, grad[0])
     with pytest.raises(VisUsageError, match="valid: deconv, backprop, guided"):
         unit_views(resnet18_random, img, "fc", 1, modes=["saliency"])
+
+
+def _spread(shape: tuple[int, ...], few: bool) -> tuple[list[int], list[int]]:
+    """Corners, edge middles, the centre and an off-centre position of a [C, H, W] map (`few`: two
+    opposite corners, an edge middle and the centre)."""
+    h, w = shape[1], shape[2]
+    points = [(0, 0), (h - 1, w - 1), (h // 2, 0), (h // 2, w // 2), (0, w - 1), (h - 1, 0), (0, w // 2),
+              (max(0, h - 2), min(w - 1, 2))]
+    points = points[:4] if few else points
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+@pytest.mark.parametrize("fixture, layers, size, modes", [
+    ("alexnet", ["conv1", "conv2", "conv3", "conv5"], 96, ["deconv", "backprop", "guided"]),
+    ("alexnet", ["conv2", "conv4"], 101, ["guided"]),                      # not a multiple of the stride
+    ("resnet18_random", ["layer1.1.conv2", "layer2.0.downsample.0", "layer3.1.conv2"], 96, ["backprop"]),
+    ("hed_vgg16", ["conv3_3", "conv4_3", "conv5_3"], 224, ["guided"]),
+])
+def test_windowed_views_equal_the_whole_image_pass(request, fixture, layers, size, modes):
+    model = request.getfixturevalue(fixture)
+    gen = torch.Generator().manual_seed(3)
+    for layer in layers:
+        shape, field = layer_field(model, layer, size)
+        ys, xs = _spread(shape, few=fixture == "hed_vgg16")
+        images = torch.rand(len(ys), 3, size, size, generator=gen)
+        units = torch.randint(0, shape[0], (len(ys),), generator=gen).tolist()
+        windowed = batch_views(model, images, layer, units, ys, xs, modes)
+        whole = batch_views(model, images, layer, units, ys, xs, modes, windowed=False)
+        for mode in modes:
+            scale = float(whole[mode].abs().max())
+            assert scale > 0, (layer, mode)
+            torch.testing.assert_close(windowed[mode], whole[mode], rtol=1e-4, atol=1e-5 * scale)
+        windows = [view_window(field, y, x, (size, size)) for y, x in zip(ys, xs)]
+        if layer in ("conv1", "conv3_3", "conv4_3", "layer1.1.conv2"):  # these really run on windows
+            assert all((b - t) * (r - l) < size * size / 2 for t, b, l, r in windows), layer
+
+
+def test_view_window_holds_the_field_on_the_stride_grid():
+    field = Field((196, 196), (16, 16), (-90, -90))  # VGG16 conv5_3 at 224
+    for y in range(14):
+        top, bottom, left, right = view_window(field, y, 13 - y, (224, 224))
+        box = unit_box(field, y, 13 - y, (224, 224))
+        assert top % 16 == 0 and left % 16 == 0 and bottom - top == 208 and right - left == 208
+        assert top <= box.top and box.bottom <= bottom and left <= box.left and box.right <= right
+
+
+def test_view_patch_sets_the_contrast_over_the_field():
+    gen = torch.Generator().manual_seed(0)
+    view = torch.zeros(3, 50, 50)
+    view[:, 10:30, 5:25] = torch.randn(3, 20, 20, generator=gen) * 1e-3
+    view[0, 12, 7] = 1.0                                   # one outlier: clipped, the rest keeps its contrast
+    box = Box(top=10, left=0, bottom=30, right=25, pad_top=4, pad_left=5, pad_bottom=0, pad_right=0)
+    patch = view_patch(view, box)
+    assert patch.shape == (3, 24, 30)
+    assert (patch[:, :4] == 0.5).all() and (patch[:, :, :5] == 0.5).all()          # outside the image: grey
+    inner = patch[:, 4:, 5:]
+    magnitude = view[:, 10:30, 0:25].abs().amax(0)
+    scale = float(magnitude.flatten().sort().values[int(np.ceil(0.995 * (magnitude.numel() - 1)))])
+    torch.testing.assert_close(inner, (view[:, 10:30, 0:25] / (2 * scale) + 0.5).clamp(0, 1))
+    assert float((magnitude > scale).float().mean()) <= 0.005 and float(inner.std()) > 0.1  # ≤ 0.5 % clipped

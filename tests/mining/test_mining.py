@@ -20,10 +20,11 @@ from vistoolbox.mining.datasets import Transform, discover_images
 from vistoolbox.errors import VisUsageError
 from vistoolbox.images import resize_center_crop
 from vistoolbox.mining.pipeline import layer_entries, merge_runs, mine, resolve_layers
+from vistoolbox.mining.positions import DEFAULT_MIN_INSIDE, eligible_masks
 from vistoolbox.mining.stream import mine_indices
 from vistoolbox.mining.topk import HIST_EDGES, MiningState, UnitTopK
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository root (this file is in tests/mining)
 SIZE = 64          # crop the models see: small, so everything runs in seconds
 RESIZE = 72
 
@@ -79,8 +80,27 @@ def _reference_pixels(path: Path) -> np.ndarray | None:
     return np.asarray(resize_center_crop(img, RESIZE, SIZE)).transpose(2, 0, 1).copy()
 
 
-def brute_force(model, root: Path, paths: list[str], layer: str, k: int):
-    """Top-k by sorting every (image, unit) spatial maximum: value desc, then image index asc."""
+def eligible_by_counting(model, layer: str, size: int, min_inside: float) -> np.ndarray:
+    """The eligible positions of a layer, by counting the pixels of each position's field that fall
+    on a `size`² image (independent of the library's area formula); no position reaching
+    `min_inside` → those with the largest share."""
+    from vistoolbox.features.layers import layer_field
+
+    shape, field = layer_field(model, layer, size)
+    pad = max(field.size) + max(field.stride) * max(shape[1:])
+    canvas = np.zeros((size + 2 * pad, size + 2 * pad), bool)
+    canvas[pad:pad + size, pad:pad + size] = True
+    share = np.zeros(shape[1:])
+    for y in range(shape[1]):
+        for x in range(shape[2]):
+            r, c = pad + field.offset[0] + y * field.stride[0], pad + field.offset[1] + x * field.stride[1]
+            share[y, x] = canvas[r:r + field.size[0], c:c + field.size[1]].mean()
+    return share >= min(min_inside, share.max()) - 1e-12
+
+
+def brute_force(model, root: Path, paths: list[str], layer: str, k: int, min_inside: float = DEFAULT_MIN_INSIDE):
+    """Top-k by sorting every (image, unit) spatial maximum over the eligible positions: value desc,
+    then image index asc."""
     pixels = [_reference_pixels(root / p) for p in paths]
     valid = [i for i, p in enumerate(pixels) if p is not None]
     batch = torch.from_numpy(np.stack([pixels[i] for i in valid])).float() / 255
@@ -89,7 +109,8 @@ def brute_force(model, root: Path, paths: list[str], layer: str, k: int):
     if acts.ndim == 2:
         maxima, ys, xs = acts, -np.ones_like(acts, dtype=np.int64), -np.ones_like(acts, dtype=np.int64)
     else:
-        flat = acts.reshape(acts.shape[0], acts.shape[1], -1)
+        mask = eligible_by_counting(model, layer, batch.shape[-1], min_inside).ravel()
+        flat = np.where(mask, acts.reshape(acts.shape[0], acts.shape[1], -1), -np.inf)
         pos = flat.argmax(axis=2)  # first maximum in row-major order
         maxima, ys, xs = flat.max(axis=2), pos // acts.shape[3], pos % acts.shape[3]
     index = np.array(valid)
@@ -119,16 +140,16 @@ def assert_topk_matches(got: dict, ref: dict, maxima: np.ndarray, valid: list[in
 
 
 # --------------------------------------------------------------------------- top-k core
-@pytest.mark.parametrize("batch_size", [1, 5, 24])
-def test_topk_equals_brute_force_for_any_batch_size(alexnet, dataset, batch_size):
+@pytest.mark.parametrize("batch_size, min_inside", [(1, DEFAULT_MIN_INSIDE), (5, 0.0), (24, 0.5), (24, 1.0)])
+def test_topk_equals_brute_force_for_any_batch_size_and_policy(alexnet, dataset, batch_size, min_inside):
     images = discover_images(dataset)
-    layers = resolve_layers(alexnet, ["conv2", "conv5", "fc8"])
+    layers = resolve_layers(alexnet, ["conv1", "conv2", "conv5", "fc8"])
     entries = layer_entries(alexnet, layers, SIZE)
     state = mine_indices(alexnet, images, Transform(RESIZE, SIZE), MiningState.empty({n: e["units"] for n, e in entries.items()}, 4),
                          range(len(images)), batch_size=batch_size, workers=2 if batch_size == 5 else 0,
-                         quiet=True)
+                         quiet=True, eligible=eligible_masks(entries, SIZE, min_inside))
     for layer in layers:
-        ref, maxima, valid = brute_force(alexnet, images.root, images.paths, layer, 4)
+        ref, maxima, valid = brute_force(alexnet, images.root, images.paths, layer, 4, min_inside)
         got = state.layers[layer].topk_file()
         assert_topk_matches(got, ref, maxima, valid)
         stats = state.layers[layer].stats_file(state.seen)
@@ -252,6 +273,11 @@ def test_patches_are_the_unit_box_padded_with_the_mean_colour(run, alexnet):
     assert (fc["y"] == -1).all() and (fc["x"] == -1).all()
     whole = np.asarray(Image.open(opened.patch("fc8", 3, 0))).transpose(2, 0, 1)
     np.testing.assert_array_equal(whole, _reference_pixels(opened.image_path(int(fc["image_index"][3, 0]))))
+    # fc hits refer to one stored copy of each image: no file per unit, no montage (1000 units × 4 hits)
+    assert not (run / "layers" / "classifier.6" / "patches").exists()
+    stored = sorted(int(p.stem.split("_")[1]) for p in (run / "inputs").glob("img_*.png"))
+    assert stored == sorted(set(fc["image_index"].ravel().tolist())) and len(stored) <= 22
+    assert opened.patch("fc8", 3, 0) == run.resolve() / "inputs" / f"img_{int(fc['image_index'][3, 0]):06d}.png"
 
 
 def test_text_file_dataset_lists_missing_paths_as_skipped(alexnet, dataset, tmp_path):
@@ -354,8 +380,8 @@ def test_hed_vgg16_conv5_3_small(hed_vgg16, dataset, tmp_path):
 
 
 def test_with_views_writes_cropped_deconv_and_guided_patches(alexnet, dataset, tmp_path):
-    from vistoolbox.features.views import unit_views
-    from vistoolbox.images import normalize_visual, to_pil
+    from vistoolbox.features.views import batch_views
+    from vistoolbox.images import to_pil
     from vistoolbox.features.layers import layer_field
     from vistoolbox.features.receptive import unit_box
 
@@ -370,9 +396,14 @@ def test_with_views_writes_cropped_deconv_and_guided_patches(alexnet, dataset, t
     image = torch.from_numpy(_reference_pixels(opened.image_path(int(topk["image_index"][unit, rank])))).float() / 255
     box = unit_box(field, y, x, (SIZE, SIZE))
     for mode in ("deconv", "guided"):
-        shown = normalize_visual(unit_views(alexnet, image, "conv1", unit, y, x, [mode])[mode])
+        # the whole-image view, cut to the field; contrast: 99.5th percentile ('higher') of the field's pixels
+        view = batch_views(alexnet, image[None], "conv1", [unit], [y], [x], [mode], windowed=False)[mode][0]
+        inner = view[:, box.top:box.bottom, box.left:box.right]
+        magnitude = np.sort(inner.abs().amax(0).numpy().ravel())
+        scale = magnitude[int(np.ceil(0.995 * (magnitude.size - 1)))]
+        shown = (inner / (2 * scale) + 0.5).clamp(0, 1)
         want = np.full((3, *box.full_size), 128, dtype=np.uint8)
-        crop = np.asarray(to_pil(shown[:, box.top:box.bottom, box.left:box.right])).transpose(2, 0, 1)
+        crop = np.asarray(to_pil(shown)).transpose(2, 0, 1)
         want[:, box.pad_top:box.pad_top + crop.shape[1], box.pad_left:box.pad_left + crop.shape[2]] = crop
         got = np.asarray(Image.open(opened.patch("conv1", unit, rank, mode))).transpose(2, 0, 1)
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1

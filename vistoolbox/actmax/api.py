@@ -8,8 +8,9 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from PIL import Image
@@ -21,15 +22,18 @@ from ..features.extractor import FeatureExtractor
 from ..images import fit_longest, load_tensor, resize_tensor, to_tensor
 from ..limits import number, whole
 from ..models import LoadedModel, as_model
-from ..rundir import maximize_path
+from ..rundir import maximize_path, open_run
 from .backends import executor
 from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
-from .presets import Settings, settings_for
+from .presets import DEFAULT_PRESET, Settings, plan_stages, settings_for
+from .quality import Judge, default_judge, unit_plausibility
 from .render import Progress, Trace, measure, quantize, run_lucid, run_pixel, unit_generator
 from .result import MaximizeResult
+from .spectrum import natural_spectrum, sample_folder
 
-__all__ = ["build_objectives", "default_out", "dream", "layer_shape", "maximize", "maximize_layer", "parse_neuron",
-           "parse_target", "parse_units"]
+__all__ = ["Rendered", "build_objectives", "default_out", "dream", "layer_shape", "load_start", "make_record", "maximize",
+           "maximize_layer", "parse_neuron", "parse_target", "parse_units", "render", "transparency_map",
+           "with_plausibility"]
 
 
 def parse_units(text: str) -> list[int]:
@@ -140,41 +144,108 @@ def check_units(units: Sequence[int], channels: int, layer: str) -> None:
                             f"valid: 0-{channels - 1}")
 
 
-def _record(model: LoadedModel, settings: Settings, preset: str, seed: int, objective: Objective,
-            details: dict[str, Any], trace: Trace, initial: list[float], final: list[float],
-            seconds: float) -> dict[str, Any]:
+def make_record(model: LoadedModel, settings: Settings, preset: str, seed: int, objective: Objective,
+            details: dict[str, Any], run: "Rendered") -> dict[str, Any]:
+    trace = run.trace
     return {
         "tool": "vistoolbox", "version": __version__, **model.describe(), **details,
         "objective": objective.describe(), "preset": preset, "settings": settings.to_dict(),
+        "stages": trace.stages, **run.extra,
         "seed": seed, "device": str(model.device), "torch_version": torch.__version__,
         "python_version": platform.python_version(), "threads": torch.get_num_threads(),
-        "seconds": round(seconds, 3), "steps_per_second": round(settings.steps / max(seconds, 1e-9), 4),
+        "seconds": round(run.seconds, 3), "steps_per_second": round(settings.steps / max(run.seconds, 1e-9), 4),
         "steps_done": len(trace.history), "interrupted": trace.interrupted,
-        "activation_initial": initial, "activation_final": final, "history": trace.history,
+        "activation_initial": run.initial, "activation_final": run.final, "history": trace.history,
     }
 
 
-def _run(model: LoadedModel, settings: Settings, objective: Objective, primary: Objective,
+@dataclass
+class Rendered:
+    """A finished loop: its trace (8-bit images), activations on the start and final images,
+    seconds, extra record fields (spectrum, transparency) and the 0–1 transparency maps."""
+
+    trace: Trace
+    initial: list[float]
+    final: list[float]
+    seconds: float
+    extra: dict[str, Any]
+    transparency: torch.Tensor | None = None
+
+
+#: MACO's display rule for the transparency map (Horama's plot_maco): clip at this percentile, divide by it.
+TRANSPARENCY_PERCENTILE = 80.0
+
+
+def transparency_map(accumulated: torch.Tensor) -> torch.Tensor:
+    """Accumulated ``|∂objective/∂image|`` ``[N, 1, H, W]`` → 0–1 alpha (8-bit): each map divided by
+    its 80th percentile and clipped at 1, so the top fifth of the pixels is opaque."""
+    flat = accumulated.flatten(1)
+    level = torch.quantile(flat, TRANSPARENCY_PERCENTILE / 100, dim=1).clamp_min(1e-30).view(-1, 1, 1, 1)
+    return quantize((accumulated / level).clamp(0, 1))
+
+
+def _spectra(settings: Settings) -> tuple[Callable[[tuple[int, int]], torch.Tensor] | None, dict[str, Any]]:
+    """For the phase parameterization: the magnitude per stage size and the record of the final one."""
+    if settings.param != "phase":
+        return None, {}
+    folder = settings.spectrum or sample_folder()
+    described: dict[str, Any] = {}
+
+    def magnitude(size: tuple[int, int]) -> torch.Tensor:
+        spectrum = natural_spectrum(folder, size)
+        described.update(spectrum.describe())  # the last call is the final size
+        return spectrum.magnitude
+
+    return magnitude, described
+
+
+def render(model: LoadedModel, settings: Settings, objective: Objective, primary: Objective,
          units: Sequence[int], seed: int, size: tuple[int, int], init: torch.Tensor | None,
-         quiet: bool, desc: str, progress: Progress | None = None,
-         snapshot_every: int = 0) -> tuple[Trace, list[float], list[float], float]:
+         quiet: bool, desc: str, progress: Progress | None = None, snapshot_every: int = 0,
+         seed_weights: torch.Tensor | None = None) -> Rendered:
+    """Run the loop of the settings' family; `init` is DeepDream's start (pixel family) or the
+    seed images of accentuation (lucid family, with `seed_weights`); `progress` as in :func:`maximize`."""
+    for stage, _ in plan_stages(settings, size):
+        if stage != size:
+            layer_shape(model, objective.layers[0], stage)  # a too-small first stage is a usage error
     seeds = [unit_generator(seed, u) for u in units]
+    spectra, spectrum_record = _spectra(settings)
     start = time.perf_counter()
     watch = dict(progress=progress, snapshot_every=snapshot_every)
     if settings.family == "lucid":
-        trace = run_lucid(model, objective, primary, settings, seeds, seed, size, quiet=quiet, desc=desc, **watch)
+        trace = run_lucid(model, objective, primary, settings, seeds, seed, size, quiet=quiet, desc=desc,
+                          spectra=spectra, seed_images=init, seed_weights=seed_weights, **watch)
     else:
         trace = run_pixel(model, objective, primary, settings, seeds, seed, size, init=init, quiet=quiet, desc=desc,
                           **watch)
     seconds = time.perf_counter() - start
     trace.images = quantize(trace.images)
-    return trace, measure(model, primary, quantize(trace.start)), measure(model, primary, trace.images), seconds
+    extra: dict[str, Any] = {"spectrum": spectrum_record} if spectrum_record else {}
+    alpha = None
+    if trace.transparency is not None:
+        alpha = transparency_map(trace.transparency)
+        extra["transparency"] = {"file": "<image stem>_transparency.png", "map": "accumulated |d objective / d image|, "
+                                 f"mean over colour, divided by its {TRANSPARENCY_PERCENTILE:g}th percentile, clipped at 1"}
+    return Rendered(trace, measure(model, primary, quantize(trace.start)), measure(model, primary, trace.images),
+                    seconds, extra, alpha)
+
+
+def with_plausibility(record: dict[str, Any], model: LoadedModel, run: str | Path | None, layer: str, units: Sequence[int],
+            images: torch.Tensor, judge: Judge | None) -> dict[str, Any]:
+    """The record with the plausibility of `images` against `run`'s top-k patches (or a note why not)."""
+    if run is None:
+        record["plausibility"] = None
+        record["plausibility_note"] = "needs a mining run with the unit's top-k patches (`run`)"
+        return record
+    record.update(unit_plausibility(run, layer, units, images, judge or default_judge(model)))
+    return record
 
 
 def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None = None, *,
-             preset: str = "lucid", neuron: bool | tuple[int, int] | None = None, negate: bool = False,
+             preset: str = DEFAULT_PRESET, neuron: bool | tuple[int, int] | None = None, negate: bool = False,
              diversity: float = 0.0, extra: Objective | None = None, seed: int = 0, quiet: bool = True,
-             progress: Progress | None = None, snapshot_every: int = 0, **overrides: Any) -> MaximizeResult:
+             progress: Progress | None = None, snapshot_every: int = 0, run: str | Path | None = None,
+             judge: Judge | None = None, **overrides: Any) -> MaximizeResult:
     """Optimise an image (one per unit, in one batch) that maximises units of a layer.
 
     Args:
@@ -214,12 +285,26 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
         for name in extra.layers:
             model.resolve(name)
         objective = objective + extra
-    trace, initial, final, seconds = _run(model, settings, objective, primary, chosen, seed, size, None,
-                                          quiet, f"maximize {layer}", progress, snapshot_every)
+    rendered = render(model, settings, objective, primary, chosen, seed, size, None, quiet, f"maximize {layer}",
+                      progress, snapshot_every)
     details = {"kind": "maximize", "layer": layer, "layer_canonical": model.resolve(layer), "units": chosen,
              "negate": negate, "diversity": diversity, "size": list(size), **info}
-    record = _record(model, settings, preset, seed, objective, details, trace, initial, final, seconds)
-    return MaximizeResult(trace.images, record, units=chosen)
+    record = make_record(model, settings, preset, seed, objective, details, rendered)
+    record = with_plausibility(record, model, run, layer, chosen, rendered.trace.images, judge)
+    return MaximizeResult(rendered.trace.images, record, units=chosen, transparency=rendered.transparency)
+
+
+def load_start(image: str | Path | Image.Image | torch.Tensor, longest: int | None) -> tuple[torch.Tensor, str]:
+    """A start image as ``[N, 3, H, W]`` 0–1 and its description (the path, or "tensor"):
+    a path or PIL image is scaled so its longest side is `longest`; a tensor too unless `longest`
+    is None."""
+    if isinstance(image, (str, Path)):
+        return load_tensor(image, size=longest), str(image)
+    tensor = to_tensor(image) if isinstance(image, Image.Image) else image.detach().float()
+    start = tensor if tensor.dim() == 4 else tensor.unsqueeze(0)
+    if longest:
+        start = resize_tensor(start, fit_longest(tuple(start.shape[-2:]), longest), mode="bilinear")
+    return start, "tensor"
 
 
 def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tensor, layer: str, *,
@@ -234,42 +319,49 @@ def dream(model: LoadedModel | str, image: str | Path | Image.Image | torch.Tens
     settings = settings_for(preset, **overrides)
     if settings.family != "pixel":
         raise VisUsageError(f"dream needs a pixel-space `preset` (dream, yosinski1..4), not {preset!r}")
-    longest = settings.size or model.input_size
-    if isinstance(image, (str, Path)):
-        start = load_tensor(image, size=longest)
-        source = str(image)
-    else:
-        tensor = to_tensor(image) if isinstance(image, Image.Image) else image.detach().float()
-        start = tensor if tensor.dim() == 4 else tensor.unsqueeze(0)
-        start = resize_tensor(start, fit_longest(tuple(start.shape[-2:]), longest), mode="bilinear")
-        source = "tensor"
+    start, source = load_start(image, settings.size or model.input_size)
     size = (int(start.shape[-2]), int(start.shape[-1]))
     settings.check_batch(size, 1, "size")
     layer_shape(model, layer, size)
     objective = DeepDream(layer)
-    trace, initial, final, seconds = _run(model, settings, objective, objective, [0], seed, size,
-                                          start.to(model.device), quiet, f"dream {layer}")
+    rendered = render(model, settings, objective, objective, [0], seed, size, start.to(model.device), quiet,
+                    f"dream {layer}")
     details = {"kind": "dream", "layer": layer, "layer_canonical": model.resolve(layer), "units": [0],
              "image": source, "size": list(size)}
-    record = _record(model, settings, preset, seed, objective, details, trace, initial, final, seconds)
-    return MaximizeResult(trace.images, record, units=[0])
+    record = make_record(model, settings, preset, seed, objective, details, rendered)
+    return MaximizeResult(rendered.trace.images, record, units=[0])
+
+
+#: `maximize` keywords that are not settings.
+MAXIMIZE_ONLY = ("neuron", "negate", "diversity", "extra", "judge")
+
+
+def _has_patches(run: str | Path, layer: str) -> bool:
+    """Whether `run` is a mining run with top-k patches of `layer` (else plausibility is skipped)."""
+    try:
+        opened = open_run(run)
+        return opened.patch(layer, 0, 0).exists()
+    except VisUsageError:
+        return False
 
 
 def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units: Iterable[int] | None = None,
-                   *, batch: int = 16, preset: str = "lucid", seed: int = 0, quiet: bool = True,
+                   *, batch: int = 16, preset: str = DEFAULT_PRESET, seed: int = 0, quiet: bool = True,
                    backend: str = "local", overwrite: bool = False, progress: Progress | None = None,
-                   snapshot_every: int = 0, **options: Any) -> list[Path]:
+                   snapshot_every: int = 0, plausibility: bool = True, **options: Any) -> list[Path]:
     """Render every unit of `layer` (or `units`) into ``RUN/layers/<name>/maximize/unit_0012.png``
     (+ ``.json``), `batch` units per pass. Units whose PNG already exists are skipped (unless
     `overwrite`), so an interrupted run resumes where it stopped. `backend` ``"ray"`` spreads the
     batches over a Ray cluster (``RAY_ADDRESS``, else a local one). `progress(info)` gets what
     :func:`maximize` reports plus ``units`` (the batch) and ``units_done`` / ``units_total``
-    (local backend only). One progress bar: units, with the batch's step and activation. Returns the
-    PNGs written now."""
+    (local backend only). One progress bar: units, with the batch's step and activation. With
+    `plausibility` each record also holds the image's plausibility against the unit's top-k
+    patches in `run` (when `run` is a mining run with that layer's patches). Returns the PNGs
+    written now."""
     model = as_model(model)
     batch = whole(batch, "batch")
     run_batches = executor(backend)
-    settings = settings_for(preset, **{k: v for k, v in options.items() if k not in ("neuron", "negate", "diversity")})
+    settings = settings_for(preset, **{k: v for k, v in options.items() if k not in MAXIMIZE_ONLY})
     settings.check_batch(_size(settings, model), batch, "batch")
     channels = layer_shape(model, layer, _size(settings, model))[0]
     wanted = list(units) if units is not None else list(range(channels))
@@ -277,6 +369,7 @@ def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units:
     canonical = model.resolve(layer)
     todo = [u for u in wanted if overwrite or not maximize_path(run, canonical, u).exists()]
     chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+    judged = plausibility and _has_patches(run, canonical)
     written: list[Path] = []
     with tqdm(total=len(wanted), initial=len(wanted) - len(todo), disable=quiet, desc=f"optimise {layer}",
               unit="unit", file=sys.stderr, dynamic_ncols=True) as bar:
@@ -292,7 +385,8 @@ def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units:
 
         local = backend == "local"
         kwargs = dict(preset=preset, seed=seed, quiet=True, progress=report if local else None,
-                      snapshot_every=snapshot_every if local and progress else 0, **options)
+                      snapshot_every=snapshot_every if local and progress else 0, run=run if judged else None,
+                      **options)
         for chunk, result in run_batches(maximize, model, layer, chunks, kwargs):
             if result.record["interrupted"]:  # a half-optimised unit must not count as finished
                 raise KeyboardInterrupt

@@ -9,7 +9,8 @@ from typing import Any
 from ..errors import VisUsageError, unknown
 from ..limits import MAX_PIXELS, batch_pixels, number, side, whole
 
-__all__ = ["LUCID_ANGLES", "LUCID_SCALES", "PRESETS", "Settings", "settings_for"]
+__all__ = ["DEFAULT_PRESET", "LUCID_ANGLES", "LUCID_SCALES", "PRESETS", "Settings", "check_schedule", "parse_schedule", "plan_stages",
+           "settings_for"]
 
 LUCID_SCALES = tuple(round(1 + (i - 5) / 50, 4) for i in range(11))
 LUCID_ANGLES = tuple(float(a) for a in range(-10, 11)) + (0.0,) * 5
@@ -49,9 +50,21 @@ class Settings:
     norm_pct: float = 0.0
     contrib_pct: float = 0.0
     roll: int = 0  # pixel family: random circular shift of up to this many px per step
+    # coarse-to-fine: (fraction of the final size, fraction of the steps) per stage, smallest first;
+    # pad, jitter, roll and blur radius are in final-size pixels and shrink with the stage
+    schedule: tuple[tuple[float, float], ...] = ((1.0, 1.0),)
+    carry: str = "upsample"  # how a stage grows: "upsample" (higher resolution) or "tile" (larger canvas)
+    # lucid family: "fourier" (Lucid) or "phase" (MACO: phase only, natural magnitude spectrum)
+    param: str = "fourier"
+    spectrum: str | None = None  # phase: image folder for the magnitude spectrum (None: the sample crops)
+    transparency: bool = False  # also accumulate |d objective / d image| (MACO's transparency map)
+    seed_penalty: float = 1.0  # accentuation: weight of the distance to the seed image's parameters
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        def plain(value: Any) -> Any:
+            return [plain(v) for v in value] if isinstance(value, tuple) else value
+
+        return {k: plain(v) for k, v in asdict(self).items()}
 
     def validate(self) -> "Settings":
         """Raise :class:`VisUsageError` for values that cannot work (NaN, infinity, negative, zero
@@ -76,6 +89,14 @@ class Settings:
         for values, name in ((self.scales, "scales"), (self.angles, "angles")):
             for value in values:
                 number(value, name, positive=name == "scales")
+        if self.param not in ("fourier", "phase"):
+            raise VisUsageError(f"unknown `param` {self.param!r}; valid: fourier, phase")
+        if self.param == "phase" and self.family != "lucid":
+            raise VisUsageError("`param` phase needs the lucid family of presets (lucid, distill, maco, ...)")
+        number(self.seed_penalty, "seed_penalty", 0)
+        check_schedule(self.schedule)
+        if self.carry not in ("upsample", "tile"):
+            raise VisUsageError(f"unknown `carry` {self.carry!r}; valid: upsample, tile")
         if self.lr_policy not in ("constant", "progress", "normalized"):
             raise VisUsageError(f"unknown lr policy {self.lr_policy!r}; valid: constant, progress, normalized")
         return self
@@ -93,6 +114,52 @@ class Settings:
         batch_pixels(count, height, width, name)
 
 
+def check_schedule(schedule: tuple[tuple[float, float], ...]) -> None:
+    """A schedule is non-empty, its sizes grow to 1 (the final size), its step fractions are
+    positive and add up to 1."""
+    if not schedule:
+        raise VisUsageError("`schedule` needs at least one stage, e.g. 0.5:0.75,1:0.25")
+    scales = [float(scale) for scale, _ in schedule]
+    fractions = [float(fraction) for _, fraction in schedule]
+    if any(not 0 < v <= 1 for v in scales) or scales != sorted(scales) or scales[-1] != 1.0:
+        raise VisUsageError(f"`schedule` sizes must grow within (0, 1] and end at 1, got {scales}")
+    if any(not f > 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise VisUsageError(f"`schedule` step fractions must be positive and add up to 1, got {fractions}")
+
+
+def parse_schedule(text: str) -> tuple[tuple[float, float], ...]:
+    """``"0.5:0.75,1:0.25"`` → ((0.5, 0.75), (1.0, 0.25)): 75 % of the steps at half size, then full size."""
+    try:
+        stages = tuple((float(a), float(b)) for a, b in (part.split(":") for part in text.split(",")))
+    except ValueError:
+        raise VisUsageError(f"cannot read `schedule` {text!r}; use size:steps fractions, e.g. 0.5:0.75,1:0.25") from None
+    check_schedule(stages)
+    return stages
+
+
+def plan_stages(settings: "Settings", size: tuple[int, int]) -> list[tuple[tuple[int, int], int]]:
+    """The schedule made concrete for a final `size`: ``[((h, w), steps), ...]``. Steps are split by
+    rounding the cumulative fractions; stages left with no step are dropped, and the final-size
+    stage always keeps at least one step."""
+    total = settings.steps
+    ends = [round(total * sum(f for _, f in settings.schedule[:i + 1])) for i in range(len(settings.schedule))]
+    ends[-1] = total
+    if len(ends) > 1 and ends[-2] >= total:
+        ends[-2] = total - 1
+    plan: list[tuple[tuple[int, int], int]] = []
+    start = 0
+    for (scale, _), end in zip(settings.schedule, ends):
+        end = max(end, start)
+        stage = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+        if end > start:
+            if plan and plan[-1][0] == stage:
+                plan[-1] = (stage, plan[-1][1] + end - start)
+            else:
+                plan.append((stage, end - start))
+        start = end
+    return plan
+
+
 _DISTILL = dict(steps=2560, pad=16, jitter=16, scales=(1.0, 0.975, 1.025, 0.95, 1.05),
                 angles=tuple(float(a) for a in range(-5, 6)), jitter2=8)
 _PIXEL = dict(family="pixel", pad=0, jitter=0, scales=(1.0,), angles=(0.0,), jitter2=0)
@@ -108,7 +175,16 @@ PRESETS: dict[str, Settings] = {
     "yosinski4": Settings(**_PIXEL, steps=1000, lr_policy="progress", max_lr=1e8, desired_progress=2.0,
                           lr=1e8, blur_radius=0.5, blur_every=4, contrib_pct=90.0),
     "dream": Settings(**_PIXEL, steps=100, lr=1.5, lr_policy="normalized", roll=32, init_std=0.0),
+    # MACO (Fel et al. 2023): phase only under a natural magnitude spectrum, with its transparency map
+    "maco": Settings(steps=256, lr=0.1, param="phase", transparency=True),
+    # feature accentuation (Hamblin et al. 2024): from a seed image, milder transforms, one stage
+    "accentuate": Settings(steps=128, pad=4, jitter=4, scales=(0.95, 0.975, 1.0, 1.025, 1.05),
+                           angles=tuple(float(a) for a in range(-5, 6)), jitter2=2, seed_penalty=0.1),
 }
+
+
+#: The preset `maximize` and `vis maximize` use when none is named.
+DEFAULT_PRESET = "lucid"
 
 
 def settings_for(preset: str, **overrides: Any) -> Settings:
@@ -120,4 +196,8 @@ def settings_for(preset: str, **overrides: Any) -> Settings:
     if bad:
         raise unknown("setting", bad[0], sorted(names))
     chosen = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
+    if isinstance(chosen.get("schedule"), str):
+        chosen["schedule"] = parse_schedule(chosen["schedule"])
+    elif "schedule" in chosen:
+        chosen["schedule"] = tuple((float(a), float(b)) for a, b in chosen["schedule"])
     return replace(PRESETS[preset], **chosen).validate()

@@ -13,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["GLOBAL", "Box", "Field", "LayerGeometry", "field_of", "trace_geometry", "unit_box"]
+__all__ = ["GLOBAL", "Box", "Field", "LayerGeometry", "crop_padded", "field_of", "inside_fraction", "trace_geometry", "unit_box"]
 
 Pair = tuple[int, int]
 
@@ -95,6 +96,35 @@ def unit_box(field: Field, y: int, x: int, image_size: Pair) -> Box:
     top, left, bottom, right = max(r0, 0), max(c0, 0), min(r1, height), min(c1, width)
     return Box(top, left, max(bottom, top), max(right, left),
                top - r0, left - c0, r1 - max(bottom, top), c1 - max(right, left))
+
+
+def inside_fraction(field: Field, shape: Pair, image_size: Pair) -> np.ndarray:
+    """``[H, W]`` float64: the fraction of each unit's receptive-field area that lies inside an image of
+    `image_size` (h, w), for a layer whose output map is `shape` (H, W). The field is a rectangle, so
+    the fraction is the product of the row and column fractions; 1 means no padding reaches the unit."""
+    if field.is_global:
+        return np.ones(shape)
+
+    def axis(offset: int, stride: int, size: int, count: int, length: int) -> np.ndarray:
+        start = offset + stride * np.arange(count)
+        return np.clip(np.minimum(start + size, length) - np.maximum(start, 0), 0, None) / size
+
+    return np.outer(axis(field.offset[0], field.stride[0], field.size[0], shape[0], image_size[0]),
+                    axis(field.offset[1], field.stride[1], field.size[1], shape[1], image_size[1]))
+
+
+def crop_padded(image: np.ndarray | torch.Tensor, box: Box, fill) -> np.ndarray | torch.Tensor:
+    """Cut `box` out of an ``[C, H, W]`` image and pad it to the box's full size with `fill` (per channel)."""
+    channels = image.shape[0]
+    height, width = box.full_size
+    inner = image[:, box.top:box.bottom, box.left:box.right]
+    if isinstance(image, torch.Tensor):
+        out = torch.as_tensor(fill, dtype=image.dtype).view(channels, 1, 1).repeat(1, height, width)
+    else:
+        out = np.broadcast_to(np.asarray(fill, dtype=image.dtype).reshape(channels, 1, 1),
+                              (channels, height, width)).copy()
+    out[:, box.pad_top:box.pad_top + inner.shape[1], box.pad_left:box.pad_left + inner.shape[2]] = inner
+    return out
 
 
 def field_of(entry: dict) -> Field:

@@ -14,20 +14,31 @@ unit's layer); the ReLU rule is swapped in with a :class:`~torch.overrides.Torch
 that routes ``relu`` calls through a custom autograd function, so no module is modified. That
 function reads its rule when the backward pass runs, so one forward pass serves all three views
 (one backward pass each).
+
+A unit depends only on the input pixels of its receptive field, so for a conv layer the passes run
+on a *window* of the input (:func:`view_window`): the field, clipped at the image, widened to start on
+a multiple of the layer's total stride so every layer's grid inside the window coincides with the
+full image's. The window's own borders are then padding only where no path reaches the unit, and
+where it meets the image's edge the network pads exactly as on the whole image: the unit's value and
+its gradient are those of the full pass (zero outside the window), at a fraction of the cost.
+:func:`view_patch` shows a view cut to the field with its contrast set over the field.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import VisUsageError
 from ..models import LoadedModel
 from .extractor import FeatureExtractor
+from .receptive import Box, Field, crop_padded, trace_geometry, unit_box
 
-__all__ = ["MODES", "batch_views", "parse_modes", "unit_views"]
+__all__ = ["MODES", "batch_views", "parse_modes", "unit_view_patches", "unit_views", "view_patch", "view_window"]
 
 #: The view modes, in display order.
 MODES = ("deconv", "backprop", "guided")
@@ -87,22 +98,87 @@ class _ReluOverride(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+def view_window(field: Field, y: int, x: int, image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` of the input window that computes unit (y, x) exactly: it holds the
+    unit's receptive field (clipped at the image) and starts on a multiple of the field's stride.
+
+    Windows of one layer share one size, except where pushed against the image's far edge when the
+    image size is not a multiple of the stride (they then end at the edge, so that padding stays)."""
+    def axis(offset: int, stride: int, size: int, position: int, length: int) -> tuple[int, int]:
+        span = -(-(offset % stride + size) // stride) * stride
+        start = (offset + position * stride) // stride * stride
+        if span >= length:
+            return 0, length
+        if start < 0:
+            return 0, span
+        if start + span > length:
+            return (length - span) // stride * stride, length
+        return start, start + span
+
+    top, bottom = axis(field.offset[0], field.stride[0], field.size[0], y, image_size[0])
+    left, right = axis(field.offset[1], field.stride[1], field.size[1], x, image_size[1])
+    return top, bottom, left, right
+
+
+_FIELDS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _field(model: LoadedModel, path: str, size: tuple[int, int]) -> Field | None:
+    """The layer's receptive field at input `size` (traced once per model, layer and size), or None
+    where views need the whole image: fc layers and geometry the tracer does not know exactly."""
+    known = _FIELDS.setdefault(model.module, {})
+    if (path, size) not in known:
+        geo = trace_geometry(model.module, size, names=[path], channels=model.preprocessing.channels).get(path)
+        field = geo.field if geo is not None else None
+        spatial = geo is not None and geo.shape is not None and len(geo.shape) == 3
+        known[(path, size)] = field if spatial and field is not None and field.exact and not field.is_global else None
+    return known[(path, size)]
+
+
 def batch_views(model: LoadedModel, images: torch.Tensor, layer: str, units: Sequence[int],
-                ys: Sequence[int], xs: Sequence[int], modes: Sequence[str] = MODES) -> dict[str, torch.Tensor]:
+                ys: Sequence[int], xs: Sequence[int], modes: Sequence[str] = MODES,
+                windowed: bool = True) -> dict[str, torch.Tensor]:
     """Views for a batch: image i (0–1 RGB ``[N, 3, H, W]``) for unit ``units[i]`` at ``(ys[i], xs[i])``.
 
     Returns ``{mode: [N, 3, H, W]}``, gradients with respect to the normalised model input. One
     forward pass for the whole batch and one backward pass per mode (the ReLU rule is read when
     the backward pass runs; samples are independent in eval mode). fc layers ignore y and x.
+    With `windowed` (default), conv layers run on :func:`view_window` windows only (batched by
+    window size); the result equals the whole-image pass.
     """
     parse_modes(modes, "modes")
     count = images.shape[0]
     if not len(units) == len(ys) == len(xs) == count:
         raise ValueError("need one unit, y and x per image")
+    if not modes:
+        return {}
+    size = (int(images.shape[-2]), int(images.shape[-1]))
+    field = _field(model, model.resolve(layer), size) if windowed else None
+    if field is None:
+        return _views(model, images, layer, units, ys, xs, modes)
+    windows = [view_window(field, int(y), int(x), size) for y, x in zip(ys, xs)]
+    out = {mode: torch.zeros(images.shape, device=model.device) for mode in modes}
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (top, bottom, left, right) in enumerate(windows):
+        groups.setdefault((bottom - top, right - left), []).append(i)
+    for members in groups.values():
+        crops = torch.stack([images[i, :, windows[i][0]:windows[i][1], windows[i][2]:windows[i][3]] for i in members])
+        views = _views(model, crops, layer, [units[i] for i in members],
+                       [int(ys[i]) - windows[i][0] // field.stride[0] for i in members],
+                       [int(xs[i]) - windows[i][2] // field.stride[1] for i in members], modes)
+        for mode, view in views.items():
+            for j, i in enumerate(members):
+                top, bottom, left, right = windows[i]
+                out[mode][i, :, top:bottom, left:right] = view[j]
+    return out
+
+
+def _views(model: LoadedModel, images: torch.Tensor, layer: str, units: Sequence[int],
+           ys: Sequence[int], xs: Sequence[int], modes: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The views on `images` as given: one forward pass, one backward pass per mode."""
+    count = images.shape[0]
     x = model.preprocessing.normalize(images.to(model.device).float()).detach().requires_grad_(True)
     out: dict[str, torch.Tensor] = {}
-    if not modes:
-        return out
     rule = _Rule(modes[0])
     with FeatureExtractor(model, [layer]) as fx:
         with torch.enable_grad(), _ReluOverride(rule):
@@ -119,6 +195,20 @@ def batch_views(model: LoadedModel, images: torch.Tensor, layer: str, units: Seq
     return out
 
 
+def view_patch(view: torch.Tensor, box: Box, percentile: float = 99.5) -> torch.Tensor:
+    """A view ``[3, H, W]`` as a picture of the unit's field: cut to `box` (grey where the field leaves
+    the image), centred at 0.5 and scaled so that at most ``100 − percentile`` % of the field's pixels
+    clip (the scale is the percentile of the pixels' largest channel magnitude inside the field,
+    rounded up to a pixel's value). Returns 0–1 ``[3, h, w]`` of the field's full size."""
+    inner = view[:, box.top:box.bottom, box.left:box.right].detach().float().cpu()
+    if inner.numel():
+        magnitude = inner.abs().amax(0).flatten()
+        scale = float(torch.quantile(magnitude, percentile / 100, interpolation="higher"))
+        inner = (inner / (2 * max(scale, 1e-30)) + 0.5).clamp(0, 1)
+    full = Box(0, 0, inner.shape[1], inner.shape[2], box.pad_top, box.pad_left, box.pad_bottom, box.pad_right)
+    return crop_padded(inner, full, [0.5, 0.5, 0.5])
+
+
 def unit_views(model: LoadedModel, image: torch.Tensor, layer: str, unit: int, y: int = -1, x: int = -1,
                modes: Sequence[str] = MODES) -> dict[str, torch.Tensor]:
     """Deconv / backprop / guided views of `unit` of `layer` at (y, x) for one image.
@@ -131,14 +221,27 @@ def unit_views(model: LoadedModel, image: torch.Tensor, layer: str, unit: int, y
         modes: any of ``deconv``, ``backprop``, ``guided``.
 
     Returns:
-        ``{mode: [3, H, W]}`` signed maps (gradients w.r.t. the normalised input); show them with
-        :func:`vistoolbox.images.normalize_visual`.
+        ``{mode: [3, H, W]}`` signed maps (gradients w.r.t. the normalised input, zero outside the
+        unit's field); show one with :func:`view_patch` (cut to the field) or
+        :func:`vistoolbox.images.normalize_visual` (the whole image).
 
     Example:
         >>> views = unit_views(model, image, "conv5_3", 12, 7, 7, ["guided"])
-        >>> save_png(normalize_visual(views["guided"]), "guided.png")
+        >>> box = unit_box(field, 7, 7, (224, 224))
+        >>> save_png(view_patch(views["guided"], box), "guided.png")
     """
     batch = image if image.dim() == 4 else image.unsqueeze(0)
     if batch.shape[0] != 1:
         raise ValueError("unit_views takes one image; use batch_views for several")
     return {mode: view[0] for mode, view in batch_views(model, batch, layer, [unit], [y], [x], modes).items()}
+
+
+def unit_view_patches(model: LoadedModel, image: torch.Tensor, layer: str, unit: int, y: int = -1, x: int = -1,
+                      modes: Sequence[str] = MODES) -> dict[str, torch.Tensor]:
+    """:func:`unit_views` as pictures of the unit's field (:func:`view_patch`): ``{mode: [3, h, w]}`` in
+    0–1, the field's full size (the whole image for fc layers), contrast set over the field."""
+    batch = image if image.dim() == 4 else image.unsqueeze(0)
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    field = _field(model, model.resolve(layer), size)
+    box = unit_box(field, y, x, size) if field is not None else Box(0, 0, size[0], size[1], 0, 0, 0, 0)
+    return {mode: view_patch(view, box) for mode, view in unit_views(model, batch, layer, unit, y, x, modes).items()}

@@ -5,6 +5,7 @@
 - :func:`source_hit`: where a top-k hit sits on its full dataset image — the centre crop the model
   saw and the unit's receptive-field box, mapped back through the miner's resize + crop into the
   original image's pixels (the caller draws them: with Pillow, or as CSS boxes over the file).
+- :func:`image_part`: which part of a hit's patch is image and which is padding.
 - :func:`histogram_bins`: the non-empty part of a unit's activation histogram.
 """
 from __future__ import annotations
@@ -22,8 +23,8 @@ from ..features.receptive import field_of, unit_box
 from ..images import open_image
 from ..rundir import Run
 
-__all__ = ["GRID_COLUMNS", "Histogram", "Rect", "SourceHit", "THUMB", "crop_geometry", "histogram_bins",
-           "source_hit", "sprite_image", "thumbnail", "thumbnails"]
+__all__ = ["GRID_COLUMNS", "Histogram", "Rect", "SourceHit", "THUMB", "crop_geometry", "crop_size", "histogram_bins",
+           "image_part", "source_hit", "sprite_image", "thumbnail", "thumbnails"]
 
 GRID_COLUMNS = 16   # units per row of a layer's grid
 THUMB = 48          # px per unit in the grid sprite
@@ -65,11 +66,17 @@ def sprite_image(paths: Sequence[Path | None], columns: int = GRID_COLUMNS, thum
     return canvas
 
 
+def crop_size(run: Run) -> int:
+    """The side of the square crop the model saw in a run."""
+    pre = run.manifest.get("preprocessing", {})
+    return int(pre.get("crop") or pre.get("input_size") or 224)
+
+
 def crop_geometry(run: Run, size: tuple[int, int]) -> tuple[int, Callable[[float, float], tuple[float, float]]]:
     """The miner's crop size and a map from crop pixel (row, col) to original pixel (x, y) for an
     original image of `size` (w, h), following :func:`vistoolbox.images.resize_center_crop`."""
     pre = run.manifest.get("preprocessing", {})
-    crop = int(pre.get("crop") or pre.get("input_size") or 224)
+    crop = crop_size(run)
     resize = int(pre.get("resize") or pre.get("resize_size") or crop)
     width, height = size
     scale = resize / min(size)
@@ -98,6 +105,22 @@ def source_hit(run: Run, layer: str, y: int, x: int, size: tuple[int, int]) -> S
         box = unit_box(field_of(info), int(y), int(x), (crop, crop))
         field = rect(box.top, box.left, box.bottom, box.right)
     return SourceHit(size=(int(size[0]), int(size[1])), crop=rect(0, 0, crop, crop), field=field)
+
+
+def image_part(run: Run, layer: str, y: int, x: int) -> Rect | None:
+    """The part of the patch at unit position (`y`, `x`) that is image rather than the mean-colour
+    padding, as fractions (left, top, right, bottom) of the patch; None when the whole patch is image
+    (or the layer has no spatial field)."""
+    info = run.layer_info(run.resolve(layer))
+    if not info.get("rf_size") or y < 0 or x < 0:
+        return None
+    crop = crop_size(run)
+    box = unit_box(field_of(info), int(y), int(x), (crop, crop))
+    height, width = box.full_size
+    if (height, width) == (box.bottom - box.top, box.right - box.left):
+        return None
+    return (box.pad_left / width, box.pad_top / height, (width - box.pad_right) / width,
+            (height - box.pad_bottom) / height)
 
 
 @dataclass(frozen=True)

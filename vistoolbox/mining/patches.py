@@ -3,7 +3,8 @@
 The box of unit (y, x) comes from :func:`~vistoolbox.features.receptive.unit_box` on the preprocessed image
 (the resized, centre-cropped RGB the model saw); where it leaves the image it is padded with the
 model's mean colour, so every patch of a layer has the layer's full receptive-field size. fc layers
-show the whole image. Pixels are copied, not resampled: a patch equals the box of the image exactly.
+show the whole image: it is stored once per run (``RUN/inputs``) and their hits refer to it. Pixels are
+copied, not resampled: a patch equals the box of the image exactly.
 """
 from __future__ import annotations
 
@@ -15,29 +16,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..features.receptive import Box, field_of, unit_box
-from ..features.views import batch_views
+from ..features.receptive import Box, crop_padded, field_of, unit_box
+from ..features.views import batch_views, view_patch
 from ..files import write_bytes
-from ..images import normalize_visual, png_bytes
+from ..images import png_bytes
 from ..models import LoadedModel
-from ..rundir import layer_dir, open_run, patch_path, short_name
+from ..rundir import input_path, layer_dir, open_run, patch_path, short_name
 from .datasets import ImageList, Transform
 
-__all__ = ["crop_padded", "grid_u8", "mean_colour_u8", "render_patches", "render_unit_views"]
-
-
-def crop_padded(image: np.ndarray | torch.Tensor, box: Box, fill) -> np.ndarray | torch.Tensor:
-    """Cut `box` out of an ``[C, H, W]`` image and pad it to the box's full size with `fill` (per channel)."""
-    channels = image.shape[0]
-    height, width = box.full_size
-    inner = image[:, box.top:box.bottom, box.left:box.right]
-    if isinstance(image, torch.Tensor):
-        out = torch.as_tensor(fill, dtype=image.dtype).view(channels, 1, 1).repeat(1, height, width)
-    else:
-        out = np.broadcast_to(np.asarray(fill, dtype=image.dtype).reshape(channels, 1, 1),
-                              (channels, height, width)).copy()
-    out[:, box.pad_top:box.pad_top + inner.shape[1], box.pad_left:box.pad_left + inner.shape[2]] = inner
-    return out
+__all__ = ["grid_u8", "mean_colour_u8", "render_patches", "render_unit_views"]
 
 
 def mean_colour_u8(mean: Sequence[float]) -> np.ndarray:
@@ -83,12 +70,15 @@ def _png(array: np.ndarray) -> bytes:
 def render_patches(run: str | Path, layers: dict[str, dict], images: ImageList, transform: Transform,
                    mean: Sequence[float], model: LoadedModel | None = None, views: Sequence[str] = (),
                    quiet: bool = False) -> None:
-    """Write every patch, view and 3×3 montage of a run whose ``topk.npz`` files exist."""
+    """Write every patch, view and 3×3 montage of a run whose ``topk.npz`` files exist.
+
+    Layers whose units see the whole image (fc) get no files of their own: each image among their
+    hits is written once to ``RUN/inputs`` (:func:`~vistoolbox.rundir.input_path`), so the run grows
+    with its images, not with units × k (views, being per unit, are still written per hit)."""
     run = Path(run)
     fill = mean_colour_u8(mean)
     cache = _ImageCache(images, transform)
-    whole: dict[int, bytes] = {}
-    grids: dict[tuple, bytes] = {}
+    stored: set[int] = set()
     for name, entry in layers.items():
         with np.load(layer_dir(run, name) / "topk.npz") as data:
             index, ys, xs = data["image_index"], data["y"], data["x"]
@@ -101,24 +91,19 @@ def render_patches(run: str | Path, layers: dict[str, dict], images: ImageList, 
             tiles: list[np.ndarray] = []
             for rank, box in zip(ranks, boxes):
                 image_index = int(index[unit, rank])
-                if field.is_global:  # the whole image: encode it once per image, not once per unit
-                    patch = cache(image_index)
-                    encoded = whole.get(image_index) or whole.setdefault(image_index, _png(patch))
-                else:
-                    patch = crop_padded(cache(image_index), box, fill)
-                    encoded = _png(patch)
-                write_bytes(patch_path(run, name, unit, rank), encoded)
+                if field.is_global:
+                    if image_index not in stored:
+                        write_bytes(input_path(run, image_index), _png(cache(image_index)))
+                        stored.add(image_index)
+                    continue
+                patch = crop_padded(cache(image_index), box, fill)
+                write_bytes(patch_path(run, name, unit, rank), _png(patch))
                 tiles.append(patch)
             if views and model is not None and ranks:
                 _render_views(run, model, name, unit, ranks, boxes, [cache(int(index[unit, r])) for r in ranks],
                               ys[unit], xs[unit], views)
             if tiles:
-                key = (name, tuple(int(index[unit, r]) for r in ranks)) if field.is_global else None
-                if key is None or key not in grids:
-                    grid = _png(grid_u8(tiles, int(np.ceil(np.sqrt(index.shape[1])))))
-                    if key is not None:  # fc montages repeat whenever units share their top images
-                        grids[key] = grid
-                write_bytes(patch_path(run, name, unit), grids[key] if key is not None else grid)
+                write_bytes(patch_path(run, name, unit), _png(grid_u8(tiles, int(np.ceil(np.sqrt(index.shape[1]))))))
 
 
 def _render_views(run: Path, model: LoadedModel, layer: str, unit: int, ranks: list[int], boxes: list[Box],
@@ -128,9 +113,7 @@ def _render_views(run: Path, model: LoadedModel, layer: str, unit: int, ranks: l
                        [int(xs[r]) for r in ranks], views)
     for mode, tensor in maps.items():
         for i, (rank, box) in enumerate(zip(ranks, boxes)):
-            shown = normalize_visual(tensor[i].cpu())
-            patch = crop_padded(shown, box, [0.5, 0.5, 0.5])
-            write_bytes(patch_path(run, layer, unit, rank, mode), png_bytes(patch, compress_level=1))
+            write_bytes(patch_path(run, layer, unit, rank, mode), png_bytes(view_patch(tensor[i], box), compress_level=1))
 
 
 def render_unit_views(run: str | Path, model: LoadedModel, layer: str, units: Sequence[int],

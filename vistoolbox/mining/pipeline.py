@@ -26,6 +26,7 @@ from ..limits import MAX_DECODE_PIXELS, MAX_TOPK_ENTRIES, batch_pixels, side, wh
 from ..models import LoadedModel, check_run_model, load_model, resolve_device
 from .datasets import ImageList, Transform, discover_images
 from .patches import render_patches
+from .positions import DEFAULT_MIN_INSIDE, check_min_inside, eligible_masks, positions_identity
 from .ray import mine_on_ray
 from .shards import shard_range
 from .stream import mine_indices
@@ -72,7 +73,8 @@ def check_topk_size(entries: dict[str, dict], k: int) -> None:
 
 # --------------------------------------------------------------------------- identity of a run
 def identity(model: LoadedModel, images: ImageList, transform: Transform, entries: dict[str, dict],
-             k: int, shard: tuple[int, int] | None, batch_size: int, seed: int | None = None) -> dict:
+             k: int, shard: tuple[int, int] | None, batch_size: int, seed: int | None = None,
+             min_inside: float = 0.0) -> dict:
     """The manifest fields that define a run: a rerun with different ones must not resume it."""
     described = model.describe()
     return {
@@ -81,7 +83,7 @@ def identity(model: LoadedModel, images: ImageList, transform: Transform, entrie
         "seed": seed if model.weights == "random" else None, "input_size": model.input_size,
         "preprocessing": {**described["preprocessing"], **transform.to_dict()},
         "dataset": images.describe(), "k": k,
-        "layers": entries,
+        "layers": entries, "positions": positions_identity(min_inside),
         "shard": None if shard is None else {"index": shard[0], "count": shard[1]},
         "batch_size": batch_size,
     }
@@ -138,8 +140,12 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
          batch_size: int = 32, workers: int = 0, views: str | Sequence[str] | None = None,
          shard: tuple[int, int] | None = None, checkpoint_every: int = 20, overwrite: bool = False,
          patches: bool = True, backend: str = "local", address: str | None = None,
-         ray_tasks: int | None = None, seed: int = 0, quiet: bool = False) -> Path:
+         ray_tasks: int | None = None, seed: int = 0, min_inside: float = DEFAULT_MIN_INSIDE,
+         quiet: bool = False) -> Path:
     """Mine the top-`k` images of every unit of `layers` over `dataset` into run directory `out`.
+
+    A unit's candidate for an image is its maximum over the positions whose receptive field lies at
+    least `min_inside` (a share of its area) inside the image; 0 = every position (:mod:`.positions`).
 
     Resumes an interrupted run of the same model/weights/dataset/preprocessing from its checkpoint;
     refuses a different one unless `overwrite`. `seed` is recorded for random weights (pass the one
@@ -155,6 +161,7 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     if backend == "ray" and shard is not None:
         raise VisUsageError("`shard` and `backend` ray do not combine; Ray shards the dataset itself")
     view_list = parse_modes(views, "views")
+    min_inside = check_min_inside(min_inside)
     out = Path(out)
     images = discover_images(dataset, limit)
     crop = model.input_size if crop is None else side(crop, "crop")
@@ -168,7 +175,8 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     paths = resolve_layers(model, layers)
     entries = layer_entries(model, paths, crop)
     check_topk_size(entries, k)
-    ident = identity(model, images, transform, entries, k, shard, batch_size, seed)
+    ident = identity(model, images, transform, entries, k, shard, batch_size, seed, min_inside)
+    eligible = eligible_masks(entries, crop, min_inside)
     state = prepare_out(out, ident, overwrite)
     manifest_path = out / rundir.MANIFEST
     if state is None and manifest_path.exists() and rundir.read_manifest(manifest_path).get("status") == "complete":
@@ -186,10 +194,10 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     if backend == "ray":
         spec = {key: ident[key] for key in ("model", "weights", "seed", "input_size")}
         state = mine_on_ray(spec, images, transform, state, indices, batch_size=batch_size,
-                            address=address, tasks=ray_tasks, quiet=quiet)
+                            address=address, tasks=ray_tasks, quiet=quiet, eligible=eligible)
     else:
         state = mine_indices(model, images, transform, state, indices, batch_size, workers,
-                             checkpoint, checkpoint_every, quiet)
+                             checkpoint, checkpoint_every, quiet, eligible=eligible)
     checkpoint(state)  # the pass is done: a kill from here on only redoes the files below
     finish_run(out, model, images, transform, state, ident, view_list, patches, quiet)
     return out
@@ -259,8 +267,7 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path, *, device: str = "au
     state = parts[0]
     for part in parts[1:]:
         state = state.merge(part)
-    ident = {key: first.get(key) for key in rundir.IDENTITY_KEYS + ("batch_size",)}
-    ident["shard"] = None
+    ident = {**rundir.identity_of(first), "shard": None}
     out = Path(out)
     dataset = first["dataset"]
     images = ImageList(Path(dataset["root"]), rundir.read_images(Path(runs[0]) / rundir.IMAGES), dataset["kind"])

@@ -11,7 +11,9 @@ small arguments travel; the dataset must be readable at the same path on every n
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
+
+import numpy as np
 
 from ..errors import VisUsageError
 from ..models import load_model
@@ -25,7 +27,8 @@ __all__ = ["mine_on_ray"]
 
 
 def _mine_slice(spec: dict, root: str, paths: list[str], kind: str, transform: dict, units: dict[str, int], k: int,
-                indices: list[int], batch_size: int, threads: int) -> MiningState:
+                indices: list[int], batch_size: int, threads: int,
+                eligible: Mapping[str, np.ndarray | None] | None = None) -> MiningState:
     """Ray task body: mine `indices` on a worker."""
     import torch
 
@@ -34,16 +37,18 @@ def _mine_slice(spec: dict, root: str, paths: list[str], kind: str, transform: d
                        input_size=spec["input_size"], quiet=True)
     images = ImageList(Path(root), paths, kind)
     return mine_indices(model, images, Transform(**transform), MiningState.empty(units, k), indices,
-                        batch_size, quiet=True)
+                        batch_size, quiet=True, eligible=eligible)
 
 
 def mine_on_ray(spec: dict, images: ImageList, transform: Transform, state: MiningState, indices: Sequence[int],
                 batch_size: int, address: str | None = None, tasks: int | None = None,
-                threads: int = 1, quiet: bool = False) -> MiningState:
+                threads: int = 1, quiet: bool = False,
+                eligible: Mapping[str, np.ndarray | None] | None = None) -> MiningState:
     """Mine what is left of `indices` (after ``state.done``) on a Ray cluster; returns the merged state.
 
     `address` None: ``RAY_ADDRESS``, else a new local cluster; `tasks` defaults to the cluster's CPU
-    count; each task uses `threads` torch threads and asks Ray for as many CPUs.
+    count; each task uses `threads` torch threads and asks Ray for as many CPUs; `eligible` as in
+    :func:`~vistoolbox.mining.stream.mine_indices`.
     """
     if spec.get("model") is None:
         raise VisUsageError("`backend` ray needs a model it can rebuild by name")
@@ -56,7 +61,8 @@ def mine_on_ray(spec: dict, images: ImageList, transform: Transform, state: Mini
     units = {name: topk.units for name, topk in state.layers.items()}
     k = next(iter(state.layers.values())).k
     futures = [remote.remote(spec, str(images.root), images.paths, images.kind, transform.to_dict(), units, k,
-                             part, batch_size, threads) for part in slices(todo, batch_size, parts)]
+                             part, batch_size, threads, dict(eligible or {}))
+               for part in slices(todo, batch_size, parts)]
     for result in ray.get(futures):  # in slice order; the merge is exact in any order anyway
         state = state.merge(result)
     return state

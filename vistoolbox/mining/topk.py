@@ -1,7 +1,8 @@
 """Streaming, vectorised per-unit top-k with exact merges, plus per-unit statistics.
 
-Each image contributes one candidate per unit: its spatial maximum and where it is (first position
-in row-major order on exact ties; fc layers: y = x = −1). Candidates are ranked by value, descending; equal values rank
+Each image contributes one candidate per unit: its spatial maximum over the layer's eligible
+positions (:mod:`.positions`) and where it is (first position in row-major order on exact ties; fc
+layers: y = x = −1). Candidates are ranked by value, descending; equal values rank
 the lower image index first. Because that order is total, the top-k of a union is the top-k of the
 parts' top-ks: batches, checkpoints, shards and Ray tasks all merge to the same result.
 
@@ -65,10 +66,11 @@ class UnitTopK:
 
     # ----------------------------------------------------------------- streaming
     def update(self, activations: torch.Tensor, image_index: torch.Tensor,
-               valid: torch.Tensor | None = None) -> None:
+               valid: torch.Tensor | None = None, eligible: torch.Tensor | None = None) -> None:
         """Add a batch: `activations` ``[B, U, H, W]`` or ``[B, U]``, `image_index` ``[B]`` ascending
         and above every index seen so far (the streaming order); rows where `valid` is False
-        (skipped files) are left out.
+        (skipped files) are left out. `eligible` (bool ``[H, W]``, None = all) restricts the spatial
+        maximum to those positions (:mod:`.positions`).
 
         Only the spatial maxima are computed for every (image, unit); the position of the maximum
         is looked up just for the candidates that enter the top-k (a later image enters only by
@@ -84,6 +86,8 @@ class UnitTopK:
         if activations.shape[0] == 0:
             return
         flat = activations.flatten(2) if activations.dim() == 4 else None
+        if flat is not None and eligible is not None:
+            flat = flat.masked_fill(~eligible.to(flat.device).view(1, 1, -1), -float("inf"))
         values = (flat.amax(2) if flat is not None else activations).detach().float().cpu()  # [B, U]
         self._accumulate(values)
         enter = values.t() > self.values[:, -1:]  # [U, B]
