@@ -18,7 +18,7 @@ ASSETS = Path(__file__).parent / "assets"
 def create_app(runs: list[str | Path] | None = None, model: str | None = None, weights: str | None = None, *,
                device: str = "cpu", seed: int = 0, input_size: int | None = None, cache_dir: str | Path | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, stylizers_dir: str | Path | None = None,
-               trust_run_code: bool = False) -> dash.Dash:
+               trust_run_code: bool = False, layouts: dict[str, str] | None = None) -> dash.Dash:
     """Build the dashboard for run directories written by ``vis mine``.
 
     Args:
@@ -31,13 +31,15 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
             tab's fast mode, besides each run's ``stylizers/`` folder.
         trust_run_code: import model code that a run's manifest names (default: never; a run is
             data, only torchvision models are rebuilt from it — name your model code with `model`).
+        layouts: layout overrides for the model's layers (layer → ``HWC``, ``NC:1+14x14``…), on top
+            of the layouts the runs recorded.
 
     The app's shared state is ``app.vis_context`` (a :class:`~vistoolbox.dashboard.context.Context`).
     """
     extra = {"cache_dir": Path(cache_dir)} if cache_dir else {}
     ctx = make_context(runs, model, weights, device=device, seed=seed, input_size=input_size,
                        max_upload_bytes=max_upload_bytes, stylizers_dir=stylizers_dir,
-                       trust_run_code=trust_run_code, **extra)
+                       trust_run_code=trust_run_code, layouts=dict(layouts or {}), **extra)
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     manager = jobs.make_manager(ctx)
     app = dash.Dash(__name__, assets_folder=str(ASSETS), title="vistoolbox", suppress_callback_exceptions=True,
