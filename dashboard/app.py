@@ -65,6 +65,7 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
     live.register(app, ctx)
     texture.register(app, ctx, manager)
     transfer.register(app, ctx, manager)
+    manager.seal()  # this app's jobs run this app's functions, whatever apps the process makes later
 
     @app.callback(Output("url", "search", allow_duplicate=True), Output("tabs", "value"),
                   Input("live-open-unit", "n_clicks"), State("live-open-query", "data"), prevent_initial_call=True)
