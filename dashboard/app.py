@@ -30,7 +30,8 @@ def unusable_request(exc: Exception) -> None:
 def create_app(runs: list[str | Path] | None = None, model: str | None = None, weights: str | None = None, *,
                device: str = "cpu", seed: int = 0, input_size: int | None = None, cache_dir: str | Path | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, stylizers_dir: str | Path | None = None,
-               trust_run_code: bool = False, max_jobs: int = DEFAULT_MAX_JOBS) -> dash.Dash:
+               trust_run_code: bool = False, layouts: dict[str, str] | None = None,
+               max_jobs: int = DEFAULT_MAX_JOBS) -> dash.Dash:
     """Build the dashboard for run directories written by ``vis mine``.
 
     Args:
@@ -43,6 +44,8 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
             tab's fast mode, besides each run's ``stylizers/`` folder.
         trust_run_code: import model code that a run's manifest names (default: never; a run is
             data, only torchvision models are rebuilt from it — name your model code with `model`).
+        layouts: layout overrides for the model's layers (layer → ``HWC``, ``NC:1+14x14``…), on top
+            of the layouts the runs recorded.
         max_jobs: background jobs (texture, transfer, optimised images) that run at once; more
             wait in a queue that shows each its place (default 2).
 
@@ -51,7 +54,8 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
     extra = {"cache_dir": Path(cache_dir)} if cache_dir else {}
     ctx = make_context(runs, model, weights, device=device, seed=seed, input_size=input_size,
                        max_upload_bytes=max_upload_bytes, stylizers_dir=stylizers_dir,
-                       trust_run_code=trust_run_code, max_jobs=whole(max_jobs, "max_jobs", 1, 64), **extra)
+                       trust_run_code=trust_run_code, layouts=dict(layouts or {}),
+                       max_jobs=whole(max_jobs, "max_jobs", 1, 64), **extra)
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     manager = jobs.make_manager(ctx)
     app = dash.Dash(__name__, assets_folder=str(ASSETS), title="vistoolbox", suppress_callback_exceptions=True,
@@ -77,6 +81,7 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
     live.register(app, ctx)
     texture.register(app, ctx, manager)
     transfer.register(app, ctx, manager)
+    manager.seal()  # this app's jobs run this app's functions, whatever apps the process makes later
 
     @app.callback(Output("url", "search", allow_duplicate=True), Output("tabs", "value"),
                   Input("live-open-unit", "n_clicks"), State("live-open-query", "data"), prevent_initial_call=True)

@@ -54,6 +54,7 @@ class Context:
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
     stylizers_dir: Path | None = None
     trust_run_code: bool = False  # import model code that a run names (never by default)
+    layouts: dict[str, str] = field(default_factory=dict)  # layer → layout overrides (--layout)
     notes: list[str] = field(default_factory=list)  # one-line remarks for the header and the console
     max_jobs: int = DEFAULT_MAX_JOBS  # background jobs that run at once; more wait in a queue
     cache_dir: Path = field(default_factory=lambda: temporary_cache())
@@ -67,7 +68,8 @@ class Context:
         with self._lock:
             if self._model is None:
                 self._model = load_model(self.model_name, self.weights, device=self.device, seed=self.seed,
-                                         input_size=self.input_size, quiet=True)
+                                         input_size=self.input_size, quiet=True,
+                                         layouts=self.layouts_for(self.model_name, self.weights))
             return self._model
 
     def model_for(self, run: Run) -> LoadedModel:
@@ -81,8 +83,17 @@ class Context:
             key = (name, weights)
             if key not in self._others:
                 self._others[key] = load_model(name, weights or "random", device=self.device, seed=self.seed,
-                                               input_size=run.manifest.get("input_size"), quiet=True)
+                                               input_size=run.manifest.get("input_size"), quiet=True,
+                                               layouts=self.layouts_for(name, weights))
             return self._others[key]
+
+    def layouts_for(self, name: object, weights: object) -> dict[str, str]:
+        """The layouts the runs of this model recorded for their layers, then the user's overrides."""
+        found = {layer: entry["layout"] for run in self.runs
+                 if (run.manifest.get("model"), run.manifest.get("weights")) == (name, weights)
+                 for layer, entry in (run.manifest.get("layers") or {}).items()
+                 if isinstance(entry, dict) and entry.get("layout")}
+        return {**found, **self.layouts}
 
     def run(self, index: int | None) -> Run | None:
         """Run number `index` (None when there is no such run)."""

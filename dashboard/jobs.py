@@ -26,7 +26,7 @@ from .context import Context, content_key
 from .serving import HEX_KEY, cache_url, data_uri
 from .uploads import cache_image, cached_path, store_upload
 
-__all__ = ["CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of",
+__all__ = ["AppJobManager", "CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of",
            "job_panel", "layer_names", "loss_figure", "make_manager", "pick_options", "PREVIEW_EVERY_S",
            "queued_text", "register_download", "register_job", "register_picker", "resolve_pick", "run_job", "sample_image",
            "SAMPLES", "snapshot_every", "Throttle", "upload_options"]
@@ -48,7 +48,26 @@ def in_job_process() -> None:
     torch.set_num_threads(1)
 
 
-def make_manager(ctx: Context) -> dash.DiskcacheManager:
+class AppJobManager(dash.DiskcacheManager):
+    """A disk-backed background-callback manager that runs only its own app's job functions.
+
+    Dash registers every background callback with every live manager under a key made of the
+    callback's outputs and source, so in a process holding several apps (tests, a WSGI host) the app
+    made last would otherwise run its closures — its runs and model — for the other apps' jobs. The
+    manager takes registrations until :meth:`seal` (called once its app's callbacks are registered)."""
+
+    sealed: bool = False
+
+    def register(self, key, fn, progress) -> None:  # noqa: ANN001 - Dash's signature
+        if not self.sealed:
+            super().register(key, fn, progress)
+
+    def seal(self) -> None:
+        """Take no further registrations: later apps' callbacks with the same key stay theirs."""
+        self.sealed = True
+
+
+def make_manager(ctx: Context) -> AppJobManager:
     """A disk-backed background-callback manager whose cache lives in the dashboard's cache folder."""
     import sqlite3
 
@@ -58,7 +77,7 @@ def make_manager(ctx: Context) -> dash.DiskcacheManager:
         cache = diskcache.Cache(str(ctx.cache_dir / "diskcache"))
     except sqlite3.Error as exc:  # diskcache keeps its index in SQLite: a full or broken disk shows here
         raise VisRuntimeError(f"cannot use the job cache in {str(ctx.cache_dir)!r}: {exc}") from None
-    return dash.DiskcacheManager(cache, cache_by=[lambda: "vistoolbox-jobs-v1"], expire=CACHE_EXPIRE_S)
+    return AppJobManager(cache, cache_by=[lambda: "vistoolbox-jobs-v1"], expire=CACHE_EXPIRE_S)
 
 
 # --------------------------------------------------------------------------- image pickers

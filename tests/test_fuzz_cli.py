@@ -87,7 +87,8 @@ def base(command: str, fx: dict[str, str], out: Path) -> list[str]:
 
 #: command → option → bad values (each replaces the option's value in the base command line).
 OPTIONS: dict[str, dict[str, list[str]]] = {
-    "layers": {"--size": SIZE, "--input-size": SIZE, "--seed": ["-1", "abc", "99999999999999999999"]},
+    "layers": {"--size": SIZE, "--input-size": SIZE, "--seed": ["-1", "abc", "99999999999999999999"],
+               "--layout": ["nope", "=CHW", "2=WHC", "2=NC:0x3", "2=NC:1+4x4", "nope=CHW"]},
     "maximize": {"--unit": ["-1", "abc", "100000"], "--steps": COUNT, "--lr": FLOAT + ["0"], "--size": SIZE,
                  "--decay": FLOAT + ["1"], "--blur-radius": FLOAT + ["1e30"], "--blur-every": ["-1", "abc"],
                  "--norm-pct": FLOAT + ["100"], "--contrib-pct": FLOAT, "--pad": ["-1", "100000"],
@@ -96,7 +97,8 @@ OPTIONS: dict[str, dict[str, list[str]]] = {
     "dream": {"--steps": COUNT, "--lr": FLOAT + ["0"], "--size": SIZE, "--layer": ["nope"]},
     "mine": {"--k": COUNT + ["100000000"], "--limit": ["0", "-1", "abc"], "--resize": SIZE, "--crop": SIZE, "--batch-size": COUNT + ["100000"],
              "--workers": ["-1", "abc", "100000"], "--checkpoint-every": ["0", "-1"], "--ray-tasks": ["0", "-1"],
-             "--shard": ["2/2", "-1/2", "0/0", "a/b"], "--with": ["nope"], "--layers": ["nope"]},
+             "--shard": ["2/2", "-1/2", "0/0", "a/b"], "--with": ["nope"], "--layers": ["nope"],
+             "--layout": ["2=C", "2=NC:2x2"]},
     "merge": {"--device": ["tpu"]},
     "texture": {"--size": SIZE, "--steps": ["0", "-1", "abc"], "--lr": FLOAT + ["0"], "--tv-weight": FLOAT,
                 "--style-scale": FLOAT + ["0", "1e30"], "--max-pixels": ["0", "-1", "abc"],

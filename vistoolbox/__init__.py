@@ -16,8 +16,8 @@ from ._version import __version__
 from .actmax import MaximizeResult, dream, maximize, maximize_layer
 from .errors import VisError, VisRuntimeError, VisUsageError
 from .export import export_site
-from .features import (Box, FeatureExtractor, Field, LayerInfo, batch_views, layer_field, layer_table, trace_geometry,
-                       unit_box, unit_views)
+from .features import (Box, FeatureExtractor, Field, LayerInfo, Layout, batch_views, layer_field, layer_layout,
+                       layer_table, trace_geometry, unit_box, unit_views)
 from .images import load_tensor, montage, open_image, save_png, to_pil, to_tensor
 from .mining import merge_runs, mine
 from .models import LoadedModel, Preprocessing, load_model, resolve_device, torchvision_names
@@ -31,8 +31,8 @@ from .style.train_stylizer import train_stylizer
 __all__ = [
     "__version__",
     # models, features, geometry
-    "Box", "FeatureExtractor", "Field", "LayerInfo", "LoadedModel", "Preprocessing", "layer_field", "layer_table",
-    "load_model", "resolve_device", "torchvision_names", "trace_geometry", "unit_box",
+    "Box", "FeatureExtractor", "Field", "LayerInfo", "Layout", "LoadedModel", "Preprocessing", "layer_field",
+    "layer_layout", "layer_table", "load_model", "resolve_device", "torchvision_names", "trace_geometry", "unit_box",
     # errors, images, results, runs
     "ImageResult", "Run", "VisError", "VisRuntimeError", "VisUsageError", "load_tensor", "montage", "open_image",
     "export_site", "open_run", "save_png", "to_pil", "to_tensor",

@@ -11,7 +11,7 @@ import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import torch
 import torchvision
@@ -89,6 +89,14 @@ class LoadedModel:
     aliases: dict[str, str] = field(default_factory=dict)  # alias -> canonical module path
     missing_aliases: dict[str, str] = field(default_factory=dict)  # alias -> why it is absent
     has_classifier: bool = True
+    layouts: dict[str, str] = field(default_factory=dict)  # canonical name -> layout override (CHW, NC:1+14x14…)
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # traced geometry by input size
+
+    @property
+    def fixed_size(self) -> int | None:
+        """The one input size the model accepts (a torchvision ViT's ``image_size``), else None."""
+        size = getattr(self.module, "image_size", None)
+        return size if isinstance(size, int) and not isinstance(size, bool) else None
 
     @property
     def device(self) -> torch.device:
@@ -245,10 +253,14 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch.device = "cpu",
-               seed: int = 0, input_size: int | None = None, quiet: bool = False) -> LoadedModel:
+               seed: int = 0, input_size: int | None = None, quiet: bool = False,
+               layouts: Mapping[str, str] | None = None) -> LoadedModel:
     """Build `name` with `weights` (``imagenet``, ``random``, ``hed`` for vgg16, or a state_dict path).
 
     The module is put in eval mode on `device` with frozen parameters and out-of-place ReLUs.
+    `layouts` overrides the layout of some layers (name or alias → ``CHW``, ``HWC``, ``C`` or
+    ``NC:[P+]RxQ``; see :mod:`vistoolbox.features.layout`) where the traced one is wrong or missing.
+    A torchvision ViT is built for `input_size` (its position embedding interpolated for ``imagenet``).
 
     >>> m = load_model("alexnet", "random", seed=0)
     >>> m.resolve("conv4")
@@ -285,6 +297,10 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
         try:
             enum = torchvision.models.get_model_weights(name).DEFAULT
             module = torchvision.models.get_model(name, weights=enum)
+            if input_size and _is_vit(name) and input_size != module.image_size:
+                module = _resized_vit(name, module, input_size)
+        except VisUsageError:
+            raise
         except Exception as exc:  # noqa: BLE001 - network/hub errors vary
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise VisRuntimeError(
@@ -301,7 +317,10 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
         if is_user:
             module = _user_model(name)
         else:
-            kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
+            kwargs: dict[str, Any] = ({"aux_logits": False, "init_weights": True}
+                                      if name in ("googlenet", "inception_v3") else {})
+            if _is_vit(name) and input_size:
+                kwargs["image_size"] = _vit_size(name, input_size)
             module = torchvision.models.get_model(name, weights=None, **kwargs)
         if weights != "random":
             sha = wsrc.load_state_file(module, weights)
@@ -313,9 +332,34 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
         if getattr(m, "inplace", False) is True:
             m.inplace = False  # hooked values must not be overwritten by a later in-place op
     module.eval().requires_grad_(False).to(dev)
-    return LoadedModel(name=name, weights=weights, module=module, preprocessing=preprocessing,
-                       weights_sha256=sha, aliases=aliases, missing_aliases=missing,
-                       has_classifier=has_classifier and _has_linear(module))
+    model = LoadedModel(name=name, weights=weights, module=module, preprocessing=preprocessing,
+                        weights_sha256=sha, aliases=aliases, missing_aliases=missing,
+                        has_classifier=has_classifier and _has_linear(module))
+    model.layouts = {model.resolve(layer): str(spec).strip() for layer, spec in (layouts or {}).items()}
+    return model
+
+
+def _is_vit(name: str) -> bool:
+    return name.startswith("vit_")
+
+
+def _vit_size(name: str, size: int) -> int:
+    """A torchvision ViT's image size must be a multiple of its patch size (``vit_b_16``: 16)."""
+    patch = int(name.rsplit("_", 1)[-1])
+    if size % patch:
+        raise VisUsageError(f"{name} takes input sizes that are multiples of {patch}; `input_size` is {size}")
+    return size
+
+
+def _resized_vit(name: str, module: nn.Module, size: int) -> nn.Module:
+    """The same ViT for another input size: its position embedding interpolated (bicubic, as
+    torchvision does for fine-tuning at another resolution)."""
+    from torchvision.models.vision_transformer import interpolate_embeddings
+
+    resized = torchvision.models.get_model(name, weights=None, image_size=_vit_size(name, size))
+    state = interpolate_embeddings(size, module.patch_size, module.state_dict())
+    resized.load_state_dict(state)
+    return resized
 
 
 def top_classes(model: LoadedModel, x: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import shutil
 import time
 
 import numpy as np
@@ -458,12 +459,17 @@ def _post(client, output: str, outputs: list[dict], inputs: list[dict], changed:
     return response.status_code, (response.get_json() if response.data else None)
 
 
-def test_views_of_any_unit_come_on_demand_through_the_real_endpoint(mined):
+def test_views_of_any_unit_come_on_demand_through_the_real_endpoint(mined, tmp_path):
     """A unit mined without views: selecting it asks for them, a background job computes them (through
-    Dash's real callback endpoint, polled as the browser polls) and caches them in the run."""
+    Dash's real callback endpoint, polled as the browser polls) and caches them in the run — with this
+    app's runs even when the process made another app since (Dash keys job functions by source)."""
     from urllib.parse import urlencode
 
+    from vistoolbox.dashboard import create_app
+
     app, ctx = mined
+    copy = shutil.copytree(ctx.runs[0].root, tmp_path / "copy")    # a later app in this process, on a copy:
+    create_app([copy], device="cpu", cache_dir=tmp_path / "other")  # the views must still land in our run
     run = ctx.runs[0]
     layer, unit = run.layers[1], 11
     targets = [run.patch(layer, unit, rank, mode) for rank in range(9) for mode in ("deconv", "backprop", "guided")]

@@ -2,8 +2,6 @@
 non-zero region of one unit's input gradient, with every weight positive so nothing cancels)."""
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from torch import nn
@@ -11,66 +9,7 @@ from torch import nn
 from vistoolbox import load_model, trace_geometry, unit_box
 from vistoolbox.features.receptive import Field
 
-
-def positive_copy(module: nn.Module) -> nn.Module:
-    """Float64 copy whose every path passes gradient: constant positive weights, max → avg pools,
-    identity batch norms. The geometry is unchanged."""
-    net = copy.deepcopy(module).double()
-    for name, sub in list(net.named_modules()):
-        for child_name, child in list(sub.named_children()):
-            if isinstance(child, nn.MaxPool2d):
-                setattr(sub, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
-                                                      ceil_mode=child.ceil_mode))
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.constant_(m.weight, 1.0 / m.weight[0].numel())
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0.01)
-        elif isinstance(m, nn.BatchNorm2d):
-            m.running_mean.zero_(), m.running_var.fill_(1), m.weight.data.fill_(1), m.bias.data.zero_()
-    return net.eval()
-
-
-def empirical_box(net: nn.Module, layer: str, size: tuple[int, int], y: int, x: int):
-    """Bounding box (top, left, bottom, right), half-open, of the input gradient of unit (y, x)."""
-    out = {}
-
-    class Stop(Exception):
-        pass
-
-    def hook(_m, _i, o):
-        out["v"] = o
-        raise Stop  # nothing past the layer is needed
-
-    handle = net.get_submodule(layer).register_forward_hook(hook)
-    image = torch.ones(1, 3, *size, dtype=torch.float64, requires_grad=True)
-    try:
-        net(image)
-    except Stop:
-        pass
-    handle.remove()
-    out["v"][0, :, y, x].sum().backward()  # all channels: concat branches differ per channel
-    nz = image.grad[0].abs().sum(0).nonzero()
-    return (nz[:, 0].min().item(), nz[:, 1].min().item(), nz[:, 0].max().item() + 1, nz[:, 1].max().item() + 1)
-
-
-def check_layers(model: nn.Module, layers: list[str], size: tuple[int, int]) -> None:
-    geometry = trace_geometry(model, size)
-    net = positive_copy(model)
-    for layer in layers:
-        geo = geometry[layer]
-        _, height, width = geo.shape
-        for y, x in [(height // 2, width // 2), (0, 0), (height - 1, width - 1)]:
-            box = unit_box(geo.field, y, x, size)
-            seen = empirical_box(net, layer, size, y, x)
-            # Inside the image the field is exact. Where it is clipped, the first pixel inside may fall
-            # between dilated taps, and past the far edge a later stride may drop the only units
-            # that see the last pixels: there the empirical field may only be smaller.
-            for got, want, clipped, sign in zip(seen, (box.top, box.left, box.bottom, box.right),
-                                                (box.pad_top, box.pad_left, box.pad_bottom, box.pad_right),
-                                                (1, 1, -1, -1)):
-                assert got == want if not clipped else (got - want) * sign >= 0, (layer, y, x, seen, box)
-            assert box.full_size == geo.field.size
+from gradient_field import check_layers
 
 
 def test_published_numbers(alexnet_random):
@@ -148,13 +87,6 @@ def test_empirical_googlenet(name):
 def test_empirical_convnext_channels_last_detour():
     """ConvNeXt blocks permute to channels-last for LayerNorm/Linear and back: geometry survives."""
     m = load_model("convnext_tiny", "random").module
-    for parent in list(m.modules()):  # LayerNorm would cancel the constant-weight signal
-        for child_name, child in list(parent.named_children()):
-            if isinstance(child, nn.LayerNorm):
-                setattr(parent, child_name, nn.Identity())
-    for block in m.modules():
-        if hasattr(block, "layer_scale"):
-            block.layer_scale.data.fill_(1.0)
     geometry = trace_geometry(m, 96)
     assert geometry["features.1.0"].field.size == (28, 28) and geometry["features.1.0"].field.exact
     check_layers(m, ["features.1.0", "features.3.0"], (96, 96))

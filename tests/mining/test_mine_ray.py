@@ -3,7 +3,6 @@ from __future__ import annotations
 
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -16,17 +15,6 @@ def test_slices_are_cut_on_batch_boundaries():
     assert slices(range(10), 3, 2) == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9]]
     assert slices(range(5), 2, 9) == [[0, 1], [2, 3], [4]]
     assert slices(range(4, 12), 4, 1) == [list(range(4, 12))]
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ray[default]')")
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"a local Ray cluster cannot start here: {exc}")
-    yield ray
-    ray.shutdown()
 
 
 def test_ray_backend_equals_local(ray_cluster, tmp_path):

@@ -108,3 +108,19 @@ def test_cli_min_inside_error_is_one_line(images, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["mine", "--help"])
     assert f"default {DEFAULT_MIN_INSIDE:g})" in capsys.readouterr().out.replace("\n", " ").replace("  ", " ")
+
+
+def test_eligible_mask_lies_over_the_layout_grid():
+    """Channels-last maps and token grids get their mask over the positions mining reads; only exact
+    fields decide (a bound from token mixing, global or unknown fields: every position)."""
+    field = Field((40, 40), (8, 8), (-16, -16))
+    share = _share_by_counting(field, (8, 8), 64)
+    hwc = {"shape": [8, 8, 96], "layout": "HWC", "rf": "exact", "rf_size": [40, 40], "rf_stride": [8, 8],
+           "rf_offset": [-16, -16]}
+    np.testing.assert_array_equal(eligible_mask(hwc, 64, 0.9), share >= 0.9 - 1e-12)
+    tokens = {**hwc, "shape": [65, 96], "layout": "NC:1+8x8"}
+    np.testing.assert_array_equal(eligible_mask(tokens, 64, 0.9), share >= 0.9 - 1e-12)
+    assert eligible_mask({**hwc, "rf": "bound"}, 64, 0.9) is None
+    for kind in ("global", "unknown"):
+        assert eligible_mask({**tokens, "rf": kind, "rf_size": None, "rf_stride": None, "rf_offset": None},
+                             64, 0.9) is None

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .._version import __version__
 from ..errors import VisUsageError
 from ..features.extractor import FeatureExtractor
+from ..features.layers import layer_layout
 from ..images import fit_longest, load_tensor, resize_tensor, to_tensor
 from ..limits import number, whole
 from ..models import LoadedModel, as_model
@@ -27,7 +28,7 @@ from .backends import executor
 from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
 from .presets import DEFAULT_PRESET, Settings, plan_stages, settings_for
 from .quality import Judge, default_judge, unit_plausibility
-from .render import Progress, Trace, measure, quantize, run_lucid, run_pixel, unit_generator
+from .render import Progress, Trace, measure, model_input, quantize, run_lucid, run_pixel, unit_generator
 from .result import MaximizeResult
 from .spectrum import natural_spectrum, sample_folder
 
@@ -86,12 +87,14 @@ def parse_target(target: str) -> tuple[str, list[int] | None]:
 
 
 def layer_shape(model: LoadedModel, layer: str, size: tuple[int, int]) -> tuple[int, ...]:
-    """Output shape (without batch) of `layer` for a `size` input; too-small sizes raise a usage error."""
+    """Output shape (without batch) of `layer` for a `size` input, channels first whatever the
+    layer's layout: ``(C, H, W)`` (a token grid without its class token) or ``(C,)``; too-small
+    sizes raise a usage error."""
     model.resolve(layer)
     x = torch.zeros(1, 3, *size, device=model.device)
     try:
-        with torch.no_grad(), FeatureExtractor(model, [layer]) as fx:
-            out = fx(model.preprocessing.normalize(x))[layer]
+        with torch.no_grad(), FeatureExtractor(model, [layer], channels_first=True) as fx:
+            out = fx(model_input(model, x))[layer]
     except RuntimeError as exc:
         raise VisUsageError(f"image size {size[0]}x{size[1]} is too small for layer {layer!r} "
                             f"({str(exc).splitlines()[0][:120]}); use a larger `size`, e.g. "
@@ -115,7 +118,7 @@ def build_objectives(model: LoadedModel, layer: str, units: Sequence[int], size:
     number(diversity, "diversity", 0)
     shape = layer_shape(model, layer, size)
     check_units(units, shape[0], layer)
-    info: dict[str, Any] = {"layer_shape": list(shape)}
+    info: dict[str, Any] = {"layer_shape": list(shape), "layout": str(layer_layout(model, layer))}
     if neuron:
         if len(shape) < 3:
             raise VisUsageError(f"`neuron` needs a layer with spatial dimensions; {layer!r} has output "

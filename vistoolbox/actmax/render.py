@@ -8,8 +8,10 @@ objective → step):
   DeepDream's normalised steps with random shifts).
 
 The model is never hooked here: every forward pass goes through :class:`FeatureExtractor`, which
-stops after the deepest layer the objective reads. Weights are frozen, so backward computes input
-gradients only.
+stops after the deepest layer the objective reads and hands the objectives every layer channels
+first, whatever its layout (token grids without their class token). Weights are frozen, so backward
+computes input gradients only. A model that takes one input size only (a torchvision ViT) gets
+every transformed image resized to it (:func:`model_input`).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..errors import VisUsageError
 from ..features.extractor import FeatureExtractor
+from ..images import resize_tensor
 from ..models import LoadedModel
 from .objectives import Objective
 from .fourier import tile
@@ -59,6 +62,15 @@ def _bar(steps: int, quiet: bool, desc: str) -> tqdm:
                 dynamic_ncols=True)
 
 
+def model_input(model: LoadedModel, images: torch.Tensor) -> torch.Tensor:
+    """0–1 RGB `images` → the normalised model input, resized (bilinear) to the model's one input
+    size if it has one."""
+    size = model.fixed_size
+    if size is not None and tuple(images.shape[-2:]) != (size, size):
+        images = resize_tensor(images, (size, size), mode="bilinear")
+    return model.preprocessing.normalize(images)
+
+
 class _Step:
     """One forward pass: image → model input → scores.
 
@@ -70,13 +82,13 @@ class _Step:
         layers = list(dict.fromkeys(objective.layers + primary.layers))
         self.module = model.module
         self.module.to(memory_format=torch.channels_last)
-        self.fx = FeatureExtractor(model, layers)
-        self.normalize = model.preprocessing.normalize
+        self.fx = FeatureExtractor(model, layers, channels_first=True)
+        self.model = model
         self.objective = objective
         self.primary = primary
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        acts = self.fx(self.normalize(image).contiguous(memory_format=torch.channels_last))
+        acts = self.fx(model_input(self.model, image).contiguous(memory_format=torch.channels_last))
         return self.objective(acts), self.primary(acts)
 
     def close(self) -> None:
@@ -336,6 +348,6 @@ def measure(model: LoadedModel, objective: Objective, images: torch.Tensor) -> l
     """The objective's scores for 0–1 `images` ``[N, 3, H, W]`` as given (no transforms), through
     the shared extractor — the one function that judges every image (ours, Lucent's, noise)."""
     layers = list(objective.layers)
-    with FeatureExtractor(model, layers) as fx:
-        acts = fx(model.preprocessing.normalize(images.to(model.device)))
+    with FeatureExtractor(model, layers, channels_first=True) as fx:
+        acts = fx(model_input(model, images.to(model.device)))
         return objective(acts).float().cpu().tolist()

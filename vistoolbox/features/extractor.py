@@ -12,8 +12,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import unknown
+from ..errors import VisUsageError, unknown
 from ..models import LoadedModel
+from .layers import layer_layout
+from .layout import Layout, decide_layout
+from .receptive import trace_geometry
 
 __all__ = ["FeatureExtractor"]
 
@@ -29,8 +32,13 @@ class FeatureExtractor:
         model: a :class:`LoadedModel` (aliases such as ``conv4`` resolve) or a plain ``nn.Module``.
         layers: layer names or aliases, in any order.
         stop_early: cut the forward pass after the last requested layer (default True).
+        channels_first: return every output as ``[N, C, H, W]`` (``[N, C]`` for fc layers) whatever
+            its layout — channels-last maps permuted, token grids reshaped without their class
+            token (:mod:`vistoolbox.features.layout`); a layer whose layout cannot be told is a
+            usage error. Default False: the outputs as the modules return them.
 
-    Values are the modules' outputs as computed: a conv hooked before an in-place op keeps its
+    A module that runs several times in one pass is captured at its first call. Values are the
+    modules' outputs as computed: a conv hooked before an in-place op keeps its
     pre-activation value (:func:`~vistoolbox.load_model` makes ReLUs out-of-place; should a later
     op still modify a captured tensor in place, the pass is re-run with that layer's output
     cloned). The model is never modified.
@@ -40,7 +48,9 @@ class FeatureExtractor:
         ...     feats = fx(batch)          # {'conv5_3': [N, 512, 14, 14], 'relu5_3': ...}
     """
 
-    def __init__(self, model: LoadedModel | nn.Module, layers: Sequence[str], stop_early: bool = True):
+    def __init__(self, model: LoadedModel | nn.Module, layers: Sequence[str], stop_early: bool = True,
+                 channels_first: bool = False):
+        self._layouts: dict[str, Layout] | None = None
         if isinstance(model, LoadedModel):
             self.module = model.module
             resolved = [model.resolve(name) for name in layers]
@@ -60,12 +70,15 @@ class FeatureExtractor:
         self._captured: dict[str, tuple[torch.Tensor, int]] = {}
         self._clone: set[str] = set()
         self._active = False
+        self.channels_first = channels_first
+        if channels_first and isinstance(model, LoadedModel):
+            self._layouts = {p: layer_layout(model, p) for p in self._targets}
         self._handles = [self.module.get_submodule(p).register_forward_hook(self._hook_for(p))
                          for p in self._targets]
 
     def _hook_for(self, path: str):
         def hook(_module, _inputs, output):
-            if not self._active:
+            if not self._active or path in self._captured:
                 return None
             tensor = output[0] if isinstance(output, (tuple, list)) else output
             if path in self._clone:
@@ -86,8 +99,22 @@ class FeatureExtractor:
         finally:
             self._active = False
 
+    def _layouts_at(self, x: torch.Tensor) -> dict[str, Layout]:
+        """Layouts of the targets of a plain module, traced once at the size of the first input."""
+        if self._layouts is None:
+            geometry = trace_geometry(self.module, tuple(x.shape[-2:]), names=self._targets, channels=x.shape[1])
+            layouts = {p: decide_layout(geometry[p].shape, geometry[p].axes) if p in geometry else None
+                       for p in self._targets}
+            bad = [p for p, layout in layouts.items() if layout is None]
+            if bad:
+                raise VisUsageError(f"layer {bad[0]!r}: vistoolbox cannot tell where its channels and positions "
+                                    "are; load the model with `layouts` to give it")
+            self._layouts = layouts  # type: ignore[assignment]
+        return self._layouts  # type: ignore[return-value]
+
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the model on `x` and return ``{layer name as given: output tensor}``."""
+        layouts = self._layouts_at(x) if self.channels_first else {}
         self._run(x)
         stale = {p for p, (t, v) in self._captured.items() if t._version != v}
         if stale:  # a later in-place op overwrote a hooked tensor: re-run cloning those outputs
@@ -96,6 +123,9 @@ class FeatureExtractor:
         missing = [p for p in self._targets if p not in self._captured]
         if missing:
             raise RuntimeError(f"layers {missing} did not run in the forward pass")
+        if layouts:
+            return {name: layouts[path].to_channels_first(self._captured[path][0])
+                    for name, path in zip(self.layers, self.paths)}
         return {name: self._captured[path][0] for name, path in zip(self.layers, self.paths)}
 
     def close(self) -> None:

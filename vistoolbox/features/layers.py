@@ -1,25 +1,32 @@
-"""The layer table: every named module with aliases, type, output shape, units and receptive field."""
+"""The layer table: every named module with aliases, type, layout, output shape, units and
+receptive field — and the layout of any layer for the pipelines that read its units."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Iterable
 
 from ..errors import VisUsageError
 from ..limits import side
 from ..models import LoadedModel
-from .receptive import Field, trace_geometry
+from .layout import Layout, decide_layout, parse_layout
+from .receptive import Field, LayerGeometry, trace_geometry
 
-__all__ = ["LayerInfo", "layer_field", "layer_table"]
+__all__ = ["LayerInfo", "layer_field", "layer_geometry", "layer_layout", "layer_table"]
 
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One row of ``vis layers``."""
+    """One row of ``vis layers``: `layout` (``CHW``, ``HWC``, ``NC:P+RxQ``, ``C``; None when it
+    cannot be told), `units` (its channels), `rf` (``exact``, ``bound``, ``global`` or ``unknown``)
+    and the field's numbers (null unless exact or bound)."""
 
     name: str
     aliases: list[str]
     type: str
+    layout: str | None
     shape: list[int] | None
     units: int | None
+    rf: str | None
     rf_size: list[int] | None
     rf_stride: list[int] | None
     rf_offset: list[int] | None
@@ -29,17 +36,53 @@ class LayerInfo:
         return asdict(self)
 
 
-def layer_table(model: LoadedModel, size: int | None = None, names: list[str] | None = None,
+def layer_geometry(model: LoadedModel, size: int | None = None, param: str = "size") -> dict[str, LayerGeometry]:
+    """Traced geometry of every layer at input `size` (default: the model's), memoised on the model;
+    a size too small for the model is a usage error naming `param`."""
+    size = model.input_size if size is None else side(size, param)
+    key = ("geometry", size)
+    if key not in model.memo:
+        try:
+            model.memo[key] = trace_geometry(model.module, size, channels=model.preprocessing.channels)
+        except RuntimeError as exc:  # a map shrank to nothing, a kernel larger than its input, …
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            raise VisUsageError(f"an input of {size}x{size} px is too small for model {model.name!r} ({reason}); "
+                                f"use a larger `{param}`, e.g. {model.input_size}") from None
+    return model.memo[key]
+
+
+def _overridden(model: LoadedModel, name: str, geo: LayerGeometry | None) -> Layout | None:
+    """The user's layout for `name`, checked against its output shape."""
+    spec = model.layouts[name]
+    try:
+        layout = parse_layout(spec)
+    except ValueError as exc:
+        raise VisUsageError(f"`layouts` for layer {name!r}: {exc}") from None
+    shape = geo.shape if geo else None
+    if shape is not None and not layout.fits(shape):
+        raise VisUsageError(f"`layouts` gives layer {name!r} layout {layout}, which does not fit its output "
+                            f"shape {list(shape)}")
+    return layout
+
+
+def _describe(model: LoadedModel, name: str, geo: LayerGeometry | None) -> tuple[Layout | None, Field | None]:
+    """A layer's layout (override first, else the rule) and the field of its positions (None when
+    the override disagrees with what was traced: the traced positions are not the user's)."""
+    traced = decide_layout(geo.shape, geo.axes) if geo and geo.field is not None else None
+    field = geo.field if geo else None
+    if name in model.layouts:
+        layout = _overridden(model, name, geo)
+        if layout != traced:
+            field = None
+        return layout, field
+    return traced, field
+
+
+def layer_table(model: LoadedModel, size: int | None = None, names: Iterable[str] | None = None,
                 param: str = "size") -> list[LayerInfo]:
     """Describe every named module except the root (containers included), or only the canonical
-    `names`, at input `size` (one traced forward pass). Errors name the size `param`."""
-    size = model.input_size if size is None else side(size, param)
-    try:
-        geometry = trace_geometry(model.module, size, names=names, channels=model.preprocessing.channels)
-    except RuntimeError as exc:  # a map shrank to nothing, a kernel larger than its input, …
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise VisUsageError(f"an input of {size}x{size} px is too small for model {model.name!r} ({reason}); "
-                            f"use a larger `{param}`, e.g. {model.input_size}") from None
+    `names`, at input `size` (one traced forward pass, memoised). Errors name the size `param`."""
+    geometry = layer_geometry(model, size, param)
     wanted = set(names) if names is not None else None
     rows = []
     for name, module in model.module.named_modules():
@@ -47,23 +90,41 @@ def layer_table(model: LoadedModel, size: int | None = None, names: list[str] | 
             continue
         geo = geometry.get(name)
         shape = list(geo.shape) if geo and geo.shape is not None else None
-        field: Field | None = geo.field if geo else None
-        spatial = (field is not None and field.exact and not field.is_global and shape is not None
-                   and len(shape) == 3)  # unknown geometry (e.g. transformer tokens) → null
+        layout, field = _describe(model, name, geo)
+        kind: str | None = None
+        if shape is not None:
+            kind = "global" if layout is not None and not layout.spatial else (
+                field.kind if field is not None and layout is not None else "unknown")
+        numbers = kind in ("exact", "bound")
         rows.append(LayerInfo(
-            name=name, aliases=model.aliases_of(name), type=type(module).__name__, shape=shape,
-            units=shape[0] if shape else None,
-            rf_size=list(field.size) if spatial else None,  # type: ignore[union-attr]
-            rf_stride=list(field.stride) if spatial else None,  # type: ignore[union-attr]
-            rf_offset=list(field.offset) if spatial else None))  # type: ignore[union-attr]
+            name=name, aliases=model.aliases_of(name), type=type(module).__name__,
+            layout=str(layout) if layout else None, shape=shape,
+            units=layout.channels(shape) if layout and shape else None, rf=kind,
+            rf_size=list(field.size) if numbers else None,  # type: ignore[union-attr]
+            rf_stride=list(field.stride) if numbers else None,  # type: ignore[union-attr]
+            rf_offset=list(field.offset) if numbers else None))  # type: ignore[union-attr]
     return rows
 
 
-def layer_field(model: LoadedModel, layer: str, size: int | None = None) -> tuple[tuple[int, ...], Field]:
-    """Output shape (C, H, W) and receptive field of one layer (name or alias) at input `size`."""
+def layer_layout(model: LoadedModel, layer: str, size: int | None = None) -> Layout:
+    """The layout of one layer (name or alias); a layer whose layout cannot be told is a usage error
+    that says how to give it."""
     path = model.resolve(layer)
-    geo = trace_geometry(model.module, size or model.input_size, names=[path],
-                         channels=model.preprocessing.channels)[path]
-    if geo.shape is None or geo.field is None:
+    geo = layer_geometry(model, size).get(path)
+    if geo is None or geo.shape is None:
+        raise VisUsageError(f"layer {layer!r} produced no tensor output in a forward pass")
+    layout, _ = _describe(model, path, geo)
+    if layout is None:
+        raise VisUsageError(f"layer {layer!r} has output shape {list(geo.shape)} and vistoolbox cannot tell where "
+                            f"its channels and positions are; give its layout with `layouts` ({path}=HWC, CHW, C "
+                            "or NC:[P+]RxQ, e.g. NC:1+14x14)")
+    return layout
+
+
+def layer_field(model: LoadedModel, layer: str, size: int | None = None) -> tuple[tuple[int, ...], Field]:
+    """Output shape and receptive field of one layer (name or alias) at input `size`."""
+    path = model.resolve(layer)
+    geo = layer_geometry(model, size).get(path)
+    if geo is None or geo.shape is None or geo.field is None:
         raise ValueError(f"layer {layer!r} produced no tensor output")
     return geo.shape, geo.field

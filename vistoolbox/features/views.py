@@ -36,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 from ..errors import VisUsageError
 from ..models import LoadedModel
 from .extractor import FeatureExtractor
+from .layout import decide_layout
 from .receptive import Box, Field, crop_padded, trace_geometry, unit_box
 
 __all__ = ["MODES", "batch_views", "parse_modes", "unit_view_patches", "unit_views", "view_patch", "view_window"]
@@ -125,13 +126,20 @@ _FIELDS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionar
 
 def _field(model: LoadedModel, path: str, size: tuple[int, int]) -> Field | None:
     """The layer's receptive field at input `size` (traced once per model, layer and size), or None
-    where views need the whole image: fc layers and geometry the tracer does not know exactly."""
+    where views need the whole image: a window computes a unit exactly only when the unit reads a
+    strided box of pixels through convolutions and pointwise ops. So: None for layers without a grid
+    of positions (fc, token sequences), for fields that are not ``exact`` (attention, windowed
+    attention and squeeze-excitation gates make them global or a bound; unknown ops), for one box
+    shared by every position (stride 0: the positions were mixed), and for a layout override that
+    disagrees with what was traced."""
     known = _FIELDS.setdefault(model.module, {})
     if (path, size) not in known:
         geo = trace_geometry(model.module, size, names=[path], channels=model.preprocessing.channels).get(path)
-        field = geo.field if geo is not None else None
-        spatial = geo is not None and geo.shape is not None and len(geo.shape) == 3
-        known[(path, size)] = field if spatial and field is not None and field.exact and not field.is_global else None
+        traced = decide_layout(geo.shape, geo.axes) if geo is not None and geo.field is not None else None
+        given = model.layouts.get(path)
+        grid = traced is not None and traced.kind in ("CHW", "HWC") and (given is None or given == str(traced))
+        field = geo.field if grid and geo is not None else None
+        known[(path, size)] = field if field is not None and field.kind == "exact" and min(field.stride) > 0 else None
     return known[(path, size)]
 
 
@@ -142,9 +150,12 @@ def batch_views(model: LoadedModel, images: torch.Tensor, layer: str, units: Seq
 
     Returns ``{mode: [N, 3, H, W]}``, gradients with respect to the normalised model input. One
     forward pass for the whole batch and one backward pass per mode (the ReLU rule is read when
-    the backward pass runs; samples are independent in eval mode). fc layers ignore y and x.
-    With `windowed` (default), conv layers run on :func:`view_window` windows only (batched by
-    window size); the result equals the whole-image pass.
+    the backward pass runs; samples are independent in eval mode). fc layers ignore y and x;
+    (y, x) is a position of the layer's grid whatever its layout (tokens: the class token excluded).
+    Models without ReLUs (GELU transformers) give the same plain gradient in all three modes.
+    With `windowed` (default), layers with an exact, strided field on a grid of positions run on
+    :func:`view_window` windows only (batched by window size); the result equals the whole-image
+    pass. Every other layer (tokens, token mixing, bound/global/unknown fields) takes the whole image.
     """
     parse_modes(modes, "modes")
     count = images.shape[0]
@@ -180,7 +191,7 @@ def _views(model: LoadedModel, images: torch.Tensor, layer: str, units: Sequence
     x = model.preprocessing.normalize(images.to(model.device).float()).detach().requires_grad_(True)
     out: dict[str, torch.Tensor] = {}
     rule = _Rule(modes[0])
-    with FeatureExtractor(model, [layer]) as fx:
+    with FeatureExtractor(model, [layer], channels_first=True) as fx:
         with torch.enable_grad(), _ReluOverride(rule):
             feats = fx(x)[layer]
         rows, unit_index = torch.arange(count), torch.as_tensor(list(units))
@@ -195,15 +206,19 @@ def _views(model: LoadedModel, images: torch.Tensor, layer: str, units: Sequence
     return out
 
 
+EIGHT_BIT_MARGIN = 255 / 253  # the percentile pixel lands at 0.5 ± 253/510: one 8-bit level inside the range
+
+
 def view_patch(view: torch.Tensor, box: Box, percentile: float = 99.5) -> torch.Tensor:
     """A view ``[3, H, W]`` as a picture of the unit's field: cut to `box` (grey where the field leaves
     the image), centred at 0.5 and scaled so that at most ``100 − percentile`` % of the field's pixels
-    clip (the scale is the percentile of the pixels' largest channel magnitude inside the field,
-    rounded up to a pixel's value). Returns 0–1 ``[3, h, w]`` of the field's full size."""
+    clip, also once stored as 8-bit (the percentile of the pixels' largest channel magnitude inside the
+    field, rounded up to a pixel's value, maps to level 253.5 of 255: that pixel rounds to 253 or 254,
+    never to 0 or 255). Returns 0–1 ``[3, h, w]`` of the field's full size."""
     inner = view[:, box.top:box.bottom, box.left:box.right].detach().float().cpu()
     if inner.numel():
         magnitude = inner.abs().amax(0).flatten()
-        scale = float(torch.quantile(magnitude, percentile / 100, interpolation="higher"))
+        scale = float(torch.quantile(magnitude, percentile / 100, interpolation="higher")) * EIGHT_BIT_MARGIN
         inner = (inner / (2 * max(scale, 1e-30)) + 0.5).clamp(0, 1)
     full = Box(0, 0, inner.shape[1], inner.shape[2], box.pad_top, box.pad_left, box.pad_bottom, box.pad_right)
     return crop_padded(inner, full, [0.5, 0.5, 0.5])

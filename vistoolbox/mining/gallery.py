@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import VisError
+from ..features.layout import position_grid
 from ..features.receptive import field_of, unit_box
 from ..images import open_image
 from ..rundir import Run
@@ -87,12 +88,15 @@ def crop_geometry(run: Run, size: tuple[int, int]) -> tuple[int, Callable[[float
 
 @dataclass(frozen=True)
 class SourceHit:
-    """A top-k hit on its original image of `size` (w, h): the `crop` the model saw and the unit's
-    receptive `field` clipped to it (None for layers without a spatial field)."""
+    """A top-k hit on its original image of `size` (w, h): the `crop` the model saw, the unit's
+    receptive `field` clipped to it (None for layers without a spatial field) and, where the field
+    is wider than exact (a bound, the whole image), the unit's own `cell` of the position grid (a
+    ViT token's patch)."""
 
     size: tuple[int, int]
     crop: Rect
     field: Rect | None
+    cell: Rect | None = None
 
 
 def source_hit(run: Run, layer: str, y: int, x: int, size: tuple[int, int]) -> SourceHit:
@@ -100,11 +104,15 @@ def source_hit(run: Run, layer: str, y: int, x: int, size: tuple[int, int]) -> S
     crop, to_original = crop_geometry(run, size)
     rect = lambda top, left, bottom, right: (*to_original(top, left), *to_original(bottom, right))  # noqa: E731
     info = run.layer_info(run.resolve(layer))
-    field = None
+    field = cell = None
     if info.get("rf_size"):
         box = unit_box(field_of(info), int(y), int(x), (crop, crop))
         field = rect(box.top, box.left, box.bottom, box.right)
-    return SourceHit(size=(int(size[0]), int(size[1])), crop=rect(0, 0, crop, crop), field=field)
+    grid = position_grid(info)
+    if grid and y >= 0 and info.get("rf", "exact") != "exact":
+        rows, cols = grid
+        cell = rect(y * crop / rows, x * crop / cols, (y + 1) * crop / rows, (x + 1) * crop / cols)
+    return SourceHit(size=(int(size[0]), int(size[1])), crop=rect(0, 0, crop, crop), field=field, cell=cell)
 
 
 def image_part(run: Run, layer: str, y: int, x: int) -> Rect | None:

@@ -20,7 +20,7 @@ from torch import nn
 
 from .. import rundir
 from ..errors import VisUsageError
-from ..features.layers import layer_table
+from ..features.layers import layer_layout, layer_table
 from ..features.views import parse_modes
 from ..limits import MAX_DECODE_PIXELS, MAX_TOPK_ENTRIES, batch_pixels, side, whole, worker_count
 from ..models import LoadedModel, check_run_model, load_model, resolve_device
@@ -50,15 +50,15 @@ def resolve_layers(model: LoadedModel, layers: Sequence[str] | None) -> list[str
 
 
 def layer_entries(model: LoadedModel, paths: Sequence[str], size: int) -> dict[str, dict]:
-    """Manifest entries ``{name: {aliases, type, shape, units, rf_size, rf_stride, rf_offset}}``:
-    the rows of ``vis layers`` for the mined layers (at input `size`, the crop)."""
+    """Manifest entries ``{name: {aliases, type, layout, shape, units, rf, rf_size, rf_stride,
+    rf_offset}}``: the rows of ``vis layers`` for the mined layers (at input `size`, the crop). A
+    layer whose layout cannot be told (or that has no tensor output) is a usage error that says how
+    to give it."""
     rows = {row.name: row.to_dict() for row in layer_table(model, size, names=list(paths), param="crop")}
     entries: dict[str, dict] = {}
     for path in paths:
-        shape = rows[path]["shape"] if path in rows else None
-        if shape is None or len(shape) not in (1, 3):
-            raise VisUsageError(f"layer {path!r} has output shape {shape}; only [C, H, W] (conv) and "
-                                "[C] (fc) layers can be mined")
+        if path not in rows or rows[path]["layout"] is None:
+            layer_layout(model, path, size)  # raises the one-line error
         entries[path] = {key: value for key, value in rows[path].items() if key != "name"}
     return entries
 
@@ -193,6 +193,7 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
 
     if backend == "ray":
         spec = {key: ident[key] for key in ("model", "weights", "seed", "input_size")}
+        spec["layouts"] = {name: entry["layout"] for name, entry in entries.items()}
         state = mine_on_ray(spec, images, transform, state, indices, batch_size=batch_size,
                             address=address, tasks=ray_tasks, quiet=quiet, eligible=eligible)
     else:
@@ -285,7 +286,9 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path, *, device: str = "au
         if model is None:
             check_run_model(str(first["model"]), trust_run_code=trust_run_code, where=f"shard run {str(runs[0])!r}")
         loaded = load_model(model or first["model"], first["weights"], device=device, seed=first.get("seed") or 0,
-                            input_size=first["input_size"], quiet=quiet)
+                            input_size=first["input_size"], quiet=quiet,
+                            layouts={name: entry["layout"] for name, entry in (first.get("layers") or {}).items()
+                                     if isinstance(entry, dict) and entry.get("layout")})
     rundir.write_images(out, images.paths)
     finish_run(out, loaded, images, transform, state, ident, views, patches, quiet)
     return out

@@ -9,8 +9,11 @@ sharp edge; near the border many units answer that frame rather than the picture
 Each layer gets one fixed mask over its output map, so a unit's candidate for an image is the
 maximum over eligible positions only, and the streaming top-k stays exact. When no position of a
 layer reaches `min_inside` (a field larger than the image), the positions with the largest inside
-fraction are eligible, so every layer keeps candidates. fc layers and layers whose receptive field
-is unknown use every position.
+fraction are eligible, so every layer keeps candidates. The mask lies over the layer's grid of
+positions whatever its layout (channels-last maps, a token grid without its class token: what
+mining reads). Only an ``exact`` field decides: fc layers and layers whose field is global,
+unknown or a ``bound`` (token mixing: attention, Swin's windows — a bound says nothing about how
+much padding a unit really reads) use every position.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import VisUsageError
+from ..features.layout import position_grid
 from ..features.receptive import field_of, inside_fraction
 
 __all__ = ["DEFAULT_MIN_INSIDE", "check_min_inside", "eligible_mask", "eligible_masks", "positions_identity"]
@@ -46,12 +50,13 @@ def positions_identity(min_inside: float) -> dict:
 
 
 def eligible_mask(entry: Mapping, image_size: int, min_inside: float) -> np.ndarray | None:
-    """Boolean ``[H, W]`` mask of the eligible positions of a layer (a manifest layer entry: shape and
-    receptive field) on a square `image_size` input; None when every position is eligible."""
-    shape = entry.get("shape")
-    if min_inside <= 0 or shape is None or len(shape) != 3 or entry.get("rf_size") is None:
+    """Boolean ``[H, W]`` mask of the eligible positions of a layer (a manifest layer entry: shape,
+    layout and receptive field) over its grid of positions, on a square `image_size` input; None
+    when every position is eligible."""
+    grid = position_grid(entry)
+    if min_inside <= 0 or grid is None or entry.get("rf_size") is None or entry.get("rf", "exact") != "exact":
         return None
-    fraction = inside_fraction(field_of(dict(entry)), (shape[1], shape[2]), (image_size, image_size))
+    fraction = inside_fraction(field_of(dict(entry)), grid, (image_size, image_size))
     threshold = min(min_inside, float(fraction.max()))
     mask = fraction >= threshold - _SLACK
     return None if mask.all() else mask

@@ -5,7 +5,8 @@ backend bit for bit, which needs every image to pass through the model in the sa
 (a conv's last float bit can depend on the batch) and a top-k merge that is exact. Ray Data
 re-blocks and re-batches rows as it sees fit; tasks over slices cut on batch boundaries keep the
 local batches, and each returns an exact :class:`~vistoolbox.mining.topk.MiningState` that merges like
-a ``shard``. Each task rebuilds the model from its spec (name, weights, seed, input size), so only
+a ``shard``. Each task rebuilds the model from its spec (name, weights, seed, input size, the mined
+layers' layouts), so only
 small arguments travel; the dataset must be readable at the same path on every node.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _mine_slice(spec: dict, root: str, paths: list[str], kind: str, transform: d
 
     torch.set_num_threads(threads)
     model = load_model(spec["model"], spec["weights"], device="cpu", seed=spec["seed"] or 0,
-                       input_size=spec["input_size"], quiet=True)
+                       input_size=spec["input_size"], quiet=True, layouts=spec.get("layouts"))
     images = ImageList(Path(root), paths, kind)
     return mine_indices(model, images, Transform(**transform), MiningState.empty(units, k), indices,
                         batch_size, quiet=True, eligible=eligible)

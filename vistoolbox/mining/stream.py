@@ -22,8 +22,10 @@ def mine_indices(model: LoadedModel, images: ImageList, transform: Transform, st
                  eligible: Mapping[str, np.ndarray | None] | None = None) -> MiningState:
     """Feed images `indices` (ascending) from ``state.done`` on through the model, updating `state`.
 
-    One :class:`FeatureExtractor` pass per batch, stopping after the deepest mined layer; `eligible`
-    holds each layer's mask of eligible positions (:mod:`.positions`; missing or None = all). Calls
+    One :class:`FeatureExtractor` pass per batch, stopping after the deepest mined layer; every
+    layer is read channels-first (``[N, C, H, W]``: channels-last maps permuted, token grids
+    reshaped without their class token), whatever its layout; `eligible` holds each layer's mask
+    of eligible positions over that grid (:mod:`.positions`; missing or None = all). Calls
     ``checkpoint(state)`` every `checkpoint_every` batches, and on Ctrl-C before re-raising.
     """
     todo = list(indices)[state.done:]
@@ -38,7 +40,7 @@ def mine_indices(model: LoadedModel, images: ImageList, transform: Transform, st
     bar = tqdm(total=len(indices), initial=state.done, desc=desc, unit="img", disable=quiet, leave=False)
     batches = 0
     try:
-        with FeatureExtractor(model, names) as fx, torch.no_grad():
+        with FeatureExtractor(model, names, channels_first=True) as fx, torch.no_grad():
             for index, pixels, ok in loader:
                 x = model.preprocessing.normalize(pixels.to(device).float().div_(255))
                 feats = fx(x)
