@@ -16,7 +16,8 @@ from vistoolbox.errors import VisError
 from vistoolbox.files import read_json
 
 from .context import Context
-from .jobs import cancelled_note, in_job_process
+from . import inputs
+from .jobs import cancelled_note, in_job_process, queued_text
 from .optimise import PREVIEW_EVERY, reporter, versioned_url
 
 __all__ = ["accentuate_patch", "button", "done_text", "panel", "register"]
@@ -95,22 +96,30 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
     def run_job(set_progress, req):  # noqa: ANN001, ANN202
         if not req:
             raise dash.exceptions.PreventUpdate
+        try:  # from the browser: a unit that exists, a top-9 rank
+            sel = inputs.selection(ctx, req)
+            rank = inputs.count(req.get("rank"), "rank", 0, 8)
+        except VisError as exc:
+            return None, f"⚠ {exc}"
         in_job_process()
-        unit, rank, layer = int(req["unit"]), int(req["rank"]), req["layer"]
-        run = ctx.runs[req["run"]]
+        unit, layer, run = sel["unit"], sel["layer"], ctx.runs[sel["run"]]
         cached = run.accentuated(layer, unit, rank).is_file()
         report = reporter(set_progress, unit, f"patch #{rank + 1}, ")
-        if not cached:
-            set_progress(("0", "1", None, f"unit {unit}, patch #{rank + 1}: starting"))
         try:
-            path = accentuate_patch(ctx, req["run"], layer, unit, rank, report)
+            if cached:
+                path = run.accentuated(layer, unit, rank)
+            else:
+                set_progress(("0", "1", None, f"unit {unit}, patch #{rank + 1}: starting"))
+                with ctx.slots.slot(lambda place, waiting: set_progress((
+                        "0", "1", None, f"unit {unit}, patch #{rank + 1}: {queued_text(ctx, place, waiting)}"))):
+                    path = accentuate_patch(ctx, sel["run"], layer, unit, rank, report)
         except VisError as exc:
             return None, f"⚠ unit {unit}, patch #{rank + 1}: {exc}"
         try:
             record = read_json(path.with_suffix(".json"))
         except (OSError, ValueError):
             record = None
-        return versioned_url(ctx, req["run"], path), done_text(unit, rank, record, cached)
+        return versioned_url(ctx, sel["run"], path), done_text(unit, rank, record, cached)
 
     @app.callback(Output("acc-note", "children"), Input("acc-cancel", "n_clicks"), Input("selection", "data"),
                   State("acc-progress", "value"), State("acc-progress", "max"), State("acc-request", "data"),

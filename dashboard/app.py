@@ -1,24 +1,37 @@
 """``create_app(...)``: the Dash app of ``vis dashboard`` (Units, Live, Texture, Transfer tabs)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import dash
 from dash import Input, Output, State, dcc, html
 
+from vistoolbox.limits import whole
+
 from . import jobs, live, texture, transfer, units
-from .context import DEFAULT_MAX_UPLOAD_BYTES, make_context
+from .context import DEFAULT_MAX_JOBS, DEFAULT_MAX_UPLOAD_BYTES, make_context
 from .serving import register_routes
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "unusable_request"]
 
 ASSETS = Path(__file__).parent / "assets"
+
+
+def unusable_request(exc: Exception) -> None:
+    """What a callback that raised answers: no change (instead of an HTTP 500 with a traceback in the
+    log) and one line in the server's log. Callbacks check what they are sent (:mod:`.inputs`); this
+    catches what a forged or stale request still gets past them."""
+    reason = (str(exc).strip().splitlines() or [""])[0][:160]
+    print(f"vis dashboard: ignored a request it could not use ({type(exc).__name__}: {reason})", file=sys.stderr,
+          flush=True)
 
 
 def create_app(runs: list[str | Path] | None = None, model: str | None = None, weights: str | None = None, *,
                device: str = "cpu", seed: int = 0, input_size: int | None = None, cache_dir: str | Path | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, stylizers_dir: str | Path | None = None,
-               trust_run_code: bool = False, layouts: dict[str, str] | None = None) -> dash.Dash:
+               trust_run_code: bool = False, layouts: dict[str, str] | None = None,
+               max_jobs: int = DEFAULT_MAX_JOBS) -> dash.Dash:
     """Build the dashboard for run directories written by ``vis mine``.
 
     Args:
@@ -33,17 +46,20 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
             data, only torchvision models are rebuilt from it — name your model code with `model`).
         layouts: layout overrides for the model's layers (layer → ``HWC``, ``NC:1+14x14``…), on top
             of the layouts the runs recorded.
+        max_jobs: background jobs (texture, transfer, optimised images) that run at once; more
+            wait in a queue that shows each its place (default 2).
 
     The app's shared state is ``app.vis_context`` (a :class:`~vistoolbox.dashboard.context.Context`).
     """
     extra = {"cache_dir": Path(cache_dir)} if cache_dir else {}
     ctx = make_context(runs, model, weights, device=device, seed=seed, input_size=input_size,
                        max_upload_bytes=max_upload_bytes, stylizers_dir=stylizers_dir,
-                       trust_run_code=trust_run_code, layouts=dict(layouts or {}), **extra)
+                       trust_run_code=trust_run_code, layouts=dict(layouts or {}),
+                       max_jobs=whole(max_jobs, "max_jobs", 1, 64), **extra)
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     manager = jobs.make_manager(ctx)
     app = dash.Dash(__name__, assets_folder=str(ASSETS), title="vistoolbox", suppress_callback_exceptions=True,
-                    background_callback_manager=manager)
+                    background_callback_manager=manager, on_error=unusable_request)
     app.server.config["MAX_CONTENT_LENGTH"] = max_upload_bytes * 2 + 2**20  # base64 + other form fields
     register_routes(app.server, ctx, units.source_with_box)
     app.layout = html.Div(className="app", children=[
@@ -65,6 +81,7 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
     live.register(app, ctx)
     texture.register(app, ctx, manager)
     transfer.register(app, ctx, manager)
+    manager.seal()  # this app's jobs run this app's functions, whatever apps the process makes later
 
     @app.callback(Output("url", "search", allow_duplicate=True), Output("tabs", "value"),
                   Input("live-open-unit", "n_clicks"), State("live-open-query", "data"), prevent_initial_call=True)

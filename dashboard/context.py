@@ -1,22 +1,43 @@
 """What every tab shares: the opened runs, the (lazily loaded) model, limits and the upload cache."""
 from __future__ import annotations
 
+import atexit
 import hashlib
+import os
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vistoolbox import LoadedModel, Run, load_model, open_run
-from vistoolbox.models import check_run_model, is_code
 from vistoolbox.errors import VisUsageError
+from vistoolbox.models import check_run_model, is_code
 
-__all__ = ["content_key", "Context", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_UPLOAD_PIXELS", "make_context"]
+from .slots import JobSlots
+
+__all__ = ["content_key", "Context", "DEFAULT_MAX_JOBS", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_UPLOAD_PIXELS",
+           "make_context", "temporary_cache"]
 
 #: Largest upload accepted (bytes of the file itself); enforced in the browser and on the server.
 DEFAULT_MAX_UPLOAD_BYTES = 8 * 2**20
 #: Largest decoded upload (pixels); bigger images are refused before decoding (bomb guard).
 DEFAULT_MAX_UPLOAD_PIXELS = 25_000_000
+#: Background jobs (texture, transfer, optimised images) one dashboard runs at once.
+DEFAULT_MAX_JOBS = 2
+
+
+def temporary_cache() -> Path:
+    """A new cache folder in the system's temp folder, removed when this process exits (not when a
+    job process forked from it does)."""
+    path = Path(tempfile.mkdtemp(prefix="vis-dashboard-"))
+    atexit.register(_remove_cache, path, os.getpid())
+    return path
+
+
+def _remove_cache(path: Path, owner: int) -> None:
+    if os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
@@ -35,7 +56,8 @@ class Context:
     trust_run_code: bool = False  # import model code that a run names (never by default)
     layouts: dict[str, str] = field(default_factory=dict)  # layer → layout overrides (--layout)
     notes: list[str] = field(default_factory=list)  # one-line remarks for the header and the console
-    cache_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vis-dashboard-")))
+    max_jobs: int = DEFAULT_MAX_JOBS  # background jobs that run at once; more wait in a queue
+    cache_dir: Path = field(default_factory=lambda: temporary_cache())
     _model: LoadedModel | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _others: dict = field(default_factory=dict, repr=False)
@@ -78,6 +100,11 @@ class Context:
         if index is None or not 0 <= int(index) < len(self.runs):
             return None
         return self.runs[int(index)]
+
+    @property
+    def slots(self) -> JobSlots:
+        """The cap on this dashboard's concurrent background jobs (shared by its job processes)."""
+        return JobSlots(self.cache_dir / "slots", self.max_jobs)
 
     @property
     def uploads(self) -> Path:

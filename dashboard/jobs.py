@@ -26,9 +26,9 @@ from .context import Context, content_key
 from .serving import HEX_KEY, cache_url, data_uri
 from .uploads import cache_image, cached_path, store_upload
 
-__all__ = ["CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of",
+__all__ = ["AppJobManager", "CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of",
            "job_panel", "layer_names", "loss_figure", "make_manager", "pick_options", "PREVIEW_EVERY_S",
-           "register_download", "register_job", "register_picker", "resolve_pick", "run_job", "sample_image",
+           "queued_text", "register_download", "register_job", "register_picker", "resolve_pick", "run_job", "sample_image",
            "SAMPLES", "snapshot_every", "Throttle", "upload_options"]
 
 #: Cached job results expire after a week.
@@ -48,7 +48,26 @@ def in_job_process() -> None:
     torch.set_num_threads(1)
 
 
-def make_manager(ctx: Context) -> dash.DiskcacheManager:
+class AppJobManager(dash.DiskcacheManager):
+    """A disk-backed background-callback manager that runs only its own app's job functions.
+
+    Dash registers every background callback with every live manager under a key made of the
+    callback's outputs and source, so in a process holding several apps (tests, a WSGI host) the app
+    made last would otherwise run its closures — its runs and model — for the other apps' jobs. The
+    manager takes registrations until :meth:`seal` (called once its app's callbacks are registered)."""
+
+    sealed: bool = False
+
+    def register(self, key, fn, progress) -> None:  # noqa: ANN001 - Dash's signature
+        if not self.sealed:
+            super().register(key, fn, progress)
+
+    def seal(self) -> None:
+        """Take no further registrations: later apps' callbacks with the same key stay theirs."""
+        self.sealed = True
+
+
+def make_manager(ctx: Context) -> AppJobManager:
     """A disk-backed background-callback manager whose cache lives in the dashboard's cache folder."""
     import sqlite3
 
@@ -58,7 +77,7 @@ def make_manager(ctx: Context) -> dash.DiskcacheManager:
         cache = diskcache.Cache(str(ctx.cache_dir / "diskcache"))
     except sqlite3.Error as exc:  # diskcache keeps its index in SQLite: a full or broken disk shows here
         raise VisRuntimeError(f"cannot use the job cache in {str(ctx.cache_dir)!r}: {exc}") from None
-    return dash.DiskcacheManager(cache, cache_by=[lambda: "vistoolbox-jobs-v1"], expire=CACHE_EXPIRE_S)
+    return AppJobManager(cache, cache_by=[lambda: "vistoolbox-jobs-v1"], expire=CACHE_EXPIRE_S)
 
 
 # --------------------------------------------------------------------------- image pickers
@@ -209,8 +228,12 @@ Work = Callable[[Context, dict[str, Any], Callable[[dict], None]], ImageResult]
 
 
 def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
-            set_progress: Callable[[tuple], None]) -> tuple[str, dict]:
-    """Run `work` (or reuse its saved result) → (result key, record). Progress is throttled."""
+            set_progress: Callable[[tuple], None], check: Callable[[Context, dict], Any] | None = None) -> tuple[str, dict]:
+    """Run `work` (or reuse its saved result) → (result key, record). `check` refuses bad parameters
+    first; then the job waits for one of the dashboard's job slots (its place in the queue is shown
+    as progress). Progress is throttled."""
+    if check is not None:
+        check(ctx, params)
     key = content_key(kind, sorted(params.items()), ctx.model_name, ctx.weights)
     out = ctx.jobs_dir / f"{key}.png"
     sidecar = out.with_suffix(".json")
@@ -228,11 +251,18 @@ def run_job(ctx: Context, kind: str, params: dict[str, Any], work: Work,
             set_progress((str(info["step"]), str(info["steps_total"]), preview[0],
                           f"step {info['step']}/{info['steps_total']}"))
 
-    result = work(ctx, params, report)
+    with ctx.slots.slot(lambda place, waiting: set_progress(("0", "1", None, queued_text(ctx, place, waiting)))):
+        result = work(ctx, params, report)
     image, record = result.images, result.record
     save_png(image, out)
     write_json(sidecar, {k: v for k, v in record.items() if k != "snapshots"})
     return key, record
+
+
+def queued_text(ctx: Context, place: int, waiting: int) -> str:
+    """``queued: 2 of 3 waiting (2 jobs run at a time)``."""
+    runs = "1 job runs" if ctx.max_jobs == 1 else f"{ctx.max_jobs} jobs run"
+    return f"queued: {place} of {waiting} waiting ({runs} at a time)"
 
 
 class Throttle:
@@ -252,8 +282,10 @@ class Throttle:
 
 
 def register_job(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager, prefix: str, kind: str,
-                 states: list[State], names: list[str], work: Work) -> None:
-    """The background callback of a job panel: `states` (named `names`) become `params` of `work`."""
+                 states: list[State], names: list[str], work: Work,
+                 check: Callable[[Context, dict], Any] | None = None) -> None:
+    """The background callback of a job panel: `states` (named `names`) become `params` of `work`,
+    after `check` (the server-side limits of the panel's controls)."""
 
     # A run clears the previous result and loss chart (they belong to other settings) and shows the
     # preview; a cancelled run keeps its last preview and says so in the note; nothing is saved.
@@ -274,7 +306,7 @@ def register_job(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager, p
         params = dict(zip(names, values))
         set_progress(("0", "1", None, "starting"))
         try:
-            key, record = run_job(ctx, kind, params, work, set_progress)
+            key, record = run_job(ctx, kind, params, work, set_progress, check)
         except VisError as exc:
             return None, dash.no_update, HIDDEN, f"⚠ {exc}"
         seconds = record.get("timings", {}).get("total_seconds")

@@ -16,25 +16,29 @@ from PIL import Image
 from torch import nn
 
 from vistoolbox import FeatureExtractor, LoadedModel, layer_table
-from vistoolbox.errors import VisError
+from vistoolbox.errors import VisError, VisUsageError
 from vistoolbox.features.views import MODES, unit_view_patches
 from vistoolbox.images import open_image, png_bytes, to_tensor
 from vistoolbox.models import top_classes
 from vistoolbox.rundir import short_name
 
+from . import inputs
 from .context import Context
 from .serving import data_uri, run_url
 from .units import make_query
 from .uploads import cache_image, load_cached, store_upload
 
-__all__ = ["SCALES", "activations", "channel_at", "channel_views", "clamp_channel", "classes_panel", "clicked_channel",
-           "layer_name", "layout", "live_layers", "maps_figure", "montage_png", "overlay_png", "register", "run_top9",
+__all__ = ["SCALES", "activations", "channel_at", "channel_views", "checked", "clamp_channel", "classes_panel", "clicked_channel",
+           "layer_name", "layer_values", "layout", "live_layers", "maps_figure", "montage_png", "overlay_png", "register", "run_top9",
            "selection_outline", "store_run_image", "tile_layout"]
 
 MIN_TILE, MAX_TILE = 24, 64   # px per channel tile in the montage
 PAD = 2
 _FORWARD = threading.Lock()   # one forward pass at a time through the shared model (hooks are shared)
 _CACHE: "OrderedDict[tuple, dict]" = OrderedDict()
+_COMPUTING: dict[tuple, threading.Event] = {}   # (image, layer, model) being computed now → set when done
+_MEMO = threading.Lock()                         # guards _CACHE and _COMPUTING
+_LAYERS: dict[tuple, set[str]] = {}
 
 
 # --------------------------------------------------------------------------- library calls
@@ -60,22 +64,44 @@ def live_layers(model: LoadedModel) -> list[dict[str, str]]:
 def activations(ctx: Context, key: str, layer: str) -> dict[str, Any]:
     """``{"maps": [C, h, w] float32, "image": PIL, "classes": [(name, p)]}`` for a cached image
     (memoised); the maps are channels first whatever the layer's layout (a token grid without its
-    class token)."""
+    class token).
+
+    Requests for the same (image, layer) that arrive while it is being computed wait for that one
+    computation instead of repeating it (20 browsers opening a new layer cost one forward pass)."""
     cache_key = (key, layer, ctx.model_name, ctx.weights)
-    if cache_key in _CACHE:
-        _CACHE.move_to_end(cache_key)
-        return _CACHE[cache_key]
+    while True:
+        with _MEMO:
+            if cache_key in _CACHE:
+                _CACHE.move_to_end(cache_key)
+                return _CACHE[cache_key]
+            done = _COMPUTING.get(cache_key)
+            mine = done is None
+            if mine:
+                done = _COMPUTING[cache_key] = threading.Event()
+        if mine:
+            break
+        done.wait()  # then take the result from the memo (or, if that computation failed, try ourselves)
+    try:
+        result = _compute(ctx, key, layer)
+        with _MEMO:
+            _CACHE[cache_key] = result
+            while len(_CACHE) > 16:
+                _CACHE.popitem(last=False)
+        return result
+    finally:
+        with _MEMO:
+            _COMPUTING.pop(cache_key, None)
+        done.set()
+
+
+def _compute(ctx: Context, key: str, layer: str) -> dict[str, Any]:
     model = ctx.model
     image = model.preprocessing.model_crop(load_cached(ctx, key))
     x = model.preprocessing.normalize(to_tensor(image)).to(model.device)
     with _FORWARD, torch.no_grad(), FeatureExtractor(model, [layer], channels_first=True) as fx:
         maps = fx(x)[layer][0].float().cpu().numpy()
         classes = top_classes(model, x) if model.has_classifier else []
-    result = {"maps": maps, "image": image, "classes": classes}
-    _CACHE[cache_key] = result
-    while len(_CACHE) > 16:
-        _CACHE.popitem(last=False)
-    return result
+    return {"maps": maps, "image": image, "classes": classes}
 
 
 def channel_views(ctx: Context, key: str, layer: str, channel: int) -> dict[str, bytes]:
@@ -255,13 +281,15 @@ def register(app: dash.Dash, ctx: Context) -> None:
         if not image or not layer:
             raise dash.exceptions.PreventUpdate
         try:
-            result = activations(ctx, image["key"], layer)
+            key, layer = checked(ctx, image, layer)
+            scale = inputs.one_of(scale, "scale", SCALES, "channel")
+            result = activations(ctx, key, layer)
         except VisError as exc:
             return dash.no_update, dash.no_update, dash.no_update, dash.no_update, f"⚠ {exc}", "col wide", "col"
         meta = tile_layout(*result["maps"].shape)
         maxima = result["maps"].reshape(len(result["maps"]), -1).max(1)
         chosen, _ = clamp_channel(selected, meta["channels"], layer)
-        figure = maps_figure(montage_png(result["maps"], meta, scale or "channel"), meta, maxima, chosen)
+        figure = maps_figure(montage_png(result["maps"], meta, scale), meta, maxima, chosen)
         return (figure, meta, data_uri(png_bytes(result["image"])),
                 classes_panel(ctx.model, result["classes"]), "", "col wide", dash.no_update)  # channel: see below
 
@@ -277,7 +305,10 @@ def register(app: dash.Dash, ctx: Context) -> None:
     def click(data, meta):  # noqa: ANN001, ANN202
         if not data or not meta:
             raise dash.exceptions.PreventUpdate
-        channel = clicked_channel(meta, data["points"][0])
+        try:  # both come from the browser; the channel is checked against the layer afterwards
+            channel = clicked_channel(meta, data["points"][0])
+        except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError):
+            raise dash.exceptions.PreventUpdate from None
         if channel is None:
             raise dash.exceptions.PreventUpdate
         return channel
@@ -292,15 +323,37 @@ def register(app: dash.Dash, ctx: Context) -> None:
     def channel(value, meta, image, layer):  # noqa: ANN001, ANN202
         if not image or not meta or value is None:
             raise dash.exceptions.PreventUpdate
-        ch, message = clamp_channel(value, meta["channels"], layer_name(ctx.model, layer))
-        result = activations(ctx, image["key"], layer)
+        try:
+            key, layer = checked(ctx, image, layer)
+            result = activations(ctx, key, layer)
+        except VisError:
+            raise dash.exceptions.PreventUpdate from None
+        # the number of channels comes from the maps, never from the browser's `meta`
+        ch, message = clamp_channel(value, result["maps"].shape[0], layer_name(ctx.model, layer))
         views = [html.Figure(className="view", children=[html.Img(src=data_uri(png), id=f"live-view-{mode}"),
                                                          html.Figcaption(mode)])
-                 for mode, png in channel_views(ctx, image["key"], layer, ch).items()]
+                 for mode, png in channel_views(ctx, key, layer, ch).items()]
         outline = Patch()
-        outline["layout"]["shapes"] = selection_outline(meta, ch)
+        outline["layout"]["shapes"] = selection_outline(tile_layout(*result["maps"].shape), ch)   # not the browser's meta
         return (data_uri(overlay_png(result["image"], result["maps"][ch])), f"channel {ch}",
                 run_top9(ctx, layer, ch), views, ch if ch != value else dash.no_update, message, "col", outline)
+
+
+def layer_values(ctx: Context) -> set[str]:
+    """The layers the Live tab offers (its dropdown's values), computed once per model."""
+    key = (ctx.model_name, ctx.weights, ctx.input_size)
+    if key not in _LAYERS:
+        _LAYERS[key] = {option["value"] for option in live_layers(ctx.model)}
+    return _LAYERS[key]
+
+
+def checked(ctx: Context, image: Any, layer: Any) -> tuple[str, str]:
+    """The cached-image key and the layer of a request, checked: the key must be one this dashboard
+    stored and the layer one of the dropdown's (a forged name, number or list is a usage error)."""
+    key = inputs.image_keys({"keys": [image.get("key")]} if isinstance(image, dict) else None)
+    if not key:
+        raise VisUsageError("choose an image first")
+    return key[0], inputs.one_of(layer, "layer", sorted(layer_values(ctx)))
 
 
 def clamp_channel(value: Any, channels: int, layer: str) -> tuple[int, str]:

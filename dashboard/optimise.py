@@ -14,8 +14,9 @@ from vistoolbox import maximize_layer
 from vistoolbox.errors import VisError
 from vistoolbox.images import png_bytes
 
+from . import inputs
 from .context import Context
-from .jobs import Throttle, cancelled_note, in_job_process
+from .jobs import Throttle, cancelled_note, in_job_process, queued_text
 from .serving import data_uri, run_url
 
 __all__ = ["button_label", "optimise_unit", "panel", "PREVIEW_EVERY", "progress_text",
@@ -23,6 +24,8 @@ __all__ = ["button_label", "optimise_unit", "panel", "PREVIEW_EVERY", "progress_
 
 #: Steps between two previews of the image being optimised.
 PREVIEW_EVERY = 8
+#: The steps the page offers, enforced on the server too.
+MIN_STEPS, MAX_STEPS = 8, 4096
 SHOWN, HIDDEN = {}, {"display": "none"}
 
 
@@ -35,7 +38,7 @@ def panel() -> html.Div:
         html.Div(id="max-status", className="status"),
         html.Div(id="max-note", className="message"),
         html.Div(className="pickers", children=[
-            html.Label(["steps ", dcc.Input(id="max-steps", type="number", min=8, max=4096, step=1, value=128,
+            html.Label(["steps ", dcc.Input(id="max-steps", type="number", min=MIN_STEPS, max=MAX_STEPS, step=1, value=128,
                                             className="number")]),
             html.Button("compute optimised image", id="max-run", n_clicks=0),
             html.Button("cancel", id="max-cancel", n_clicks=0, disabled=True),
@@ -103,14 +106,21 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
     def optimise(set_progress, n, sel, steps):  # noqa: ANN001, ANN202
         if not n or not sel:
             raise dash.exceptions.PreventUpdate
+        try:  # both come from the browser: a unit that exists, steps within the page's limits
+            sel = inputs.selection(ctx, sel)
+            steps = inputs.count(steps, "steps", MIN_STEPS, MAX_STEPS, 128)
+        except VisError as exc:
+            return dash.no_update, f"⚠ {exc}", dash.no_update
         in_job_process()
         unit, run = sel["unit"], ctx.runs[sel["run"]]
         report = reporter(set_progress, unit)
 
         cached = run.maximized(sel["layer"], unit).is_file()
-        set_progress(("0", str(steps or 128), None, f"unit {unit}: starting ({'recomputing' if cached else 'computing'})"))
+        set_progress(("0", str(steps), None, f"unit {unit}: starting ({'recomputing' if cached else 'computing'})"))
         try:
-            path = optimise_unit(ctx, sel["run"], sel["layer"], unit, steps or 128, report, overwrite=cached)
+            with ctx.slots.slot(lambda place, waiting: set_progress(("0", str(steps), None,
+                                                                      f"unit {unit}: {queued_text(ctx, place, waiting)}"))):
+                path = optimise_unit(ctx, sel["run"], sel["layer"], unit, steps, report, overwrite=cached)
         except VisError as exc:
             return dash.no_update, f"⚠ {exc}", button_label(cached)
         record = run.maximized_record(sel["layer"], unit) or {}

@@ -19,6 +19,7 @@ from vistoolbox.errors import VisError, VisUsageError
 from vistoolbox.images import load_tensor
 from vistoolbox.style.stylizer import Stylizer, load_stylizer, stylize
 
+from . import inputs
 from .context import Context, content_key
 
 __all__ = ["describe", "fast_stylize", "find_stylizers", "Found", "lookup", "MAX_FAST_SIZE", "options",
@@ -126,9 +127,9 @@ def fast_stylize(ctx: Context, content: Path, value: str | None, strength: float
     from PIL import Image
 
     found = lookup(ctx, value)
-    strength = 1.0 if strength is None else float(strength)
-    if size is not None and not 16 <= int(size) <= MAX_FAST_SIZE:
-        raise VisUsageError(f"size must be between 16 and {MAX_FAST_SIZE} px, got {size}")
+    strength = inputs.real(strength, "strength", 0, 1, 1.0)
+    if size is not None:
+        size = inputs.count(size, "size", 16, MAX_FAST_SIZE)
     with Image.open(content) as opened:       # a PNG the dashboard wrote itself (uploads are checked)
         longest = max(opened.size)
     image = load_tensor(content, size=min(int(size), longest) if size else None, max_pixels=ctx.max_upload_pixels)

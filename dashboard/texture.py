@@ -10,11 +10,14 @@ from dash import State, dcc, html
 from vistoolbox import LoadedModel
 from vistoolbox.style import DEFAULT_STYLE_LAYERS, synthesize_texture
 
-from . import jobs
+from . import inputs, jobs
 from .context import Context
-from .live import live_layers
+from .live import layer_values, live_layers
 
-__all__ = ["layer_options", "layout", "register", "work"]
+__all__ = ["MAX_SIZE", "MAX_STEPS", "check", "layer_options", "layout", "register", "work"]
+
+#: The page's limits, enforced on the server too (Texture and Transfer).
+MAX_SIZE, MAX_STEPS = 1024, 5000
 
 
 def layer_options(model: LoadedModel) -> tuple[list[dict[str, str]], list[str]]:
@@ -38,8 +41,8 @@ def layout(ctx: Context) -> html.Div:
         html.Div(className="row", children=[
             html.Div(className="col", children=[jobs.image_picker(ctx, "tex", "texture", value="sample:brick")]),
             html.Div(className="col wide", children=[
-                html.Label(["size ", dcc.Input(id="tex-size", type="number", min=16, max=1024, step=1, value=128)]),
-                html.Label(["steps ", dcc.Input(id="tex-steps", type="number", min=1, max=5000, step=1, value=100)]),
+                html.Label(["size ", dcc.Input(id="tex-size", type="number", min=16, max=MAX_SIZE, step=1, value=128)]),
+                html.Label(["steps ", dcc.Input(id="tex-steps", type="number", min=1, max=MAX_STEPS, step=1, value=100)]),
                 html.Label(["seed ", dcc.Input(id="tex-seed", type="number", min=0, step=1, value=0)]),
                 html.Label(["layers ", dcc.Dropdown(id="tex-layers", options=options, value=default, multi=True)]),
             ]),
@@ -50,12 +53,22 @@ def layout(ctx: Context) -> html.Div:
 
 def work(ctx: Context, params: dict[str, Any], report: Callable[[dict], None]):  # noqa: ANN201
     """Call the library: ``synthesize_texture`` on the chosen texture."""
+    checked = check(ctx, params)
     images = jobs.images_of(ctx, params["images"], "texture")
-    steps = int(params["steps"] or 100)
     name = jobs.layer_names(ctx.model)      # the record and the loss legend say relu1_1, not features.1
-    return synthesize_texture(ctx.model, images, size=int(params["size"] or 128), steps=steps,
-                              layers=[name(layer) for layer in params["layers"] or []] or DEFAULT_STYLE_LAYERS,
-                              seed=int(params["seed"] or 0), snapshot_every=jobs.snapshot_every(steps), progress=report)
+    return synthesize_texture(ctx.model, images, size=checked["size"], steps=checked["steps"],
+                              layers=[name(layer) for layer in checked["layers"]] or DEFAULT_STYLE_LAYERS,
+                              seed=checked["seed"], snapshot_every=jobs.snapshot_every(checked["steps"]),
+                              progress=report)
+
+
+def check(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The job's parameters within the page's limits (a forged request gets a one-line refusal)."""
+    inputs.image_keys(params["images"])
+    return {"size": inputs.count(params["size"], "size", 16, MAX_SIZE, 128),
+            "steps": inputs.count(params["steps"], "steps", 1, MAX_STEPS, 100),
+            "seed": inputs.count(params["seed"], "seed", 0, 2**31 - 1, 0),
+            "layers": inputs.layers(ctx, params["layers"], "layers", layer_values(ctx))}
 
 
 def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager) -> None:
@@ -64,4 +77,4 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager) -> No
     names = ["images", "size", "steps", "seed", "layers"]
     states = [State("tex-images", "data"), State("tex-size", "value"), State("tex-steps", "value"),
               State("tex-seed", "value"), State("tex-layers", "value")]
-    jobs.register_job(app, ctx, manager, "tex", "texture", states, names, work)
+    jobs.register_job(app, ctx, manager, "tex", "texture", states, names, work, check)

@@ -17,13 +17,14 @@ from dash import Input, Output, State, dcc, html
 from vistoolbox.errors import VisError, VisUsageError
 from vistoolbox.images import save_png
 from vistoolbox.style import transfer_style
-from vistoolbox.style.transfer import DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT
+from vistoolbox.style.transfer import DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT, PRESERVE
 
-from . import jobs, stylizers
+from . import inputs, jobs, stylizers
 from .context import Context, content_key
 from .serving import cache_url
+from .texture import MAX_SIZE, MAX_STEPS
 
-__all__ = ["fast_result", "layout", "NO_DEMO_STYLIZER", "parse_blend", "register", "stylizer_message", "TRAIN_COMMAND",
+__all__ = ["check", "fast_result", "layout", "NO_DEMO_STYLIZER", "parse_blend", "register", "stylizer_message", "TRAIN_COMMAND",
            "usable_keys", "work"]
 
 
@@ -56,9 +57,9 @@ def layout(ctx: Context) -> html.Div:
                 html.Label(["content weight ", dcc.Input(id="tr-content-weight", type="number", min=0,
                                                          value=DEFAULT_CONTENT_WEIGHT)]),
                 html.Label(["colours ", dcc.Dropdown(id="tr-preserve", value="none", clearable=False,
-                                                     options=["none", "luminance", "histogram"])]),
-                html.Label(["size ", dcc.Input(id="tr-size", type="number", min=16, max=1024, step=1, value=192)]),
-                html.Label(["steps ", dcc.Input(id="tr-steps", type="number", min=1, max=5000, step=1, value=100)]),
+                                                     options=list(PRESERVE))]),
+                html.Label(["size ", dcc.Input(id="tr-size", type="number", min=16, max=MAX_SIZE, step=1, value=192)]),
+                html.Label(["steps ", dcc.Input(id="tr-steps", type="number", min=1, max=MAX_STEPS, step=1, value=100)]),
             ]),
         ]),
         html.Div(id="tr-job-panel", children=[jobs.job_panel("tr", "style transfer")]),
@@ -135,16 +136,28 @@ def fast_panel() -> html.Div:
 
 def work(ctx: Context, params: dict[str, Any], report: Callable[[dict], None]):  # noqa: ANN201
     """Call the library: ``transfer_style`` with the chosen content and styles."""
+    checked = check(ctx, params)
     content = jobs.images_of(ctx, params["content"], "content")[0]
     styles = jobs.images_of(ctx, params["styles"], "style")
-    steps = int(params["steps"] or 100)
-    log_style = params["style_weight"]
-    style_weight = DEFAULT_STYLE_WEIGHT if log_style is None else 10 ** float(log_style)
-    content_weight = DEFAULT_CONTENT_WEIGHT if params["content_weight"] is None else float(params["content_weight"])
-    return transfer_style(ctx.model, content, styles, style_blend=parse_blend(params["blend"], len(styles)),
-                          style_weight=style_weight, content_weight=content_weight,
-                          preserve_colors=params["preserve"] or "none", size=int(params["size"] or 192),
-                          steps=steps, snapshot_every=jobs.snapshot_every(steps), progress=report)
+    return transfer_style(ctx.model, content, styles, style_blend=parse_blend(checked["blend"], len(styles)),
+                          style_weight=10 ** checked["style_weight"], content_weight=checked["content_weight"],
+                          preserve_colors=checked["preserve"], size=checked["size"], steps=checked["steps"],
+                          snapshot_every=jobs.snapshot_every(checked["steps"]), progress=report)
+
+
+def check(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The job's parameters within the page's limits (a forged request gets a one-line refusal)."""
+    inputs.image_keys(params["content"])
+    inputs.image_keys(params["styles"])
+    blend = params["blend"]
+    if blend is not None and (not isinstance(blend, str) or len(blend) > 200):
+        raise VisUsageError("`blend weights` must be a short text of numbers, e.g. 0.7, 0.3")
+    return {"blend": blend, "size": inputs.count(params["size"], "size", 16, MAX_SIZE, 192),
+            "steps": inputs.count(params["steps"], "steps", 1, MAX_STEPS, 100),
+            "style_weight": inputs.real(params["style_weight"], "style weight (log10)", -1, 6,
+                                        math.log10(DEFAULT_STYLE_WEIGHT)),
+            "content_weight": inputs.real(params["content_weight"], "content weight", 0, 1e6, DEFAULT_CONTENT_WEIGHT),
+            "preserve": inputs.one_of(params["preserve"], "colours", PRESERVE, "none")}
 
 
 def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager) -> None:
@@ -155,7 +168,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager) -> No
     states = [State("tr-content-images", "data"), State("tr-style-images", "data"), State("tr-blend", "value"),
               State("tr-style-weight", "value"), State("tr-content-weight", "value"), State("tr-preserve", "value"),
               State("tr-size", "value"), State("tr-steps", "value")]
-    jobs.register_job(app, ctx, manager, "tr", "transfer", states, names, work)
+    jobs.register_job(app, ctx, manager, "tr", "transfer", states, names, work, check)
     register_fast(app, ctx)
 
 

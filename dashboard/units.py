@@ -23,8 +23,8 @@ from vistoolbox.mining.gallery import (GRID_COLUMNS, THUMB, histogram_bins, imag
                                        thumbnails)
 from vistoolbox.rundir import Run, unit_stem
 
-from . import accent, optimise
-from .jobs import in_job_process
+from . import accent, inputs, optimise
+from .jobs import in_job_process, queued_text
 from .context import Context, content_key
 from .serving import cache_url, run_url
 
@@ -307,7 +307,11 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         State("selection", "data"), State("grid-key", "data"), State("tabs", "value"))
     def select(search, run_value, layer_value, click, keys, current, grid_key, tab):  # noqa: ANN001, ANN202
         trigger = cb.triggered_id
-        new = select_from_trigger(ctx, trigger, search, run_value, layer_value, keys, current, tab, click)
+        try:  # every value comes from the browser: a forged one changes nothing
+            current = inputs.selection(ctx, current) if current is not None else None
+            new = select_from_trigger(ctx, trigger, search, run_value, layer_value, keys, current, tab, click)
+        except (VisError, ValueError, TypeError, KeyError, AttributeError):
+            raise dash.exceptions.PreventUpdate from None
         if new is None:
             raise dash.exceptions.PreventUpdate
         run = ctx.runs[new["run"]]
@@ -322,8 +326,10 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
 
     @app.callback(Output("unit-grid", "children"), Output("layer-info", "children"), Input("grid-key", "data"))
     def grid(key):  # noqa: ANN001, ANN202
-        if not key:
-            raise dash.exceptions.PreventUpdate
+        try:
+            inputs.selection(ctx, {**key, "unit": 0})
+        except (VisError, TypeError):
+            raise dash.exceptions.PreventUpdate from None
         return unit_grid(ctx, key["run"], key["layer"]), layer_summary(ctx.runs[key["run"]], key["layer"])
 
     app.clientside_callback(
@@ -337,13 +343,19 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         Output("max-status", "children"), Output("source-view", "src", allow_duplicate=True),
         Input("selection", "data"), prevent_initial_call=True)
     def detail(sel):  # noqa: ANN001, ANN202
-        if not sel:
-            raise dash.exceptions.PreventUpdate
+        try:
+            sel = inputs.selection(ctx, sel)
+        except VisError:
+            raise dash.exceptions.PreventUpdate from None
         return unit_detail(ctx, sel["run"], sel["layer"], sel["unit"])
 
     @app.callback(Output("views-request", "data"), Output("views-status", "children"),
                   Input("selection", "data"), prevent_initial_call=True)
     def views_request(sel):  # noqa: ANN001, ANN202
+        try:
+            sel = inputs.selection(ctx, sel)
+        except VisError:
+            raise dash.exceptions.PreventUpdate from None
         request, status = select_views_request(ctx, sel)
         return (dash.no_update if request is None else request), status
 
@@ -354,14 +366,18 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         progress=[Output("views-status", "children", allow_duplicate=True)],
         cancel=[Input("selection", "data")])
     def compute_views(set_progress, request):  # noqa: ANN001, ANN202
-        if not request:
-            raise dash.exceptions.PreventUpdate
+        try:
+            request = inputs.selection(ctx, request)
+        except VisError:
+            raise dash.exceptions.PreventUpdate from None
         in_job_process()
         run_index, layer, unit = request["run"], request["layer"], request["unit"]
         set_progress(f"computing the {', '.join(MODES)} views of unit {unit}'s top-{ctx.runs[run_index].manifest.get('k', 9)}…")
         start = time.perf_counter()
         try:
-            rendered = views_on_demand(ctx, run_index, layer, unit)
+            queued = lambda place, waiting: set_progress(f"unit {unit}: views {queued_text(ctx, place, waiting)}")  # noqa: E731
+            with ctx.slots.slot(queued):
+                rendered = views_on_demand(ctx, run_index, layer, unit)
         except VisError as exc:
             return dash.no_update, f"⚠ views of unit {unit}: {exc}"
         seconds = time.perf_counter() - start
@@ -372,8 +388,10 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
     @app.callback(Output({"type": "top9-inside", "rank": ALL}, "style"), Input("selection", "data"),
                   prevent_initial_call=True)
     def inside(sel):  # noqa: ANN001, ANN202
-        if not sel:
-            raise dash.exceptions.PreventUpdate
+        try:
+            sel = inputs.selection(ctx, sel)
+        except VisError:
+            raise dash.exceptions.PreventUpdate from None
         return inside_styles(ctx, sel["run"], sel["layer"], sel["unit"])
 
     @app.callback(Output("source-view", "src"), Input({"type": "top9-img", "rank": ALL}, "n_clicks"),
@@ -382,6 +400,10 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         trigger = cb.triggered_id
         if not sel or not isinstance(trigger, dict) or not cb.triggered[0]["value"]:
             raise dash.exceptions.PreventUpdate
+        try:
+            sel = inputs.selection(ctx, sel)
+        except VisError:
+            raise dash.exceptions.PreventUpdate from None
         return f"/vis/source/{sel['run']}/{sel['layer']}/{sel['unit']}/{trigger['rank']}.png"
 
 

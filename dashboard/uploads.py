@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from pathlib import Path
 
 from PIL import Image
@@ -15,7 +16,7 @@ from vistoolbox.images import open_image, png_bytes, resize_longest
 from .context import Context
 from .serving import HEX_KEY, cache_url
 
-__all__ = ["ALLOWED_FORMATS", "cache_image", "cached_path", "decode_upload", "load_cached", "store_upload"]
+__all__ = ["ALLOWED_FORMATS", "BOMB_PIXELS_PER_BYTE", "cache_image", "cached_path", "decode_upload", "load_cached", "store_upload"]
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF"}
 
@@ -35,20 +36,38 @@ def decode_upload(contents: str, max_bytes: int, max_pixels: int) -> Image.Image
         raise VisUsageError("the upload is not valid base64") from None
     if len(data) > max_bytes:
         raise VisUsageError(f"the upload is larger than the limit of {max_bytes // 2**20} MiB")
-    _check_format(data)
+    _check_format(data, max_pixels)
     return open_image(data, max_pixels=max_pixels)
 
 
-def _check_format(data: bytes) -> None:
+def _check_format(data: bytes, max_pixels: int) -> None:
+    """Refuse, from the header alone, what is not an allowed image or has more than `max_pixels`."""
     import io
 
     try:
         with Image.open(io.BytesIO(data)) as probe:
-            fmt = probe.format
-    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError):
+            fmt, (width, height) = probe.format, probe.size
+    except Image.DecompressionBombError as exc:   # Pillow's own guard, far above ours
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise VisUsageError(_too_many(f"{int(found.group(1)):,} pixels" if found else "more pixels than Pillow "
+                                      "decodes", len(data), max_pixels, bomb=True)) from None
+    except (OSError, SyntaxError, ValueError):
         raise VisUsageError("the upload is not an image (PNG, JPEG, BMP, WebP, TIFF or GIF)") from None
     if fmt not in ALLOWED_FORMATS:
         raise VisUsageError(f"uploaded {fmt} images are not supported; use PNG, JPEG, BMP, WebP, TIFF or GIF")
+    if width * height > max_pixels:
+        raise VisUsageError(_too_many(f"{width}x{height} = {width * height:,} pixels", len(data), max_pixels,
+                                      bomb=width * height > BOMB_PIXELS_PER_BYTE * len(data)))
+
+
+#: Pixels per byte of file above which an oversized upload is called a decompression bomb (photos
+#: take 0.1-10 px per byte; a bomb is a huge flat image squeezed into a few kB).
+BOMB_PIXELS_PER_BYTE = 100
+
+
+def _too_many(size: str, nbytes: int, max_pixels: int, bomb: bool) -> str:
+    what = f"a decompression bomb ({size} in a {nbytes / 1024:,.0f} kB file)" if bomb else size
+    return f"the upload is {what}, more than this dashboard accepts ({max_pixels:,} pixels); upload a smaller image"
 
 
 def store_upload(ctx: Context, contents: str, longest: int = 512) -> tuple[str, str]:

@@ -8,6 +8,7 @@ log is noise unless you are debugging.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ from typing import Any, Callable, Iterable
 
 import dash
 
-__all__ = ["RequestLog", "Server", "make_server", "serve"]
+from vistoolbox.errors import VisRuntimeError
+
+__all__ = ["check_port", "RequestLog", "Server", "make_server", "serve"]
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 #: Worker threads of the waitress server (job-progress polls and image requests run in parallel).
@@ -66,6 +69,30 @@ def make_server(app: dash.Dash, host: str = "127.0.0.1", port: int = 8050, verbo
                 prefer: str = "waitress") -> Server:
     """Bind `app` to `host`:`port` (0 picks a free port) with waitress, or werkzeug when waitress is
     not installed (or `prefer` is ``"werkzeug"``). Requests are logged only when `verbose`."""
+    try:
+        return _bind(app, host, port, verbose, prefer)
+    except OSError as exc:   # the port is taken, the address is not this machine's, no permission
+        raise _cannot_listen(host, port, exc) from None
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, as :func:`make_server` would, a `host`:`port` that cannot be listened on now."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise _cannot_listen(host, port, exc) from None
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> VisRuntimeError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return VisRuntimeError(f"cannot listen on {host}:{port}: {reason}; choose another `port` (or stop "
+                           "what uses it)")
+
+
+def _bind(app: dash.Dash, host: str, port: int, verbose: bool, prefer: str) -> Server:
     if verbose and not isinstance(app.server.wsgi_app, RequestLog):
         app.server.wsgi_app = RequestLog(app.server.wsgi_app)  # type: ignore[method-assign]
     if prefer == "waitress":

@@ -37,6 +37,9 @@ def main() -> None:
         duo.driver.get(f"{duo.server_url}/?layer={layer}&unit={args.unit}")
         duo.wait_for_contains_text("#detail-title", f"unit {args.unit}", timeout=60)
         time.sleep(1.5)
+        deadline = time.time() + 600                       # views computed on demand: wait for them
+        while "computing" in duo.find_element("#views-status").text and time.time() < deadline:
+            time.sleep(1)
         duo.find_elements("#top9 img")[0].click()
         time.sleep(1.5)
         duo.driver.save_screenshot(str(out / "dashboard-units.png"))

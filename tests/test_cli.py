@@ -175,3 +175,29 @@ def test_layers_table_never_truncates_names(tmp_path, capsys):
     assert [line.split()[0] for line in lines[1:]] == [f"encoder_layer_with_a_very_long_name_{i}" for i in range(12)]
     columns = {line.index("Conv2d") for line in lines[1:]}
     assert len(columns) == 1 and lines[0].index("type") in columns      # aligned under its header
+
+
+class _OpensAFile:
+    """Unpickling this object creates a file: the marker of code run by loading."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return open, (self.marker, "w")
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_a_pickle_stylizer_is_one_line_and_never_unpickled(tmp_path, zipped):
+    """A raw (legacy) or zipped torch pickle given as a stylizer: one line, exit 2, nothing run (no
+    torch warning lines either)."""
+    import torch
+    from PIL import Image
+
+    marker = tmp_path / "unpickled"
+    torch.save({"config": _OpensAFile(str(marker))}, tmp_path / "s.pt", _use_new_zipfile_serialization=zipped)
+    Image.new("RGB", (16, 16)).save(tmp_path / "c.png")
+    proc = vis("stylize", str(tmp_path / "s.pt"), str(tmp_path / "c.png"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and not marker.exists()
+    line = one_line(proc)
+    assert line.startswith(f"vis: error: cannot read '{tmp_path / 's.pt'}' as a stylizer file"), line

@@ -1,11 +1,14 @@
 """The ``vis`` command: parses arguments, calls the library, prints. No logic of its own."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import signal
 import sys
+import threading
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -495,12 +498,14 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
                    "each run's stylizers/ folder is searched too")
 @click.option("--trust-run-code", is_flag=True,
               help="import model code that a run names (default: never; give --model to name your code)")
+@click.option("--max-jobs", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="background jobs that run at once; more wait in a queue that shows their place")
 @click.option("--verbose", is_flag=True, help="log every HTTP request (method, path, status, ms)")
 @click.option("--debug-dash", is_flag=True, help="Dash debug mode (hot reload, dev tools; Flask's dev server)")
 @click.pass_context
 def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: str, seed: int,
               input_size: int | None, runs: tuple[str, ...], host: str, port: int, cache_dir: str | None,
-              max_upload_mb: int, stylizers_dir: str | None, trust_run_code: bool, verbose: bool,
+              max_upload_mb: int, stylizers_dir: str | None, trust_run_code: bool, max_jobs: int, verbose: bool,
               debug_dash: bool) -> None:
     """Serve the Dash dashboard: Units, Live, Texture and Transfer tabs.
 
@@ -509,20 +514,37 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
     from click.core import ParameterSource
 
     from .dashboard import create_app, serve
+    from .dashboard.wsgi import check_port
 
     given = lambda name: click_ctx.get_parameter_source(name) != ParameterSource.DEFAULT  # noqa: E731
     app = create_app(list(runs), model_name if given("model_name") or not runs else None,
                      weights if given("weights") or not runs else None, device=device, seed=seed,
                      input_size=input_size, cache_dir=cache_dir, max_upload_bytes=max_upload_mb * 2**20,
-                     stylizers_dir=stylizers_dir, trust_run_code=trust_run_code,
+                     stylizers_dir=stylizers_dir, trust_run_code=trust_run_code, max_jobs=max_jobs,
                      layouts=click_ctx.meta.get("vis_layouts", {}))
     for note in app.vis_context.notes:
         click.echo(f"vis dashboard: {note}", err=True)
-    if debug_dash:
-        click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)
-        app.run(host=host, port=port, debug=True)
+    with _sigterm_exits():
+        if debug_dash:
+            check_port(host, port)   # Flask's server would print that it runs before it finds the port taken
+            click.echo(f"vis dashboard: http://{host}:{port}/  (Ctrl+C stops)", err=True)
+            app.run(host=host, port=port, debug=True)
+            return
+        serve(app, host, port, verbose, say=lambda line: click.echo(f"vis dashboard: {line}", err=True))
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """While serving, `kill` (SIGTERM) ends the process as Ctrl+C does: through the exit handlers that
+    remove the dashboard's temporary cache. Only on the main thread; the old handler comes back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    serve(app, host, port, verbose, say=lambda line: click.echo(f"vis dashboard: {line}", err=True))
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import shutil
 import time
 
 import numpy as np
@@ -58,11 +59,24 @@ def test_upload_size_cap():
     assert decode_upload(data_url(data), len(data), 25_000_000).size == (64, 64)
 
 
-def test_upload_decompression_bomb_is_refused_before_decoding():
-    bomb = png(Image.new("1", (8000, 8000)))           # 64 Mpx that compress to a few kB
+@pytest.mark.parametrize("side", [8000, 14000])    # above our limit; above Pillow's own bomb guard too
+def test_upload_decompression_bomb_is_refused_before_decoding_and_named(side):
+    bomb = png(Image.new("1", (side, side)))           # 64 or 196 Mpx that compress to a few kB
     assert len(bomb) < 200_000
-    with pytest.raises(VisUsageError, match="above the limit"):
+    with pytest.raises(VisUsageError) as refused:
         decode_upload(data_url(bomb), 8 * 2**20, 25_000_000)
+    message = str(refused.value)
+    assert f"a decompression bomb ({side * side:,} pixels" in message.replace(f"{side}x{side} = ", ""), message
+    assert "not an image" not in message and "max" not in message.replace("more than", ""), message
+
+
+def test_upload_with_too_many_pixels_names_no_flag_the_dashboard_lacks():
+    rng = np.random.default_rng(0)
+    noise = png(Image.fromarray(rng.integers(0, 256, (120, 150, 3), dtype=np.uint8)))   # a photo-like 1 px/3 B
+    with pytest.raises(VisUsageError) as refused:
+        decode_upload(data_url(noise), 8 * 2**20, 10_000)
+    assert str(refused.value) == ("the upload is 150x120 = 18,000 pixels, more than this dashboard accepts "
+                                  "(10,000 pixels); upload a smaller image")
 
 
 # --------------------------------------------------------------------------- file serving
@@ -446,12 +460,17 @@ def _post(client, output: str, outputs: list[dict], inputs: list[dict], changed:
     return response.status_code, (response.get_json() if response.data else None)
 
 
-def test_views_of_any_unit_come_on_demand_through_the_real_endpoint(mined):
+def test_views_of_any_unit_come_on_demand_through_the_real_endpoint(mined, tmp_path):
     """A unit mined without views: selecting it asks for them, a background job computes them (through
-    Dash's real callback endpoint, polled as the browser polls) and caches them in the run."""
+    Dash's real callback endpoint, polled as the browser polls) and caches them in the run — with this
+    app's runs even when the process made another app since (Dash keys job functions by source)."""
     from urllib.parse import urlencode
 
+    from vistoolbox.dashboard import create_app
+
     app, ctx = mined
+    copy = shutil.copytree(ctx.runs[0].root, tmp_path / "copy")    # a later app in this process, on a copy:
+    create_app([copy], device="cpu", cache_dir=tmp_path / "other")  # the views must still land in our run
     run = ctx.runs[0]
     layer, unit = run.layers[1], 11
     targets = [run.patch(layer, unit, rank, mode) for rank in range(9) for mode in ("deconv", "backprop", "guided")]
@@ -531,15 +550,11 @@ def _centre_activation(model, layer: str, unit: int, image: torch.Tensor) -> flo
     return float(out[out.shape[0] // 2, out.shape[1] // 2])
 
 
-def test_accentuate_button_under_a_patch_runs_a_job_and_caches_it_in_the_run(mined, tmp_path):
+def test_accentuate_button_under_a_patch_runs_a_job_and_caches_it_in_the_run(mined):
     """The Units tab's accentuate button, through the real callback endpoint (request, background
     job, cached second click); the result raises the unit's centre activation (a plain forward hook)
     over the patch it started from and stays close to it."""
-    from vistoolbox.dashboard import create_app
-
-    # a fresh app: Dash keeps one registry of background jobs per process, the last app's wins
-    app = create_app([mined[1].runs[0].root], device="cpu", cache_dir=tmp_path / "cache")
-    ctx = app.vis_context
+    app, ctx = mined
     run, unit, rank = ctx.runs[0], 9, 2
     layer = run.layers[1]
     sel = {"run": 0, "layer": layer, "unit": unit}

@@ -206,15 +206,19 @@ def _views(model: LoadedModel, images: torch.Tensor, layer: str, units: Sequence
     return out
 
 
+EIGHT_BIT_MARGIN = 255 / 253  # the percentile pixel lands at 0.5 ± 253/510: one 8-bit level inside the range
+
+
 def view_patch(view: torch.Tensor, box: Box, percentile: float = 99.5) -> torch.Tensor:
     """A view ``[3, H, W]`` as a picture of the unit's field: cut to `box` (grey where the field leaves
     the image), centred at 0.5 and scaled so that at most ``100 − percentile`` % of the field's pixels
-    clip (the scale is the percentile of the pixels' largest channel magnitude inside the field,
-    rounded up to a pixel's value). Returns 0–1 ``[3, h, w]`` of the field's full size."""
+    clip, also once stored as 8-bit (the percentile of the pixels' largest channel magnitude inside the
+    field, rounded up to a pixel's value, maps to level 253.5 of 255: that pixel rounds to 253 or 254,
+    never to 0 or 255). Returns 0–1 ``[3, h, w]`` of the field's full size."""
     inner = view[:, box.top:box.bottom, box.left:box.right].detach().float().cpu()
     if inner.numel():
         magnitude = inner.abs().amax(0).flatten()
-        scale = float(torch.quantile(magnitude, percentile / 100, interpolation="higher"))
+        scale = float(torch.quantile(magnitude, percentile / 100, interpolation="higher")) * EIGHT_BIT_MARGIN
         inner = (inner / (2 * max(scale, 1e-30)) + 0.5).clamp(0, 1)
     full = Box(0, 0, inner.shape[1], inner.shape[2], box.pad_top, box.pad_left, box.pad_bottom, box.pad_right)
     return crop_padded(inner, full, [0.5, 0.5, 0.5])

@@ -23,7 +23,7 @@ from ..result import ImageResult
 from .losses import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleLoss
 from .optimize import OPTIMIZERS, Progress, run_stages, settings_record
 
-__all__ = ["DEFAULT_CONTENT_WEIGHT", "DEFAULT_STYLE_WEIGHT", "DEFAULT_TV_WEIGHT", "MAX_PIXELS", "StyleResult",
+__all__ = ["DEFAULT_CONTENT_WEIGHT", "DEFAULT_STYLE_WEIGHT", "DEFAULT_TV_WEIGHT", "MAX_PIXELS", "PRESERVE", "StyleResult",
            "check_output_path", "sidecar_path", "snapshot_path", "snapshot_writer", "synthesize_texture",
            "transfer_style"]
 
