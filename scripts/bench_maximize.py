@@ -21,6 +21,11 @@ Usage: python scripts/bench_maximize.py [--steps-alexnet 128] [--steps-vgg 128]
                                         [--seeds-alexnet 0,1,2] [--seeds-vgg 0]
                                         [--quality-seeds 0] [--quality-steps 512]
                                         [--quality-first-seed 0] [--cases alexnet,vgg16]
+                                        [--schedule-seeds 0,1,2,3,4,5,6,7]
+
+Reduced time-to-quality case (``--schedule-seeds``): AlexNet ``conv4:12`` (random weights) only — the
+default preset against coarse-to-fine schedules, no Lucent side (see :func:`schedule_case`). VGG16
+``conv4_3`` is left out: 512 default steps take about 6 minutes per seed on the 2-core machine.
 The last line of output is one JSON object.
 """
 from __future__ import annotations
@@ -178,6 +183,39 @@ def quality_case(model_name: str, weights: str, layer: str, unit: int, steps: in
             "ours_s_per_step_batch": round(ours_s / steps, 4), "lucent_s_per_step_batch": round(lucent_s / steps, 4)}
 
 
+#: Schedule case arms: name → ``maximize`` overrides (the default preset, then coarse-to-fine variants).
+SCHEDULE_ARMS = {"default": {}, "c2f_0.5:0.75,1:0.25": {"schedule": "0.5:0.75,1:0.25"},
+                 "c2f_0.5:0.75,1:0.25_half_steps": {"schedule": "0.5:0.75,1:0.25", "steps": 256}}
+
+
+def schedule_case(model_name: str, weights: str, layer: str, unit: int, seeds: list[int]) -> dict:
+    """A reduced time-to-quality case (no Lucent side): today's default preset against coarse-to-fine
+    schedules, arms interleaved per seed (A, B, C, A, B, C …), each run timed alone; per arm the
+    median wall time and final activation (8-bit image, ``activation_final``) and both as ratios to
+    the default (``speedup`` = default's time / the arm's)."""
+    from vistoolbox import load_model
+    from vistoolbox.actmax import DEFAULT_PRESET, maximize
+
+    model = load_model(model_name, weights, quiet=True)
+    runs: dict[str, list[dict]] = {name: [] for name in SCHEDULE_ARMS}
+    for seed in seeds:
+        for name, overrides in SCHEDULE_ARMS.items():
+            start = time.perf_counter()
+            result = maximize(model, f"{layer}:{unit}", preset=DEFAULT_PRESET, seed=seed, **overrides)
+            runs[name].append({"seed": seed, "seconds": round(time.perf_counter() - start, 3),
+                               "final": round(result.record["activation_final"][0], 4)})
+            print(f"{model_name} {layer}:{unit} {name} seed {seed}: {runs[name][-1]}", flush=True)
+    med = {name: (statistics.median(r["seconds"] for r in rows), statistics.median(r["final"] for r in rows))
+           for name, rows in runs.items()}
+    base_s, base_act = med["default"]
+    arms = {name: {"overrides": SCHEDULE_ARMS[name], "median_seconds": round(sec, 3), "median_final": round(act, 4),
+                   "speedup": round(base_s / sec, 3),
+                   "final_ratio": round(act / base_act, 3) if base_act > 0 else None, "runs": runs[name]}
+            for name, (sec, act) in med.items()}
+    return {"model": model_name, "weights": weights, "layer": layer, "unit": unit, "preset": DEFAULT_PRESET,
+            "seeds": seeds, "arms": arms}
+
+
 def aggregate(runs: list[dict]) -> dict:
     """One case over several seeds: medians of the per-seed numbers, and the runs themselves."""
     med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
@@ -204,6 +242,9 @@ def main() -> None:
     parser.add_argument("--quality-first-seed", type=int, default=0,
                         help="first image seed of the quality batch (also seeds the transform draws)")
     parser.add_argument("--cases", default="alexnet,vgg16", help="which models to run (comma-separated)")
+    parser.add_argument("--schedule-seeds", default="",
+                        help="comma-separated seeds for the reduced time-to-quality case on AlexNet conv4:12 "
+                             "(default preset vs coarse-to-fine; empty: skip)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     plan = [("alexnet", "random", "conv4", args.steps_alexnet, args.seeds_alexnet),
@@ -227,8 +268,10 @@ def main() -> None:
         print(f"{model} {layer}:12 over seeds {result['seeds']}, {result['steps']} steps: median final "
               f"{result['ours_median']} (ours) vs {result['lucent_median']} (Lucent)", flush=True)
         quality.append(result)
+    seeds = [int(v) for v in args.schedule_seeds.split(",") if v.strip()]
+    schedule = [schedule_case("alexnet", "random", "conv4", 12, seeds)] if seeds else []
     print(json.dumps({"torch": torch.__version__, "threads": 1, "cases": cases,
-                      **({"quality": quality} if quality else {})}))
+                      **({"quality": quality} if quality else {}), **({"schedule": schedule} if schedule else {})}))
 
 
 if __name__ == "__main__":
