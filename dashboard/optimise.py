@@ -20,7 +20,7 @@ from .jobs import Throttle, cancelled_note, in_job_process, queued_text
 from .serving import data_uri, run_url
 
 __all__ = ["button_label", "optimise_unit", "panel", "PREVIEW_EVERY", "progress_text",
-           "register", "versioned_url"]
+           "register", "reporter", "versioned_url"]
 
 #: Steps between two previews of the image being optimised.
 PREVIEW_EVERY = 8
@@ -54,6 +54,21 @@ def progress_text(unit: int, info: dict) -> str:
     """``unit 3: step 37/128 · activation 12.5`` (the mean over the batch, here one unit)."""
     act = sum(info["activation"]) / len(info["activation"])
     return f"unit {unit}: step {info['step']}/{info['steps_total']} · activation {act:.4g}"
+
+
+def reporter(set_progress: Callable[[tuple], None], unit: int, prefix: str = "") -> Callable[[dict], None]:
+    """A loop's `progress(info)` that sends (step, steps, preview data URI, ``prefix`` + status
+    text) to a background job's progress outputs, throttled (the last step always goes)."""
+    preview: list[str | None] = [None]
+    throttle = Throttle()
+
+    def report(info: dict) -> None:
+        if "images" in info:
+            preview[0] = data_uri(png_bytes(info["images"][0]))
+        if throttle.due(info["step"] == info["steps_total"]):
+            set_progress((str(info["step"]), str(info["steps_total"]), preview[0], prefix + progress_text(unit, info)))
+
+    return report
 
 
 def versioned_url(ctx: Context, run_index: int, path: Path) -> str:
@@ -98,14 +113,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
             return dash.no_update, f"⚠ {exc}", dash.no_update
         in_job_process()
         unit, run = sel["unit"], ctx.runs[sel["run"]]
-        preview: list[str | None] = [None]
-        throttle = Throttle()
-
-        def report(info: dict) -> None:
-            if "images" in info:
-                preview[0] = data_uri(png_bytes(info["images"][0]))
-            if throttle.due(info["step"] == info["steps_total"]):
-                set_progress((str(info["step"]), str(info["steps_total"]), preview[0], progress_text(unit, info)))
+        report = reporter(set_progress, unit)
 
         cached = run.maximized(sel["layer"], unit).is_file()
         set_progress(("0", str(steps), None, f"unit {unit}: starting ({'recomputing' if cached else 'computing'})"))

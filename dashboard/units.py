@@ -23,7 +23,7 @@ from vistoolbox.mining.gallery import (GRID_COLUMNS, THUMB, histogram_bins, imag
                                        thumbnails)
 from vistoolbox.rundir import Run, unit_stem
 
-from . import inputs, optimise
+from . import accent, inputs, optimise
 from .jobs import in_job_process, queued_text
 from .context import Context, content_key
 from .serving import cache_url, run_url
@@ -252,7 +252,7 @@ def layout(ctx: Context) -> html.Div:
                 html.Img(id={"type": "top9-img", "rank": r}, className="top9-img", alt=f"rank {r}"),
                 html.Div(id={"type": "top9-inside", "rank": r}, className="top9-inside", style={"display": "none"},
                          title="the image; outside it the network saw its zero padding (the mean colour)")]),
-            html.Figcaption(id={"type": "top9-value", "rank": r})]) for r in range(9)])
+            html.Figcaption(id={"type": "top9-value", "rank": r}), accent.button(r)]) for r in range(9)])
     detail = html.Div(id="unit-detail", className="unit-detail", children=[
         html.H3(id="detail-title"),
         top9,
@@ -265,6 +265,7 @@ def layout(ctx: Context) -> html.Div:
             html.Div(className="col", children=[html.H4("source (click a patch)"),
                                                 html.Img(id="source-view", className="source-view")]),
             optimise.panel(),
+            accent.panel(),
         ]),
         dcc.Graph(id="unit-hist", config={"displayModeBar": False}),
     ])
@@ -295,6 +296,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
     if not ctx.runs:
         return
     optimise.register(app, ctx, manager)
+    accent.register(app, ctx, manager)
 
     @app.callback(
         Output("url", "search"), Output("run-select", "value"), Output("layer-select", "options"),

@@ -37,7 +37,7 @@ from ._version import __version__
 from .errors import VisRuntimeError, VisUsageError
 from .files import is_temp_of, read_json, write_json, write_npz
 
-__all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "clear_run", "damaged",
+__all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "accentuate_path", "clear_run", "damaged",
            "identity_changes", "identity_of", "input_path", "layer_dir", "maximize_path", "open_run", "patch_name",
            "patch_path", "read_arrays",
            "read_images", "read_manifest", "short_name", "unit_stem", "versions", "write_images", "write_layer_arrays",
@@ -89,6 +89,12 @@ def input_path(run: str | Path, index: int) -> Path:
 def maximize_path(run: str | Path, layer: str, unit: int) -> Path:
     """Optimised image of a unit (its JSON record sits beside it with suffix .json)."""
     return layer_dir(run, layer) / "maximize" / f"{unit_stem(unit)}.png"
+
+
+def accentuate_path(run: str | Path, layer: str, unit: int, rank: int) -> Path:
+    """Feature accentuation of a unit's top-k patch `rank` (its JSON record beside it), as
+    ``vis maximize --from-topk`` names it: ``layers/<name>/accentuate/unit_0012_rank3.png``."""
+    return layer_dir(run, layer) / "accentuate" / f"{unit_stem(unit)}_rank{rank}.png"
 
 
 # --------------------------------------------------------------------------- reading, checked
@@ -248,6 +254,10 @@ class Run:
     def maximized(self, layer: str, unit: int) -> Path:
         """See :func:`maximize_path`."""
         return maximize_path(self.root, self.resolve(layer), unit)
+
+    def accentuated(self, layer: str, unit: int, rank: int) -> Path:
+        """See :func:`accentuate_path`."""
+        return accentuate_path(self.root, self.resolve(layer), unit, rank)
 
     def maximized_record(self, layer: str, unit: int) -> dict[str, Any] | None:
         """The JSON record beside a unit's optimised image (None when there is none or it is unreadable)."""

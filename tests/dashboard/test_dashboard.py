@@ -19,6 +19,7 @@ from vistoolbox.dashboard.context import make_context
 from vistoolbox.dashboard.serving import inside
 from vistoolbox.dashboard.uploads import decode_upload
 from vistoolbox.errors import VisUsageError
+from vistoolbox.images import load_tensor
 
 
 def data_url(data: bytes, mime: str = "image/png") -> str:
@@ -507,3 +508,87 @@ def test_views_of_any_unit_come_on_demand_through_the_real_endpoint(mined, tmp_p
                              int(run.topk(layer)["x"][unit, 0]), ["guided"])["guided"]
     got = torch.from_numpy(np.array(Image.open(run.patch(layer, unit, 0, "guided")))).permute(2, 0, 1).float() / 255
     assert (got - want).abs().max() <= 1 / 255 + 1e-6
+
+
+def _post_body(app, body: dict, query: str = ""):  # noqa: ANN001, ANN202
+    response = app.server.test_client().post(f"/_dash-update-component{query}", json=body)
+    assert response.status_code in (200, 204), response.get_data(as_text=True)[-2000:]
+    return response.status_code, (response.get_json() if response.status_code == 200 else None)
+
+
+def _run_background(app, body: dict, timeout_s: float = 240) -> dict:  # noqa: ANN001
+    """A background callback through the real endpoint: the first POST starts the job and returns
+    its signed handles; the same POST with them polls until the outputs arrive."""
+    import time
+    from urllib.parse import urlencode
+
+    status, started = _post_body(app, body)
+    assert status == 200 and "job" in started, started
+    query = "?" + urlencode({"cacheKey": started["cacheKey"], "job": started["job"]})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status, data = _post_body(app, body, query)
+        if status == 200 and data and "response" in data:
+            return data["response"]
+        time.sleep(0.5)
+    raise AssertionError("the background job did not finish")
+
+
+def _centre_activation(model, layer: str, unit: int, image: torch.Tensor) -> float:  # noqa: ANN001
+    """The unit's centre activation by a plain forward hook on the torch module (the reference)."""
+    got = {}
+    module = dict(model.module.named_modules())[model.resolve(layer)]
+    handle = module.register_forward_hook(lambda _m, _i, out: got.setdefault("out", out))
+    mean = torch.tensor(model.preprocessing.mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.preprocessing.std).view(1, 3, 1, 1)
+    try:
+        with torch.no_grad():
+            model.module((image - mean) / std)
+    finally:
+        handle.remove()
+    out = got["out"][0, unit]
+    return float(out[out.shape[0] // 2, out.shape[1] // 2])
+
+
+def test_accentuate_button_under_a_patch_runs_a_job_and_caches_it_in_the_run(mined):
+    """The Units tab's accentuate button, through the real callback endpoint (request, background
+    job, cached second click); the result raises the unit's centre activation (a plain forward hook)
+    over the patch it started from and stays close to it."""
+    app, ctx = mined
+    run, unit, rank = ctx.runs[0], 9, 2
+    layer = run.layers[1]
+    sel = {"run": 0, "layer": layer, "unit": unit}
+    path = run.accentuated(layer, unit, rank)
+    assert not path.exists()
+    buttons = [{"id": {"type": "acc-run", "rank": r}, "property": "n_clicks", "value": int(r == rank)}
+               for r in range(9)]
+    status, data = _post_body(app, {
+        "output": "acc-request.data", "outputs": {"id": "acc-request", "property": "data"},
+        "inputs": [buttons], "changedPropIds": [f'{{"rank":{rank},"type":"acc-run"}}.n_clicks'],
+        "state": [{"id": "selection", "property": "data", "value": sel}]})
+    assert status == 200
+    request = data["response"]["acc-request"]["data"]
+    assert request == {**sel, "rank": rank, "click": 1}
+    key = next(k for k in app.callback_map if "acc-status.children" in k and "acc-view.src" in k
+               and app.callback_map[k]["inputs"][0]["id"] == "acc-request")  # ids carry allow_duplicate's hash
+    view, status_out = key.strip(".").split("...")
+    job = {"output": key, "outputs": [{"id": "acc-view", "property": view.split(".", 1)[1]},
+                                      {"id": "acc-status", "property": status_out.split(".", 1)[1]}],
+           "inputs": [{"id": "acc-request", "property": "data", "value": request}],
+           "changedPropIds": ["acc-request.data"], "state": []}
+    first = _run_background(app, job)
+    assert path.is_file() and path.with_suffix(".json").is_file()
+    assert first["acc-view"]["src"].startswith(f"/vis/run/0/layers/{path.parent.parent.name}/accentuate/")
+    assert first["acc-status"]["children"].startswith(f"unit {unit}, patch #{rank + 1}: accentuated, cached")
+    assert "plausibility" in first["acc-status"]["children"]
+    model = ctx.model_for(run)
+    seed = load_tensor(run.patch(layer, unit, rank))
+    made = load_tensor(path)
+    assert made.shape == seed.shape
+    assert _centre_activation(model, layer, unit, made) > _centre_activation(model, layer, unit, seed)
+    assert 0 < (made - seed).abs().mean() * 255 < 40  # moved, yet close to the patch
+    stamp = path.stat().st_mtime_ns
+    again = {**job, "inputs": [{"id": "acc-request", "property": "data", "value": {**request, "click": 2}}]}
+    second = _run_background(app, again)  # a second click (the request store counts clicks)
+    assert second["acc-status"]["children"].startswith(f"unit {unit}, patch #{rank + 1}: cached in the run")
+    assert path.stat().st_mtime_ns == stamp

@@ -24,10 +24,11 @@ from ..errors import VisUsageError
 from ..images import open_image, to_tensor
 from ..models import LoadedModel, as_model
 from ..rundir import open_run, unit_stem
-from .api import build_objectives, load_start, make_record, parse_target, render, with_plausibility
+from .api import build_objectives, load_start, make_record, render, target_units, with_plausibility
 from .params import FourierImage
 from .presets import settings_for
 from .quality import Judge
+from .render import Progress
 from .result import MaximizeResult
 
 __all__ = ["accentuate", "seed_weights", "topk_seeds"]
@@ -65,7 +66,8 @@ def accentuate(model: LoadedModel | str, target: str, seeds: SeedImages | Sequen
                units: Iterable[int] | None = None, *, preset: str = "accentuate",
                neuron: bool | tuple[int, int] | None = None, negate: bool = False, seed: int = 0,
                quiet: bool = True, run: str | Path | None = None, judge: Judge | None = None,
-               sources: Sequence[str] | None = None, **overrides: Any) -> MaximizeResult:
+               sources: Sequence[str] | None = None, progress: Progress | None = None, snapshot_every: int = 0,
+               **overrides: Any) -> MaximizeResult:
     """Accentuate a unit in real images: one result image per seed image, in one batch.
 
     Args:
@@ -80,15 +82,13 @@ def accentuate(model: LoadedModel | str, target: str, seeds: SeedImages | Sequen
         run: a mining run to judge plausibility against (the unit's top-k patches).
         sources: names of the seed images for the record and file names (e.g. the patch paths
             :func:`topk_seeds` returns; a top-k patch ``unit_0012_3.png`` saves as ``unit_0012_rank3``).
+        progress, snapshot_every: as for :func:`.api.maximize` (step, activation, preview images).
 
     Returns:
         :class:`MaximizeResult`; the record's ``activation_initial`` is each seed's own activation.
     """
     model = as_model(model)
-    layer, from_target = parse_target(target)
-    chosen = list(units) if units is not None else from_target
-    if not chosen:
-        raise VisUsageError(f"no unit given for layer {layer!r}; use 'layer:12' or `units`")
+    layer, chosen = target_units(target, units)
     settings = settings_for(preset, **overrides)
     if settings.family != "lucid" or settings.param != "fourier":
         raise VisUsageError(f"accentuation needs a Fourier `preset` (accentuate, lucid, ...), not {preset!r}")
@@ -105,7 +105,7 @@ def accentuate(model: LoadedModel | str, target: str, seeds: SeedImages | Sequen
     objective, primary, info = build_objectives(model, layer, chosen, size, neuron, negate)
     weights = seed_weights(images, settings.seed_penalty, settings.decay_power, settings.decorrelate)
     rendered = render(model, settings, objective, primary, chosen, seed, size, images.to(model.device), quiet,
-                      f"accentuate {layer}", seed_weights=weights)
+                      f"accentuate {layer}", progress, snapshot_every, seed_weights=weights)
     details = {"kind": "accentuate", "layer": layer, "layer_canonical": model.resolve(layer), "units": chosen,
                "negate": negate, "size": list(size), "seeds": sources,
                "seed_penalty_per_image": [round(float(w), 6) for w in weights], **info}

@@ -33,7 +33,7 @@ from .result import MaximizeResult
 from .spectrum import natural_spectrum, sample_folder
 
 __all__ = ["Rendered", "build_objectives", "default_out", "dream", "layer_shape", "load_start", "make_record", "maximize",
-           "maximize_layer", "parse_neuron", "parse_target", "parse_units", "render", "transparency_map",
+           "maximize_layer", "parse_neuron", "parse_target", "parse_units", "render", "target_units", "transparency_map",
            "with_plausibility"]
 
 
@@ -137,6 +137,15 @@ def build_objectives(model: LoadedModel, layer: str, units: Sequence[int], size:
     if diversity > 0 and len(units) > 1:
         objective = objective + diversity * Diversity(layer)
     return objective, primary, info
+
+
+def target_units(target: str, units: Iterable[int] | None) -> tuple[str, list[int]]:
+    """(layer, units) of a ``"layer:unit"`` `target` or of ``"layer"`` with `units` (which win)."""
+    layer, from_target = parse_target(target)
+    chosen = list(units) if units is not None else from_target
+    if not chosen:
+        raise VisUsageError(f"no unit given for layer {layer!r}; use 'layer:12' or `units`")
+    return layer, chosen
 
 
 def check_units(units: Sequence[int], channels: int, layer: str) -> None:
@@ -276,10 +285,7 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
         >>> res.image.save("unit12.png"); res.record["activation_final"]
     """
     model = as_model(model)
-    layer, from_target = parse_target(target)
-    chosen = list(units) if units is not None else from_target
-    if not chosen:
-        raise VisUsageError(f"no unit given for layer {layer!r}; use 'layer:12' or `units`")
+    layer, chosen = target_units(target, units)
     settings = settings_for(preset, **overrides)
     size = _size(settings, model)
     settings.check_batch(size, len(chosen), "units")

@@ -25,7 +25,7 @@ Limits: the judge sees only pooled features (no layout); with the default judge 
 judged by its own network (MACO uses other networks; ours is the only offline trained one), so an
 image can score by exciting the same features rather than by looking natural; the score depends
 on the run's dataset and on k; units whose top patches are flat or padding score flat images high;
-and like the activation it can be gamed (Geirhos et al. 2024): a second opinion, not proof.
+and like the activation it can be gamed (Geirhos et al. 2023): a second opinion, not proof.
 """
 from __future__ import annotations
 
