@@ -151,12 +151,12 @@ def check(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     inputs.image_keys(params["styles"])
     blend = params["blend"]
     if blend is not None and (not isinstance(blend, str) or len(blend) > 200):
-        raise VisUsageError("`blend weights` must be a short text of numbers, e.g. 0.7, 0.3")
+        raise VisUsageError("`blend` must be a short text of numbers, e.g. 0.7, 0.3")
     return {"blend": blend, "size": inputs.count(params["size"], "size", 16, MAX_SIZE, 192),
             "steps": inputs.count(params["steps"], "steps", 1, MAX_STEPS, 100),
-            "style_weight": inputs.real(params["style_weight"], "style weight (log10)", -1, 6,
+            "style_weight": inputs.real(params["style_weight"], "style_weight", -1, 6,
                                         math.log10(DEFAULT_STYLE_WEIGHT)),
-            "content_weight": inputs.real(params["content_weight"], "content weight", 0, 1e6, DEFAULT_CONTENT_WEIGHT),
+            "content_weight": inputs.real(params["content_weight"], "content_weight", 0, 1e6, DEFAULT_CONTENT_WEIGHT),
             "preserve": inputs.one_of(params["preserve"], "colours", PRESERVE, "none")}
 
 

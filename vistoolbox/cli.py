@@ -304,7 +304,8 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.option("--resize", default=None, type=int, help="shorter side before the crop (default: the model's)")
 @click.option("--crop", default=None, type=int, help="centre-crop size (default: the model's input size)")
 @click.option("--batch-size", default=32, show_default=True, type=int)
-@click.option("--workers", default=0, show_default=True, type=int, help="DataLoader decoding processes")
+@click.option("--workers", default=0, show_default=True, type=int,
+              help="DataLoader decoding processes (at most max(4, 4 x CPUs))")
 @click.option("--with", "views", default=None, help="extra views of each patch: deconv,backprop,guided")
 @click.option("--min-inside", default=None, type=float,
               help="share of a unit's receptive field that must lie inside the image for a position to "

@@ -134,6 +134,28 @@ def test_forged_texture_job_is_refused_with_its_limit(app, size, steps, layers, 
     assert response["tex-status"]["children"] == f"⚠ {message}"
 
 
+@pytest.mark.parametrize("changes, message", [
+    ({"steps": 1_000_000}, "steps must be between 1 and 5,000, got 1,000,000"),
+    ({"style_weight": float("nan")}, "style_weight must be a finite number, got nan"),
+    ({"content_weight": -1}, "content_weight must be at least 0, got -1"),
+    ({"preserve": "everything"}, "colours must be one of none"),
+    ({"content": {"keys": ["../x"]}}, "the chosen images are not images this dashboard stored")])
+def test_forged_transfer_job_is_refused_with_its_limit(app, changes, message):
+    from vistoolbox.dashboard.jobs import resolve_pick
+
+    store = {"keys": [resolve_pick(app.vis_context, "sample:chelsea")]}
+    values = {"content": store, "styles": store, "blend": None, "style_weight": 5, "content_weight": 1,
+              "preserve": "none", "size": 32, "steps": 2, **changes}
+    response = run_job(app, "..tr-result.src", [1], list(values.values()))
+    assert response["tr-status"]["children"].startswith(f"⚠ {message}"), response["tr-status"]
+
+
+def test_forged_optimised_image_steps_are_refused(app):
+    layer = app.vis_context.runs[0].layers[0]
+    response = run_job(app, "..max-view.src", [1], [{"run": 0, "layer": layer, "unit": 2}, 10**9])
+    assert response["max-status"]["children"] == "⚠ steps must be between 8 and 4,096, got 1,000,000,000"
+
+
 def test_jobs_beyond_the_cap_wait_in_a_queue_that_shows_their_place(app):
     """With one job slot held, a texture job waits, says its place, then runs when the slot frees."""
     ctx = app.vis_context
