@@ -28,7 +28,7 @@ from .jobs import in_job_process, queued_text
 from .context import Context, content_key
 from .serving import cache_url, run_url
 
-__all__ = ["GRID_COLUMNS", "THUMB", "histogram_figure", "layer_label", "layer_summary", "layout", "make_query",
+__all__ = ["GRID_COLUMNS", "THUMB", "checked_selection", "histogram_figure", "layer_label", "layer_summary", "layout", "make_query",
            "parse_query", "register", "resolve_selection", "select_from_trigger", "selection_problems",
            "draw_marker", "CELL_COLOUR", "FIELD_COLOUR", "marker_size", "MARKER_COLOUR", "source_with_box", "sprite", "step_unit", "unit_detail", "unit_grid", "url_layer"]
 
@@ -291,6 +291,15 @@ def layout(ctx: Context) -> html.Div:
 
 # --------------------------------------------------------------------------- callbacks
 
+def checked_selection(ctx: Context, value: object) -> dict:
+    """The selection a callback got from the browser, checked on the server; a forged or stale one
+    changes nothing (Dash's PreventUpdate)."""
+    try:
+        return inputs.selection(ctx, value)
+    except VisError:
+        raise dash.exceptions.PreventUpdate from None
+
+
 def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None = None) -> None:
     """Wire the Units tab."""
     if not ctx.runs:
@@ -343,19 +352,13 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         Output("max-status", "children"), Output("source-view", "src", allow_duplicate=True),
         Input("selection", "data"), prevent_initial_call=True)
     def detail(sel):  # noqa: ANN001, ANN202
-        try:
-            sel = inputs.selection(ctx, sel)
-        except VisError:
-            raise dash.exceptions.PreventUpdate from None
+        sel = checked_selection(ctx, sel)
         return unit_detail(ctx, sel["run"], sel["layer"], sel["unit"])
 
     @app.callback(Output("views-request", "data"), Output("views-status", "children"),
                   Input("selection", "data"), prevent_initial_call=True)
     def views_request(sel):  # noqa: ANN001, ANN202
-        try:
-            sel = inputs.selection(ctx, sel)
-        except VisError:
-            raise dash.exceptions.PreventUpdate from None
+        sel = checked_selection(ctx, sel)
         request, status = select_views_request(ctx, sel)
         return (dash.no_update if request is None else request), status
 
@@ -366,10 +369,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         progress=[Output("views-status", "children", allow_duplicate=True)],
         cancel=[Input("selection", "data")])
     def compute_views(set_progress, request):  # noqa: ANN001, ANN202
-        try:
-            request = inputs.selection(ctx, request)
-        except VisError:
-            raise dash.exceptions.PreventUpdate from None
+        request = checked_selection(ctx, request)
         in_job_process()
         run_index, layer, unit = request["run"], request["layer"], request["unit"]
         set_progress(f"computing the {', '.join(MODES)} views of unit {unit}'s top-{ctx.runs[run_index].manifest.get('k', 9)}…")
@@ -388,10 +388,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
     @app.callback(Output({"type": "top9-inside", "rank": ALL}, "style"), Input("selection", "data"),
                   prevent_initial_call=True)
     def inside(sel):  # noqa: ANN001, ANN202
-        try:
-            sel = inputs.selection(ctx, sel)
-        except VisError:
-            raise dash.exceptions.PreventUpdate from None
+        sel = checked_selection(ctx, sel)
         return inside_styles(ctx, sel["run"], sel["layer"], sel["unit"])
 
     @app.callback(Output("source-view", "src"), Input({"type": "top9-img", "rank": ALL}, "n_clicks"),
@@ -400,10 +397,7 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         trigger = cb.triggered_id
         if not sel or not isinstance(trigger, dict) or not cb.triggered[0]["value"]:
             raise dash.exceptions.PreventUpdate
-        try:
-            sel = inputs.selection(ctx, sel)
-        except VisError:
-            raise dash.exceptions.PreventUpdate from None
+        sel = checked_selection(ctx, sel)
         return f"/vis/source/{sel['run']}/{sel['layer']}/{sel['unit']}/{trigger['rank']}.png"
 
 
