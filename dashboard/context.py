@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vistoolbox import LoadedModel, Run, load_model, open_run
-from vistoolbox.errors import VisUsageError
+from vistoolbox.errors import VisError, VisUsageError
 from vistoolbox.models import check_run_model, is_code
 
 from .slots import JobSlots
@@ -67,9 +67,7 @@ class Context:
         """The model of the Live/Texture/Transfer tabs, loaded on first use."""
         with self._lock:
             if self._model is None:
-                self._model = load_model(self.model_name, self.weights, device=self.device, seed=self.seed,
-                                         input_size=self.input_size, quiet=True,
-                                         layouts=self.layouts_for(self.model_name, self.weights))
+                self._model = self._load(self.model_name, self.weights, self.input_size)
             return self._model
 
     def model_for(self, run: Run) -> LoadedModel:
@@ -82,18 +80,27 @@ class Context:
         with self._lock:
             key = (name, weights)
             if key not in self._others:
-                self._others[key] = load_model(name, weights or "random", device=self.device, seed=self.seed,
-                                               input_size=run.manifest.get("input_size"), quiet=True,
-                                               layouts=self.layouts_for(name, weights))
+                self._others[key] = self._load(str(name), weights, run.manifest.get("input_size"))
             return self._others[key]
 
+    def _load(self, name: str, weights: object, input_size: object) -> LoadedModel:
+        """Load a model with the user's layout overrides, then the layouts the runs of this model
+        recorded for layers it has (a run is data: a layer its model no longer has is passed over)."""
+        model = load_model(name, str(weights or "random"), device=self.device, seed=self.seed,
+                           input_size=input_size, quiet=True, layouts=self.layouts)
+        for layer, spec in self.layouts_for(name, weights).items():
+            try:
+                model.layouts.setdefault(model.resolve(layer), spec)
+            except VisError:
+                continue
+        return model
+
     def layouts_for(self, name: object, weights: object) -> dict[str, str]:
-        """The layouts the runs of this model recorded for their layers, then the user's overrides."""
-        found = {layer: entry["layout"] for run in self.runs
-                 if (run.manifest.get("model"), run.manifest.get("weights")) == (name, weights)
-                 for layer, entry in (run.manifest.get("layers") or {}).items()
-                 if isinstance(entry, dict) and entry.get("layout")}
-        return {**found, **self.layouts}
+        """The layouts the runs of this model recorded for their layers."""
+        return {layer: entry["layout"] for run in self.runs
+                if (run.manifest.get("model"), run.manifest.get("weights")) == (name, weights)
+                for layer, entry in (run.manifest.get("layers") or {}).items()
+                if isinstance(entry, dict) and entry.get("layout")}
 
     def run(self, index: int | None) -> Run | None:
         """Run number `index` (None when there is no such run)."""
