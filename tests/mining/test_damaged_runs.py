@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from tiny_run import tiny_mine_args
 from vistoolbox.cli import main
 
 DAMAGE = {
@@ -26,16 +26,8 @@ DAMAGE = {
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A tiny model, a dataset, an unfinished run (with its checkpoint) and two complete shard runs."""
-    from skimage import data
-
     root = tmp_path_factory.mktemp("damaged")
-    (root / "tiny.py").write_text("import torch.nn as nn\ndef make():\n"
-                                  "    return nn.Sequential(nn.Conv2d(3, 4, 5, stride=2), nn.ReLU(), nn.Conv2d(4, 4, 3))\n")
-    (root / "data").mkdir()
-    for i, name in enumerate(["astronaut", "coffee", "chelsea", "rocket"]):
-        Image.fromarray(getattr(data, name)()).convert("RGB").resize((48, 40)).save(root / "data" / f"{i}.png")
-    base = ["mine", "--model", f"{root / 'tiny.py'}:make", "--weights", "random", "--input-size", "32",
-            "--dataset", str(root / "data"), "--layers", "2", "--k", "2", "--batch-size", "2", "--quiet"]
+    base = tiny_mine_args(root, images=4, k=2)
     for out, extra in (("run", []), ("shard0", ["--shard", "0/2"]), ("shard1", ["--shard", "1/2"])):
         with pytest.raises(SystemExit) as code:
             main([*base, "--out", str(root / out), *extra])

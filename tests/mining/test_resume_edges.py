@@ -11,25 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from tiny_run import tiny_mine_args
 from vistoolbox.cli import main
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny model, a dataset, the `vis mine` arguments and a reference run made without interruption."""
-    from skimage import data
-
     root = tmp_path_factory.mktemp("resume")
-    (root / "tiny.py").write_text("import torch.nn as nn\ndef make():\n"
-                                  "    return nn.Sequential(nn.Conv2d(3, 4, 5, stride=2), nn.ReLU(), nn.Conv2d(4, 4, 3))\n")
-    (root / "data").mkdir()
-    for i, name in enumerate(["astronaut", "coffee", "chelsea", "rocket", "brick", "camera"]):
-        Image.fromarray(getattr(data, name)()).convert("RGB").resize((48, 40)).save(root / "data" / f"{i}.png")
-    args = ["mine", "--model", f"{root / 'tiny.py'}:make", "--weights", "random", "--input-size", "32",
-            "--dataset", str(root / "data"), "--layers", "2", "--k", "3", "--batch-size", "2",
-            "--checkpoint-every", "1", "--quiet"]
+    args = [*tiny_mine_args(root, images=6, k=3), "--checkpoint-every", "1"]
     vis(args + ["--out", str(root / "reference")])
     return root, args
 
