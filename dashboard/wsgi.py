@@ -103,9 +103,15 @@ def _bind(app: dash.Dash, host: str, port: int, verbose: bool, prefer: str) -> S
         else:
             server = create_server(app.server, host=host, port=port, threads=THREADS, ident="vistoolbox")
             bound = server.effective_port  # type: ignore[union-attr]
+            stopped: list[bool] = []
+
             def stop() -> None:
                 # let the worker threads finish (they wake the loop when done), then hand the loop
-                # its close through the trigger: it must close itself
+                # its close through the trigger: it must close itself. Only once, and never through
+                # a trigger already closed (its pipe's number may belong to another file by now)
+                if stopped or getattr(server.trigger, "_closed", False):  # type: ignore[union-attr]
+                    return
+                stopped.append(True)
                 server.task_dispatcher.shutdown()  # type: ignore[union-attr]
                 server.trigger.pull_trigger(server.close)  # type: ignore[union-attr]
 

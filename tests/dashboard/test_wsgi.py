@@ -3,8 +3,11 @@ only with --verbose."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
 import threading
+import sys
 import time
 import urllib.request
 
@@ -65,47 +68,31 @@ def test_requests_are_logged_only_when_verbose(app, kind, capfd):
     assert sum("dashboard at http://127.0.0.1:" in line for line in lines) == 2
 
 
-def test_vis_dashboard_serves_quietly_through_waitress(tmp_path, monkeypatch, capfd):
-    """The real command (in this process): one line with the URL, nothing per request, no Flask
-    warning; `--verbose` turns the request log on."""
-    from vistoolbox.cli import main
-    from vistoolbox.dashboard import wsgi
-
-    real = wsgi.make_server
+def test_vis_dashboard_serves_quietly_through_waitress(tmp_path):
+    """The real command in its own process, stopped with Ctrl+C (SIGINT) as a user stops it: one line
+    with the URL, nothing per request, no Flask warning, exit code 0; `--verbose` turns the request
+    log on."""
     for verbose in (False, True):
-        servers: list = []
-
-        def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            servers.append(real(*args, **kwargs))
-            return servers[-1]
-
-        monkeypatch.setattr(wsgi, "make_server", recording)
-        args = ["dashboard", "--model", "alexnet", "--weights", "random", "--port", str(free_port()),
-                "--cache-dir", str(tmp_path)]
-        codes: list = []
-
-        def command(argv: list[str]) -> None:
-            try:
-                main(argv)
-            except SystemExit as exc:
-                codes.append(exc.code)
-
-        thread = threading.Thread(target=command, args=(args + ["--verbose"] * verbose,), daemon=True)
-        thread.start()
-        end = time.time() + 60
-        while not servers and thread.is_alive() and time.time() < end:
-            time.sleep(0.1)
-        (server,) = servers
-        assert server.kind == "waitress"
-        for _ in range(3):
-            browse(server.url)
-        server.stop()
-        thread.join(10)
-        assert codes == [0]
-        lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
-        assert lines[0] == f"vis dashboard: dashboard at {server.url}  (Ctrl+C stops)"
-        assert not any("WARNING" in line or "development server" in line for line in lines)
-        assert len(lines) == 1 + 12 * verbose and all(line.startswith("GET /") for line in lines[1:]), "\n".join(lines)
+        port = free_port()
+        args = [sys.executable, "-m", "vistoolbox.cli", "dashboard", "--model", "alexnet", "--weights",
+                "random", "--port", str(port), "--cache-dir", str(tmp_path)] + ["--verbose"] * verbose
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            first = proc.stderr.readline()   # blocks until the command says where it listens
+            url = f"http://127.0.0.1:{port}/"
+            assert first.strip() == f"vis dashboard: dashboard at {url}  (Ctrl+C stops)", first
+            for _ in range(3):
+                browse(url)
+            time.sleep(0.5)                   # the request log lines are written after each response
+            proc.send_signal(signal.SIGINT)
+            rest = proc.stderr.read()
+            assert proc.wait(30) == 0, rest
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        lines = [line for line in rest.splitlines() if line.strip()]
+        assert not any("WARNING" in line or "development server" in line for line in lines), rest
+        assert len(lines) == 12 * verbose and all(line.startswith("GET /") for line in lines), rest
 
 
 def free_port() -> int:
