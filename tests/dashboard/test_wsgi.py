@@ -76,7 +76,9 @@ def test_vis_dashboard_serves_quietly_through_waitress(tmp_path):
         port = free_port()
         args = [sys.executable, "-m", "vistoolbox.cli", "dashboard", "--model", "alexnet", "--weights",
                 "random", "--port", str(port), "--cache-dir", str(tmp_path)] + ["--verbose"] * verbose
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # Ctrl+C reaches it even when this test runs in the background (`cmd &` ignores SIGINT)
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             first = proc.stderr.readline()   # blocks until the command says where it listens
             url = f"http://127.0.0.1:{port}/"
@@ -85,8 +87,8 @@ def test_vis_dashboard_serves_quietly_through_waitress(tmp_path):
                 browse(url)
             time.sleep(0.5)                   # the request log lines are written after each response
             proc.send_signal(signal.SIGINT)
-            rest = proc.stderr.read()
-            assert proc.wait(30) == 0, rest
+            rest = proc.communicate(timeout=60)[1]
+            assert proc.returncode == 0, rest
         finally:
             if proc.poll() is None:
                 proc.kill()
