@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import sigint_default
+
 from vistoolbox import FeatureExtractor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,7 +246,7 @@ def dashboard(tmp_path: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "vistoolbox.cli", "dashboard", "--model", "alexnet", "--weights",
                              "random", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=sigint_default)
 
 
 def test_busy_port_is_one_line_and_never_claims_to_run(tmp_path):

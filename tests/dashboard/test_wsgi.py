@@ -6,12 +6,14 @@ import json
 import signal
 import socket
 import subprocess
-import threading
 import sys
+import threading
 import time
 import urllib.request
 
 import pytest
+
+from tests.processes import sigint_default
 
 from vistoolbox.dashboard.wsgi import make_server, serve
 
@@ -76,9 +78,8 @@ def test_vis_dashboard_serves_quietly_through_waitress(tmp_path):
         port = free_port()
         args = [sys.executable, "-m", "vistoolbox.cli", "dashboard", "--model", "alexnet", "--weights",
                 "random", "--port", str(port), "--cache-dir", str(tmp_path)] + ["--verbose"] * verbose
-        # Ctrl+C reaches it even when this test runs in the background (`cmd &` ignores SIGINT)
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                preexec_fn=sigint_default)
         try:
             first = proc.stderr.readline()   # blocks until the command says where it listens
             url = f"http://127.0.0.1:{port}/"
