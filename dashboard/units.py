@@ -19,8 +19,8 @@ from vistoolbox.features.views import MODES
 from vistoolbox.files import write_bytes
 from vistoolbox.images import fit_longest, open_image, png_bytes
 from vistoolbox.mining import render_unit_views
-from vistoolbox.mining.gallery import (GRID_COLUMNS, THUMB, histogram_bins, image_part, source_hit, sprite_image,
-                                       thumbnails)
+from vistoolbox.mining.gallery import (GRID_COLUMNS, GRID_SHOWS, THUMB, count_maximized, histogram_bins, image_part,
+                                       source_hit, sprite_image, thumbnails)
 from vistoolbox.rundir import Run, unit_stem
 
 from . import accent, inputs, optimise
@@ -140,10 +140,12 @@ def layer_label(run: Run, layer: str) -> str:
 
 
 def layer_summary(run: Run, layer: str) -> str:
-    """``256 units · top-9 over 12 images``."""
+    """``256 units · top-9 over 12 images`` (`` · 4 optimised`` when the run has optimised images)."""
     counts = run.manifest.get("counts", {})
     images = counts.get("seen", counts.get("images", len(run.images)))
-    return f"{run.units(layer)} units · top-{run.manifest.get('k', 9)} over {images} images"
+    made = count_maximized(run, layer)
+    return (f"{run.units(layer)} units · top-{run.manifest.get('k', 9)} over {images} images"
+            + (f" · {made} optimised" if made else ""))
 
 
 def histogram_figure(run: Run, layer: str, unit: int) -> go.Figure:
@@ -275,6 +277,9 @@ def layout(ctx: Context) -> html.Div:
                          style={"display": "none"} if len(ctx.runs) == 1 else {"minWidth": "260px"}),
             dcc.Dropdown(id="layer-select", clearable=False, style={"minWidth": "420px"}),
             html.Span(id="layer-info", className="status"),
+            dcc.RadioItems(id="grid-shows", className="grid-shows", value=GRID_SHOWS[0], inline=True,
+                           options=[{"label": "optimised images", "value": "maximized"},
+                                    {"label": "top-1 patches", "value": "patch"}]),
             html.Div(id="units-message", className="message"),
             html.Details(id="export-hint", className="export-hint", children=[
                 html.Summary("export"),
@@ -333,13 +338,16 @@ def register(app: dash.Dash, ctx: Context, manager: dash.DiskcacheManager | None
         return (make_query(new["run"], name, new["unit"], len(ctx.runs)), new["run"], options,
                 new["layer"], new, dash.no_update if key == grid_key else key, message)
 
-    @app.callback(Output("unit-grid", "children"), Output("layer-info", "children"), Input("grid-key", "data"))
-    def grid(key):  # noqa: ANN001, ANN202
+    @app.callback(Output("unit-grid", "children"), Output("layer-info", "children"), Input("grid-key", "data"),
+                  Input("grid-shows", "value"))
+    def grid(key, shows):  # noqa: ANN001, ANN202
         try:
             inputs.selection(ctx, {**key, "unit": 0})
         except (VisError, TypeError):
             raise dash.exceptions.PreventUpdate from None
-        return unit_grid(ctx, key["run"], key["layer"]), layer_summary(ctx.runs[key["run"]], key["layer"])
+        if shows not in GRID_SHOWS:
+            raise dash.exceptions.PreventUpdate
+        return unit_grid(ctx, key["run"], key["layer"], shows), layer_summary(ctx.runs[key["run"]], key["layer"])
 
     app.clientside_callback(
         "function(sel) { return window.visMarkSelected(sel); }",
@@ -427,13 +435,14 @@ def select_from_trigger(ctx: Context, trigger: Any, search: str | None, run_valu
     return None
 
 
-def sprite(ctx: Context, run_index: int, layer: str) -> tuple[Path, int]:
-    """One PNG holding every unit's thumbnail (THUMB px, GRID_COLUMNS per row) → (path, rows).
+def sprite(ctx: Context, run_index: int, layer: str, shows: str = "maximized") -> tuple[Path, int]:
+    """One PNG holding every unit's thumbnail (THUMB px, GRID_COLUMNS per row; what each shows: see
+    :data:`~vistoolbox.mining.gallery.GRID_SHOWS`) → (path, rows).
 
     Cached under a key of the thumbnails' paths and modification times, so a newly optimised image
     shows up on the next render. One request instead of one per unit keeps a 256-unit grid fast."""
     run = ctx.runs[run_index]
-    thumbs = thumbnails(run, layer)
+    thumbs = thumbnails(run, layer, shows)
     rows = max(1, math.ceil(len(thumbs) / GRID_COLUMNS))
     key = content_key("sprite", run.root, layer, THUMB,
                       *[(str(p), p.stat().st_mtime_ns) if p else None for p in thumbs])
@@ -443,10 +452,10 @@ def sprite(ctx: Context, run_index: int, layer: str) -> tuple[Path, int]:
     return out, rows
 
 
-def unit_grid(ctx: Context, run_index: int, layer: str) -> list:
+def unit_grid(ctx: Context, run_index: int, layer: str, shows: str = "maximized") -> list:
     """One cell per unit, each showing its tile of the layer's sprite (see :func:`sprite`). Cells are
     plain elements (no callback per cell): assets/keys.js reports clicks through the ``grid-click`` store."""
-    path, rows = sprite(ctx, run_index, layer)
+    path, rows = sprite(ctx, run_index, layer, shows)
     url = cache_url(path.stem)
     size = f"{GRID_COLUMNS * 100}% {rows * 100}%"
     cells: list = [html.Img(id="grid-sprite", src=url, alt="", style={"display": "none"})]

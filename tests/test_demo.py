@@ -43,7 +43,7 @@ def test_vis_demo_no_serve_reduced_and_resumes(tmp_path):
     out = tmp_path / "demo"
     args = [sys.executable, "-m", "vistoolbox.cli", "demo", "--no-serve", "--model", "alexnet",
             "--weights", "random", "--out", str(out), "--layers", "conv2,conv5", "--limit", "10",
-            "--view-units", "2", "--maximize-layer", "conv5", "--maximize-units", "2", "--maximize-steps", "32"]
+            "--view-units", "2", "--maximize", "conv5:2", "--maximize-steps", "32"]
     first = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     # progress bars say the layers as the messages do (aliases), one at a time (no cursor-up codes)
@@ -67,3 +67,58 @@ def test_vis_demo_no_serve_reduced_and_resumes(tmp_path):
     assert second.returncode == 0, second.stderr
     assert (run.root / "layers" / "features.10" / "topk.npz").stat().st_mtime_ns == stamp
 
+
+
+def test_maximize_targets_and_their_errors():
+    import pytest
+
+    from vistoolbox.demo import maximize_targets
+    from vistoolbox.errors import VisUsageError
+
+    assert maximize_targets(["conv1", " conv3:4", "fc6:0"]) == [("conv1", None), ("conv3", 4), ("fc6", 0)]
+    for bad in (["conv3:x"], [":4"], ["conv3:-1"], ["conv3:1.5"]):
+        with pytest.raises(VisUsageError, match="maximize"):
+            maximize_targets(bad)
+
+
+def test_demo_size_is_twice_the_field_within_bounds():
+    """VGG16's block ends (fields 5, 14, 40, 92, 196 px, as `vis layers` traces them) get 32, 32, 80,
+    184 and 224 px (the input); fc layers and unknown fields get the input size."""
+    from vistoolbox.demo import demo_size
+    from vistoolbox.features.receptive import GLOBAL, UNKNOWN, Field
+
+    sizes = [demo_size(Field((rf, rf)), 224) for rf in (5, 14, 40, 92, 196)]
+    assert sizes == [32, 32, 80, 184, 224]
+    assert demo_size(Field((30, 9)), 224) == 64         # the longer side counts
+    assert demo_size(GLOBAL, 224) == demo_size(UNKNOWN, 224) == 224
+
+
+def test_demo_renders_every_unit_of_a_layer_small(tmp_path):
+    """`maximize=("2",)` renders every unit of the layer at the field-derived size with the demo's
+    rate and Lucid's transforms shrunk to that size; each unit's activation rises; a layer that was
+    not mined is refused before any work."""
+    import json
+
+    import pytest
+
+    from tests.tiny_run import tiny_mine_args
+    from vistoolbox.demo import DEMO_LR, DemoPlan, run_demo
+    from vistoolbox.errors import VisUsageError
+    from vistoolbox.models import load_model
+    from vistoolbox.rundir import open_run
+
+    tiny_mine_args(tmp_path, images=4, k=2)
+    model = load_model(f"{tmp_path / 'tiny.py'}:make", "random", input_size=64, quiet=True)
+    with pytest.raises(VisUsageError, match="not among the mined"):
+        run_demo(model, tmp_path / "no", tmp_path / "data", plan=DemoPlan(layers=("2",), maximize=("0",)), quiet=True)
+    assert not (tmp_path / "no").exists()
+    plan = DemoPlan(layers=("2",), views=(), maximize=("2",), maximize_steps=12)
+    run = open_run(run_demo(model, tmp_path / "demo", tmp_path / "data", plan=plan, quiet=True))
+    # the tiny net's field: 5 px, then 3 taps at stride 2 → 9 px → twice is 18 → 24 → at least 32 px
+    for unit in range(4):
+        record = json.loads(run.maximized("2", unit).with_suffix(".json").read_text())
+        settings = json.loads(record["settings"]) if isinstance(record["settings"], str) else record["settings"]
+        assert record["size"] == [32, 32] and settings["lr"] == DEMO_LR and settings["steps"] == 12
+        assert (settings["pad"], settings["jitter"], settings["jitter2"]) == (6, 4, 2)   # 12, 8, 4 × 32/64
+        assert record["activation_final"] > record["activation_initial"]
+        assert record["plausibility"] is None          # the demo skips the judge (costlier than the image)

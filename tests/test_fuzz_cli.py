@@ -79,8 +79,8 @@ def base(command: str, fx: dict[str, str], out: Path) -> list[str]:
         "stylize": ["stylize", fx["stylizer"], fx["content"], "--out", str(out / "styled"), "--quiet"],
         "dashboard": ["dashboard", *model, "--run", fx["run"], "--cache-dir", str(out / "cache")],
         "export": ["export", fx["run"], "--out", str(out / "site"), "--quiet"],
-        "demo": ["demo", *model, "--dataset", fx["data"], "--layers", "2", "--view-units", "1", "--maximize-layer",
-                 "2", "--maximize-units", "1", "--maximize-steps", "1", "--maximize-size", "32", "--no-serve",
+        "demo": ["demo", *model, "--dataset", fx["data"], "--layers", "2", "--view-units", "1", "--maximize", "2:1",
+                 "--maximize-steps", "1", "--maximize-size", "32", "--no-serve",
                  "--quiet", "--out", str(out / "demo")],
     }[command]
 
@@ -116,7 +116,7 @@ OPTIONS: dict[str, dict[str, list[str]]] = {
     "dashboard": {"--port": ["0", "-1", "abc", "70000"], "--max-upload-mb": ["0", "-1", "abc", "100000"]},
     "export": {"--max-mb": ["0", "-1", "nan", "abc"], "--layers": ["nope"]},
     "demo": {"--limit": ["0", "-1"], "--view-units": ["-1"], "--maximize-size": ["0", "100000"],
-             "--maximize-steps": ["0"], "--maximize-units": ["-1"]},
+             "--maximize-steps": ["0"], "--maximize": ["2:-1", "2:x", ":3", "nope", "1"]},
 }
 
 #: command → (where: an option or an argument position, {name: path}) for input paths.

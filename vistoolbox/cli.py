@@ -589,10 +589,11 @@ def export_cmd(runs: tuple[str, ...], out: str, layer_list: str | None, title: s
 @click.option("--limit", default=None, type=click.IntRange(1), help="use only the first N images")
 @click.option("--view-units", default=8, show_default=True, type=click.IntRange(0),
               help="units per layer that get deconv views now (the rest: none)")
-@click.option("--maximize-layer", default="conv3", show_default=True, help="layer for precomputed optimised images")
-@click.option("--maximize-units", default=4, show_default=True, type=click.IntRange(0), help="how many (0: none)")
-@click.option("--maximize-steps", default=128, show_default=True, type=click.IntRange(1), help="optimisation steps")
-@click.option("--maximize-size", default=160, show_default=True, type=click.IntRange(16), help="optimised image size")
+@click.option("--maximize", "maximize_list", default="conv1,conv2,conv3:4", show_default=True,
+              help="layers that get optimised images now: LAYER (every unit) or LAYER:N (the first N); '' for none")
+@click.option("--maximize-steps", default=64, show_default=True, type=click.IntRange(1), help="optimisation steps")
+@click.option("--maximize-size", default=None, type=click.IntRange(16),
+              help="optimised image size (default: twice each layer's receptive field, 32 px at least)")
 @click.option("--no-serve", is_flag=True, help="stop after writing the run")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8050, show_default=True, type=click.IntRange(1, 65535))
@@ -600,7 +601,7 @@ def export_cmd(runs: tuple[str, ...], out: str, layer_list: str | None, title: s
 @click.option("--verbose", is_flag=True, help="log every HTTP request of the dashboard")
 def demo(model_name: str, weights: str, device: str, seed: int, input_size: int | None, out: str,
          dataset: str | None, tile: bool, layer_list: str, limit: int | None, view_units: int,
-         maximize_layer: str, maximize_units: int, maximize_steps: int, maximize_size: int, no_serve: bool, host: str, port: int,
+         maximize_list: str, maximize_steps: int, maximize_size: int | None, no_serve: bool, host: str, port: int,
          quiet: bool, verbose: bool) -> None:
     """Offline demo: build an image set, mine the top-9 of VGG16's block ends, serve the dashboard."""
     import time
@@ -610,8 +611,8 @@ def demo(model_name: str, weights: str, device: str, seed: int, input_size: int 
     start = time.perf_counter()
     model = load_from_options(model_name, weights, device, seed, input_size, quiet=quiet)
     plan = DemoPlan(layers=[name.strip() for name in layer_list.split(",") if name.strip()], limit=limit,
-                    view_units=view_units, maximize_layer=maximize_layer or None,
-                    maximize_units=maximize_units, maximize_steps=maximize_steps, maximize_size=maximize_size)
+                    view_units=view_units, maximize=[name for name in maximize_list.split(",") if name.strip()],
+                    maximize_steps=maximize_steps, maximize_size=maximize_size)
     run = run_demo(model, out, dataset, tile, plan, seed=seed, quiet=quiet)
     click.echo(f"vis demo: run ready at {run} ({time.perf_counter() - start:.0f} s)", err=True)
     from pathlib import Path

@@ -410,6 +410,23 @@ def test_optimised_image_is_computed_on_demand_with_progress_and_cached_in_the_r
     tile = sprite_tile(duo.app.server.test_client().get(sprite[sprite.index("/vis/"):]).data, 3)
     expected = np.asarray(Image.open(target).convert("RGB").resize(tile.size, Image.Resampling.BILINEAR))
     assert np.abs(np.asarray(tile).astype(int) - expected).max() <= 1
+    from vistoolbox.mining.gallery import count_maximized
+
+    made = count_maximized(run, layer)
+    assert made >= 1 and duo.find_element("#layer-info").text.endswith(f" · {made} optimised")
+
+    # the grid can show the top-1 patches instead: unit 3's tile is then its top-1 patch
+    duo.find_element("#grid-shows input[value='patch']").click()
+    end = time.time() + 30
+    while duo.find_element("#grid-sprite").get_attribute("src") == sprite and time.time() < end:
+        time.sleep(0.2)
+    wait_images(duo, "#grid-sprite", 1)
+    patches = duo.find_element("#grid-sprite").get_attribute("src")
+    tile = sprite_tile(duo.app.server.test_client().get(patches[patches.index("/vis/"):]).data, 3)
+    top1 = Image.open(run.patch(run.resolve(layer), 3, 0)).convert("RGB")
+    resample = Image.Resampling.NEAREST if max(top1.size) < tile.size[0] else Image.Resampling.BILINEAR
+    expected = np.asarray(top1.resize(tile.size, resample))
+    assert np.abs(np.asarray(tile).astype(int) - expected).max() <= 1
 
 
 def sprite_tile(png: bytes, unit: int):  # noqa: ANN201

@@ -66,6 +66,14 @@ class Settings:
 
         return {k: plain(v) for k, v in asdict(self).items()}
 
+    def shrunk(self, factor: float) -> "Settings":
+        """These settings with the pixel sizes (pad, jitters, roll, blur radius) scaled by `factor`:
+        the same transforms relative to a canvas `factor` times the size they were chosen for (a
+        coarse-to-fine stage, or a small image such as the demo's conv1 renders)."""
+        return replace(self, pad=round(self.pad * factor), jitter=round(self.jitter * factor),
+                       jitter2=round(self.jitter2 * factor), roll=round(self.roll * factor),
+                       blur_radius=self.blur_radius * factor)
+
     def validate(self) -> "Settings":
         """Raise :class:`VisUsageError` for values that cannot work (NaN, infinity, negative, zero
         where a count or size is needed, sizes above :data:`~vistoolbox.limits.MAX_PIXELS`)."""

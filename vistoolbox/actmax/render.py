@@ -158,9 +158,8 @@ def _shrink(stage: tuple[int, int], final: tuple[int, int]) -> float:
 
 def _stage_transform(settings: Settings, stage: tuple[int, int], final: tuple[int, int]) -> Callable:
     """Lucid's transforms with pad and jitters in final-size pixels, shrunk with the stage."""
-    f = _shrink(stage, final)
-    return robustness(round(settings.pad * f), round(settings.jitter * f), settings.scales, settings.angles,
-                      round(settings.jitter2 * f))
+    small = settings.shrunk(_shrink(stage, final))
+    return robustness(small.pad, small.jitter, small.scales, small.angles, small.jitter2)
 
 
 def _grow_density(acc: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -298,10 +297,10 @@ def run_pixel(model: LoadedModel, objective: Objective, primary: Objective, sett
         stage = plan[index][0]
         if index > 0:
             state["image"] = state["image"].grow(stage, settings.carry).to(device)
-        f = _shrink(stage, size)
-        state["regs"] = all_regularizers(settings.decay, settings.blur_radius * f, settings.blur_every,
-                                         settings.norm_pct, settings.contrib_pct)
-        state["roll"] = round(settings.roll * f)
+        small = settings.shrunk(_shrink(stage, size))
+        state["regs"] = all_regularizers(small.decay, small.blur_radius, small.blur_every, small.norm_pct,
+                                         small.contrib_pct)
+        state["roll"] = small.roll
 
     def one_step(step: int) -> torch.Tensor:
         index = stages.begins(step)

@@ -24,7 +24,7 @@ from ..features.receptive import field_of, unit_box
 from ..images import open_image
 from ..rundir import Run
 
-__all__ = ["GRID_COLUMNS", "Histogram", "Rect", "SourceHit", "THUMB", "crop_geometry", "crop_size", "histogram_bins",
+__all__ = ["count_maximized", "GRID_COLUMNS", "GRID_SHOWS", "Histogram", "Rect", "SourceHit", "THUMB", "crop_geometry", "crop_size", "histogram_bins",
            "image_part", "source_hit", "sprite_image", "thumbnail", "thumbnails"]
 
 GRID_COLUMNS = 16   # units per row of a layer's grid
@@ -34,17 +34,28 @@ THUMB = 48          # px per unit in the grid sprite
 Rect = tuple[float, float, float, float]
 
 
-def thumbnail(run: Run, layer: str, unit: int) -> Path | None:
-    """The optimised image when the run has it, else the top-1 patch, else the montage (None: nothing)."""
-    for path in (run.maximized(layer, unit), run.patch(layer, unit, 0), run.patch(layer, unit)):
+#: What a layer's grid shows of each unit: ``maximized`` (its optimised image where the run has one)
+#: or ``patch`` (its top-1 patch); either falls back to the top-1 patch, then to the montage.
+GRID_SHOWS = ("maximized", "patch")
+
+
+def thumbnail(run: Run, layer: str, unit: int, shows: str = "maximized") -> Path | None:
+    """The unit's picture for a grid (see :data:`GRID_SHOWS`; None: the run has nothing of it)."""
+    first = [run.maximized(layer, unit)] if shows == "maximized" else []
+    for path in (*first, run.patch(layer, unit, 0), run.patch(layer, unit)):
         if path.is_file():
             return path
     return None
 
 
-def thumbnails(run: Run, layer: str) -> list[Path | None]:
+def thumbnails(run: Run, layer: str, shows: str = "maximized") -> list[Path | None]:
     """:func:`thumbnail` of every unit of a layer, in unit order."""
-    return [thumbnail(run, layer, unit) for unit in range(run.units(layer))]
+    return [thumbnail(run, layer, unit, shows) for unit in range(run.units(layer))]
+
+
+def count_maximized(run: Run, layer: str) -> int:
+    """How many units of `layer` have an optimised image in the run."""
+    return sum(run.maximized(layer, unit).is_file() for unit in range(run.units(layer)))
 
 
 def sprite_image(paths: Sequence[Path | None], columns: int = GRID_COLUMNS, thumb: int = THUMB) -> Image.Image:
