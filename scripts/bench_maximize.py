@@ -22,10 +22,15 @@ Usage: python scripts/bench_maximize.py [--steps-alexnet 128] [--steps-vgg 128]
                                         [--quality-seeds 0] [--quality-steps 512]
                                         [--quality-first-seed 0] [--cases alexnet,vgg16]
                                         [--schedule-seeds 0,1,2,3,4,5,6,7]
+                                        [--default-seeds 0,1,2,3,4,5,6,7 [--default-run RUN]]
 
 Reduced time-to-quality case (``--schedule-seeds``): AlexNet ``conv4:12`` (random weights) only — the
-default preset against coarse-to-fine schedules, no Lucent side (see :func:`schedule_case`). VGG16
-``conv4_3`` is left out: 512 default steps take about 6 minutes per seed on the 2-core machine.
+``lucid`` preset against coarse-to-fine schedules, no Lucent side (see :func:`schedule_case`). VGG16
+``conv4_3`` is left out: 512 ``lucid`` steps take about 6 minutes per seed on the 2-core machine.
+
+Time to quality of the default preset (``--default-seeds``, optionally ``--default-run RUN`` for
+plausibility): AlexNet ``conv4:12``, Lucent vs ``lucid`` vs the default, per seed (see
+:func:`default_case`).
 The last line of output is one JSON object.
 """
 from __future__ import annotations
@@ -189,19 +194,19 @@ SCHEDULE_ARMS = {"default": {}, "c2f_0.5:0.75,1:0.25": {"schedule": "0.5:0.75,1:
 
 
 def schedule_case(model_name: str, weights: str, layer: str, unit: int, seeds: list[int]) -> dict:
-    """A reduced time-to-quality case (no Lucent side): today's default preset against coarse-to-fine
+    """A reduced time-to-quality case (no Lucent side): the ``lucid`` preset against coarse-to-fine
     schedules, arms interleaved per seed (A, B, C, A, B, C …), each run timed alone; per arm the
     median wall time and final activation (8-bit image, ``activation_final``) and both as ratios to
     the default (``speedup`` = default's time / the arm's)."""
     from vistoolbox import load_model
-    from vistoolbox.actmax import DEFAULT_PRESET, maximize
+    from vistoolbox.actmax import maximize
 
     model = load_model(model_name, weights, quiet=True)
     runs: dict[str, list[dict]] = {name: [] for name in SCHEDULE_ARMS}
     for seed in seeds:
         for name, overrides in SCHEDULE_ARMS.items():
             start = time.perf_counter()
-            result = maximize(model, f"{layer}:{unit}", preset=DEFAULT_PRESET, seed=seed, **overrides)
+            result = maximize(model, f"{layer}:{unit}", preset="lucid", seed=seed, **overrides)
             runs[name].append({"seed": seed, "seconds": round(time.perf_counter() - start, 3),
                                "final": round(result.record["activation_final"][0], 4)})
             print(f"{model_name} {layer}:{unit} {name} seed {seed}: {runs[name][-1]}", flush=True)
@@ -212,8 +217,88 @@ def schedule_case(model_name: str, weights: str, layer: str, unit: int, seeds: l
                    "speedup": round(base_s / sec, 3),
                    "final_ratio": round(act / base_act, 3) if base_act > 0 else None, "runs": runs[name]}
             for name, (sec, act) in med.items()}
-    return {"model": model_name, "weights": weights, "layer": layer, "unit": unit, "preset": DEFAULT_PRESET,
+    return {"model": model_name, "weights": weights, "layer": layer, "unit": unit, "preset": "lucid",
             "seeds": seeds, "arms": arms}
+
+
+def lucent_run(model, layer: str, unit: int, steps: int, size: int, seed: int) -> tuple[torch.Tensor, float]:
+    """Lucent's own ``render_vis`` as a user runs it (its standard transforms, its Adam lr 0.05):
+    the final image ``[1, 3, size, size]`` and its wall seconds."""
+    from lucent.optvis import param, render
+    from lucent.optvis import transform as ltransform
+
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    module = copy.deepcopy(model.module).requires_grad_(True)
+    start = time.perf_counter()
+    images = render.render_vis(module, f"{model.resolve(layer).replace('.', '_')}:{unit}",
+                               param_f=lambda: param.image(size),
+                               transforms=[*ltransform.standard_transforms, model.preprocessing.normalize],
+                               thresholds=(steps,), preprocess=False, progress=False, show_image=False)
+    seconds = time.perf_counter() - start
+    return torch.from_numpy(np.ascontiguousarray(images[-1])).permute(0, 3, 1, 2).float(), seconds
+
+
+def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: list[int],
+                 run: str | None = None) -> dict:
+    """Time to quality of the default preset: per seed, interleaved and each timed alone, Lucent's
+    512-step ``render_vis`` (224 px), our old default ``lucid`` (512 steps, 224 px) and the new
+    default (``DEFAULT_PRESET``). Reported: medians of seconds and final activation (8-bit image, one
+    shared ``measure``) per arm; ``speedup_vs_lucid`` (lucid's median time / the new default's) and
+    ``final_ratio_vs_lucid``; ``time_to_lucent_ratio`` = Lucent's median time / the median time the
+    new default took to first reach Lucent's median final activation (its per-step history, at the
+    seconds per step of its run; None when a seed never reaches it: ``reached`` counts them). With
+    `run` (a mining run of `layer`) each side's final image also gets its plausibility (median)."""
+    from vistoolbox import load_model
+    from vistoolbox.actmax import DEFAULT_PRESET, Channel, default_judge, maximize, measure
+    from vistoolbox.actmax.quality import unit_plausibility
+    from vistoolbox.actmax.render import quantize
+
+    model = load_model(model_name, weights, quiet=True)
+    objective = Channel(layer, (unit,))
+    rows: list[dict] = []
+    for seed in seeds:
+        image, seconds = lucent_run(model, layer, unit, 512, model.input_size, seed)
+        lucent = {"arm": "lucent", "seed": seed, "seconds": round(seconds, 3),
+                  "final": round(measure(model, objective, quantize(image))[0], 4)}
+        if run:
+            lucent["plausibility"] = unit_plausibility(run, layer, [unit], image, default_judge(model))["plausibility"][0]
+        rows.append(lucent)
+        for preset in ("lucid", DEFAULT_PRESET):
+            result = maximize(model, f"{layer}:{unit}", preset=preset, seed=seed, run=run)
+            seconds = result.record["seconds"]   # the optimisation alone (not the plausibility judge)
+            history = [step[0] for step in result.record["history"]]
+            rows.append({"arm": preset, "seed": seed, "seconds": round(seconds, 3),
+                         "final": round(measure(model, objective, result.images)[0], 4),
+                         "plausibility": result.record.get("plausibility"), "history": history})
+            print(f"{model_name} {layer}:{unit} seed {seed}: lucent {lucent['seconds']} s {lucent['final']}, "
+                  f"{preset} {rows[-1]['seconds']} s {rows[-1]['final']}", flush=True)
+    arms: dict[str, dict] = {}
+    for arm in ("lucent", "lucid", DEFAULT_PRESET):
+        mine = [r for r in rows if r["arm"] == arm]
+        arms[arm] = {"median_seconds": round(statistics.median(r["seconds"] for r in mine), 3),
+                     "median_final": round(statistics.median(r["final"] for r in mine), 4),
+                     "finals": [r["final"] for r in mine]}
+        scores = [r["plausibility"] for r in mine if r.get("plausibility") is not None]
+        scores = [v[0] if isinstance(v, list) else v for v in scores]
+        if scores:
+            arms[arm]["median_plausibility"] = round(statistics.median(scores), 4)
+    target = arms["lucent"]["median_final"]
+    reach = []
+    for r in (r for r in rows if r["arm"] == DEFAULT_PRESET):
+        first = next((i for i, value in enumerate(r["history"]) if value >= target), None)
+        reach.append(None if first is None else r["seconds"] * (first + 1) / len(r["history"]))
+    reached = [t for t in reach if t is not None]
+    new, old = arms[DEFAULT_PRESET], arms["lucid"]
+    return {"model": model_name, "weights": weights, "layer": layer, "unit": unit, "seeds": seeds,
+            "default_preset": DEFAULT_PRESET, "arms": arms,
+            "speedup_vs_lucid": round(old["median_seconds"] / new["median_seconds"], 3),
+            "final_ratio_vs_lucid": round(new["median_final"] / old["median_final"], 3) if old["median_final"] > 0 else None,
+            "reached": f"{len(reached)}/{len(reach)}",
+            "time_to_lucent_ratio": (round(arms["lucent"]["median_seconds"] / statistics.median(reached), 3)
+                                     if len(reached) == len(reach) else None),
+            "plausibility_ratio": (round(new["median_plausibility"] / arms["lucent"]["median_plausibility"], 3)
+                                   if "median_plausibility" in new and "median_plausibility" in arms["lucent"] else None)}
 
 
 def aggregate(runs: list[dict]) -> dict:
@@ -245,6 +330,11 @@ def main() -> None:
     parser.add_argument("--schedule-seeds", default="",
                         help="comma-separated seeds for the reduced time-to-quality case on AlexNet conv4:12 "
                              "(default preset vs coarse-to-fine; empty: skip)")
+    parser.add_argument("--default-seeds", default="",
+                        help="comma-separated seeds for the time-to-quality case of the default preset on "
+                             "AlexNet conv4:12 (Lucent, lucid and the default, interleaved; empty: skip)")
+    parser.add_argument("--default-run", default=None,
+                        help="a mining run of AlexNet (random) conv4 for the plausibility of each side")
     args = parser.parse_args()
     torch.set_num_threads(1)
     plan = [("alexnet", "random", "conv4", args.steps_alexnet, args.seeds_alexnet),
@@ -270,8 +360,11 @@ def main() -> None:
         quality.append(result)
     seeds = [int(v) for v in args.schedule_seeds.split(",") if v.strip()]
     schedule = [schedule_case("alexnet", "random", "conv4", 12, seeds)] if seeds else []
+    seeds = [int(v) for v in args.default_seeds.split(",") if v.strip()]
+    default = [default_case("alexnet", "random", "conv4", 12, seeds, args.default_run)] if seeds else []
     print(json.dumps({"torch": torch.__version__, "threads": 1, "cases": cases,
-                      **({"quality": quality} if quality else {}), **({"schedule": schedule} if schedule else {})}))
+                      **({"quality": quality} if quality else {}), **({"schedule": schedule} if schedule else {}),
+                      **({"default": default} if default else {})}))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from .actmax import DEFAULT_PRESET, maximize_layer, settings_for
+from .actmax import maximize_layer, settings_for
 from .errors import VisUsageError
 from .features.receptive import Field, field_of
 from .images import open_image
@@ -28,7 +28,7 @@ from .rundir import open_run
 from .samples import (DEMO_SCALES, DEMO_VERSION, SKIMAGE_SOURCES, build_demo_dataset, crop_windows, demo_sources,
                       save_jpeg)
 
-__all__ = ["build_demo_dataset", "crop_windows", "DEMO_LR", "DEMO_MIN_SIZE", "DEMO_SCALES", "demo_size", "demo_sources",
+__all__ = ["build_demo_dataset", "crop_windows", "DEMO_LR", "DEMO_MIN_SIZE", "DEMO_PRESET", "DEMO_SCALES", "demo_size", "demo_sources",
            "DEMO_VERSION", "DemoPlan", "maximize_targets", "model_units", "run_demo", "SKIMAGE_SOURCES", "tile_dataset"]
 
 #: Units optimised together in one batch by the demo.
@@ -58,6 +58,8 @@ def tile_dataset(source: str | Path, out: str | Path, size: int = 224, scales=DE
 #: 32 px / 64 steps / lr 0.1 left 4.7 % of the images flat (pixel std < 12), 48 px / 48 steps / lr 0.05
 #: left 14.8 % flat in 1.7× the time.
 DEMO_LR = 0.1
+#: The preset the demo's images start from (its pixel sizes shrunk to the demo's image size).
+DEMO_PRESET = "lucid"
 #: Smallest optimised image of the demo (px).
 DEMO_MIN_SIZE = 32
 
@@ -158,12 +160,13 @@ def run_demo(model: LoadedModel, out: str | Path = "vis-demo", dataset: str | Pa
         if not units:
             continue
         size = plan.maximize_size or demo_size(field_of(mined.layer_info(canonical)), model.input_size)
-        small = settings_for(DEFAULT_PRESET).shrunk(size / model.input_size)
+        small = settings_for(DEMO_PRESET).shrunk(size / model.input_size)
         say(f"optimised images of {'every unit' if len(units) == total else f'the first {len(units)} units'} "
             f"of {layer} ({size} px, {plan.maximize_steps} steps)")
         # no plausibility judge here: it costs more than these small images (0.6 s per unit on 2 CPU
         # cores against 0.1-0.2 s of optimisation); `vis maximize` and the dashboard record it
-        maximize_layer(model, layer, run, units=units, seed=seed, quiet=quiet, batch=min(DEMO_BATCH, len(units)),
+        maximize_layer(model, layer, run, units=units, preset=DEMO_PRESET, seed=seed, quiet=quiet,
+                       batch=min(DEMO_BATCH, len(units)),
                        steps=plan.maximize_steps, size=size, lr=plan.maximize_lr, pad=small.pad, jitter=small.jitter,
                        jitter2=small.jitter2, plausibility=False)
     return Path(run)

@@ -92,7 +92,7 @@ def test_negate_lowers_and_neuron_targets_the_centre(alexnet_random):
 
 
 def test_logit_objective_with_an_extra_term(alexnet_random):
-    res = maximize(alexnet_random, "fc8:5", steps=8, size=SIZE, extra=0.01 * DeepDream("conv3"))
+    res = maximize(alexnet_random, "fc8:5", preset="lucid", steps=8, size=SIZE, extra=0.01 * DeepDream("conv3"))
     assert res.record["objective"] == "channel(fc8, 5) + 0.01*(deepdream(conv3))"
     assert res.record["activation_final"][0] > res.record["activation_initial"][0]
 
@@ -253,7 +253,10 @@ def test_cli_batch_writes_grid_units_and_full_sidecar(tmp_path, capsys):
                 "torch_version", "activation_initial", "activation_final", "history", "objective", "size"):
         assert key in rec, key
     assert rec["unit"] == 3 and rec["seed"] == 9 and rec["device"] == "cpu" and rec["torch_version"] == torch.__version__
-    assert rec["settings"]["steps"] == 5 and rec["settings"]["lr"] == 0.05 and rec["diversity"] == 0.5
+    from vistoolbox.actmax import DEFAULT_PRESET, PRESETS
+
+    assert rec["preset"] == DEFAULT_PRESET and rec["settings"]["lr"] == PRESETS[DEFAULT_PRESET].lr
+    assert rec["settings"]["steps"] == 5 and rec["diversity"] == 0.5
     assert "diversity(conv4)" in rec["objective"] and rec["layer_canonical"] == "features.8"
     assert len(rec["history"]) == 5 and isinstance(rec["activation_final"], float)
 

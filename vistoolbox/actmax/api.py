@@ -26,7 +26,7 @@ from ..models import LoadedModel, as_model
 from ..rundir import maximize_path, open_run
 from .backends import executor
 from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
-from .presets import DEFAULT_PRESET, Settings, plan_stages, settings_for
+from .presets import DEFAULT_PRESET, Settings, plan_stages, settings_for, sized
 from .quality import Judge, default_judge, unit_plausibility
 from .render import Progress, Trace, measure, model_input, quantize, run_lucid, run_pixel, unit_generator
 from .result import MaximizeResult
@@ -105,9 +105,9 @@ def layer_shape(model: LoadedModel, layer: str, size: tuple[int, int]) -> tuple[
     return tuple(out.shape[1:])
 
 
-def _size(settings: Settings, model: LoadedModel) -> tuple[int, int]:
-    s = settings.size or model.input_size
-    return (s, s)
+def _sized(settings: Settings, model: LoadedModel) -> tuple[Settings, tuple[int, int]]:
+    """:func:`~vistoolbox.actmax.presets.sized` for `model`."""
+    return sized(settings, model.input_size, fixed=model.fixed_size is not None)
 
 
 def build_objectives(model: LoadedModel, layer: str, units: Sequence[int], size: tuple[int, int],
@@ -286,8 +286,7 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
     """
     model = as_model(model)
     layer, chosen = target_units(target, units)
-    settings = settings_for(preset, **overrides)
-    size = _size(settings, model)
+    settings, size = _sized(settings_for(preset, **overrides), model)
     settings.check_batch(size, len(chosen), "units")
     objective, primary, info = build_objectives(model, layer, chosen, size, neuron, negate, diversity)
     if extra is not None:
@@ -370,9 +369,10 @@ def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units:
     model = as_model(model)
     batch = whole(batch, "batch")
     run_batches = executor(backend)
-    settings = settings_for(preset, **{k: v for k, v in options.items() if k not in MAXIMIZE_ONLY})
-    settings.check_batch(_size(settings, model), batch, "batch")
-    channels = layer_shape(model, layer, _size(settings, model))[0]
+    settings, size = _sized(settings_for(preset, **{k: v for k, v in options.items() if k not in MAXIMIZE_ONLY}),
+                            model)
+    settings.check_batch(size, batch, "batch")
+    channels = layer_shape(model, layer, size)[0]
     wanted = list(units) if units is not None else list(range(channels))
     check_units(wanted, channels, layer)
     canonical = model.resolve(layer)
