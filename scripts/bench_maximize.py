@@ -221,9 +221,13 @@ def schedule_case(model_name: str, weights: str, layer: str, unit: int, seeds: l
             "seeds": seeds, "arms": arms}
 
 
-def lucent_run(model, layer: str, unit: int, steps: int, size: int, seed: int) -> tuple[torch.Tensor, float]:
+#: Steps between the checkpoints of the time-to-quality curves (each side's image measured there).
+CHECKPOINT = 32
+
+
+def lucent_run(model, layer: str, unit: int, steps: int, size: int, seed: int) -> tuple[list[torch.Tensor], float]:
     """Lucent's own ``render_vis`` as a user runs it (its standard transforms, its Adam lr 0.05):
-    the final image ``[1, 3, size, size]`` and its wall seconds."""
+    its images ``[1, 3, size, size]`` every :data:`CHECKPOINT` steps and its wall seconds."""
     from lucent.optvis import param, render
     from lucent.optvis import transform as ltransform
 
@@ -234,21 +238,24 @@ def lucent_run(model, layer: str, unit: int, steps: int, size: int, seed: int) -
     images = render.render_vis(module, f"{model.resolve(layer).replace('.', '_')}:{unit}",
                                param_f=lambda: param.image(size),
                                transforms=[*ltransform.standard_transforms, model.preprocessing.normalize],
-                               thresholds=(steps,), preprocess=False, progress=False, show_image=False)
+                               thresholds=tuple(range(CHECKPOINT, steps + 1, CHECKPOINT)), preprocess=False,
+                               progress=False, show_image=False)
     seconds = time.perf_counter() - start
-    return torch.from_numpy(np.ascontiguousarray(images[-1])).permute(0, 3, 1, 2).float(), seconds
+    return [torch.from_numpy(np.ascontiguousarray(i)).permute(0, 3, 1, 2).float() for i in images], seconds
 
 
 def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: list[int],
                  run: str | None = None) -> dict:
     """Time to quality of the default preset: per seed, interleaved and each timed alone, Lucent's
     512-step ``render_vis`` (224 px), our old default ``lucid`` (512 steps, 224 px) and the new
-    default (``DEFAULT_PRESET``). Reported: medians of seconds and final activation (8-bit image, one
-    shared ``measure``) per arm; ``speedup_vs_lucid`` (lucid's median time / the new default's) and
+    default (``DEFAULT_PRESET``). Every side's image is measured every :data:`CHECKPOINT` steps (8-bit,
+    one shared ``measure``, no transforms) at the time its run had reached there (its seconds × the
+    step's share; ours: the optimisation alone, not the plausibility judge). Reported per arm: the
+    median curve (seconds, activation), medians of seconds and final activation, and with `run` (a
+    mining run of `layer`) the median plausibility of the final images; ``speedup_vs_lucid``,
     ``final_ratio_vs_lucid``; ``time_to_lucent_ratio`` = Lucent's median time / the median time the
-    new default took to first reach Lucent's median final activation (its per-step history, at the
-    seconds per step of its run; None when a seed never reaches it: ``reached`` counts them). With
-    `run` (a mining run of `layer`) each side's final image also gets its plausibility (median)."""
+    new default's checkpoints first reach Lucent's median final activation (None unless every seed
+    does: ``reached``); ``plausibility_ratio`` = the new default's / Lucent's."""
     from vistoolbox import load_model
     from vistoolbox.actmax import DEFAULT_PRESET, Channel, default_judge, maximize, measure
     from vistoolbox.actmax.quality import unit_plausibility
@@ -257,37 +264,41 @@ def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: li
     model = load_model(model_name, weights, quiet=True)
     objective = Channel(layer, (unit,))
     rows: list[dict] = []
+
+    def row(arm: str, seed: int, seconds: float, images: list[torch.Tensor], steps: int, plaus) -> dict:
+        acts = [measure(model, objective, quantize(image))[0] for image in images]
+        curve = [(seconds * CHECKPOINT * (i + 1) / steps, act) for i, act in enumerate(acts)]
+        return {"arm": arm, "seed": seed, "seconds": round(seconds, 3), "final": round(acts[-1], 4),
+                "plausibility": plaus, "curve": curve}
+
     for seed in seeds:
-        image, seconds = lucent_run(model, layer, unit, 512, model.input_size, seed)
-        lucent = {"arm": "lucent", "seed": seed, "seconds": round(seconds, 3),
-                  "final": round(measure(model, objective, quantize(image))[0], 4)}
-        if run:
-            lucent["plausibility"] = unit_plausibility(run, layer, [unit], image, default_judge(model))["plausibility"][0]
+        images, seconds = lucent_run(model, layer, unit, 512, model.input_size, seed)
+        plaus = unit_plausibility(run, layer, [unit], images[-1], default_judge(model))["plausibility"][0] if run else None
+        lucent = row("lucent", seed, seconds, images, 512, plaus)
         rows.append(lucent)
         for preset in ("lucid", DEFAULT_PRESET):
-            result = maximize(model, f"{layer}:{unit}", preset=preset, seed=seed, run=run)
-            seconds = result.record["seconds"]   # the optimisation alone (not the plausibility judge)
-            history = [step[0] for step in result.record["history"]]
-            rows.append({"arm": preset, "seed": seed, "seconds": round(seconds, 3),
-                         "final": round(measure(model, objective, result.images)[0], 4),
-                         "plausibility": result.record.get("plausibility"), "history": history})
+            snaps: list[torch.Tensor] = []
+            result = maximize(model, f"{layer}:{unit}", preset=preset, seed=seed, run=run, snapshot_every=CHECKPOINT,
+                              progress=lambda info: snaps.append(info["images"]) if "images" in info else None)
+            plaus = result.record.get("plausibility")
+            rows.append(row(preset, seed, result.record["seconds"], snaps, result.record["steps_done"],
+                            plaus[0] if isinstance(plaus, list) else plaus))
             print(f"{model_name} {layer}:{unit} seed {seed}: lucent {lucent['seconds']} s {lucent['final']}, "
                   f"{preset} {rows[-1]['seconds']} s {rows[-1]['final']}", flush=True)
     arms: dict[str, dict] = {}
     for arm in ("lucent", "lucid", DEFAULT_PRESET):
         mine = [r for r in rows if r["arm"] == arm]
+        points = len(mine[0]["curve"])
+        curve = [(round(statistics.median(r["curve"][i][0] for r in mine), 3),
+                  round(statistics.median(r["curve"][i][1] for r in mine), 4)) for i in range(points)]
         arms[arm] = {"median_seconds": round(statistics.median(r["seconds"] for r in mine), 3),
                      "median_final": round(statistics.median(r["final"] for r in mine), 4),
-                     "finals": [r["final"] for r in mine]}
-        scores = [r["plausibility"] for r in mine if r.get("plausibility") is not None]
-        scores = [v[0] if isinstance(v, list) else v for v in scores]
+                     "finals": [r["final"] for r in mine], "curve": curve}
+        scores = [r["plausibility"] for r in mine if r["plausibility"] is not None]
         if scores:
             arms[arm]["median_plausibility"] = round(statistics.median(scores), 4)
     target = arms["lucent"]["median_final"]
-    reach = []
-    for r in (r for r in rows if r["arm"] == DEFAULT_PRESET):
-        first = next((i for i, value in enumerate(r["history"]) if value >= target), None)
-        reach.append(None if first is None else r["seconds"] * (first + 1) / len(r["history"]))
+    reach = [next((t for t, act in r["curve"] if act >= target), None) for r in rows if r["arm"] == DEFAULT_PRESET]
     reached = [t for t in reach if t is not None]
     new, old = arms[DEFAULT_PRESET], arms["lucid"]
     return {"model": model_name, "weights": weights, "layer": layer, "unit": unit, "seeds": seeds,
@@ -299,6 +310,28 @@ def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: li
                                      if len(reached) == len(reach) else None),
             "plausibility_ratio": (round(new["median_plausibility"] / arms["lucent"]["median_plausibility"], 3)
                                    if "median_plausibility" in new and "median_plausibility" in arms["lucent"] else None)}
+
+
+def plot_curves(case: dict, path: str) -> None:
+    """The median activation-vs-seconds curve of each arm of a :func:`default_case` (needs matplotlib)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib (pip install matplotlib)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
+    for arm, data in case["arms"].items():
+        seconds, acts = zip(*data["curve"])
+        ax.plot(seconds, acts, marker=".", label=f"{arm} (median of {len(case['seeds'])} seeds)")
+    ax.axhline(case["arms"]["lucent"]["median_final"], color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("seconds (one CPU thread)")
+    ax.set_ylabel("activation (8-bit image)")
+    ax.set_title(f"{case['model']} {case['layer']}:{case['unit']}: activation against time")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def aggregate(runs: list[dict]) -> dict:
@@ -335,6 +368,7 @@ def main() -> None:
                              "AlexNet conv4:12 (Lucent, lucid and the default, interleaved; empty: skip)")
     parser.add_argument("--default-run", default=None,
                         help="a mining run of AlexNet (random) conv4 for the plausibility of each side")
+    parser.add_argument("--plot", default=None, help="PNG of the default case's activation-vs-seconds curves")
     args = parser.parse_args()
     torch.set_num_threads(1)
     plan = [("alexnet", "random", "conv4", args.steps_alexnet, args.seeds_alexnet),
@@ -362,6 +396,8 @@ def main() -> None:
     schedule = [schedule_case("alexnet", "random", "conv4", 12, seeds)] if seeds else []
     seeds = [int(v) for v in args.default_seeds.split(",") if v.strip()]
     default = [default_case("alexnet", "random", "conv4", 12, seeds, args.default_run)] if seeds else []
+    if default and args.plot:
+        plot_curves(default[0], args.plot)
     print(json.dumps({"torch": torch.__version__, "threads": 1, "cases": cases,
                       **({"quality": quality} if quality else {}), **({"schedule": schedule} if schedule else {}),
                       **({"default": default} if default else {})}))

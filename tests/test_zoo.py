@@ -142,10 +142,10 @@ def test_mine_maximize_live_on_a_mid_layer(name, images, tmp_path):
         whole = entry["rf"] in ("global", "unknown")
         assert patch.size == ((size, size) if whole else tuple(entry["rf_size"][::-1]))
     # maximize: a channel objective on two units and a neuron at the grid's centre
-    res = maximize(model, f"{layer}:0-1", steps=2, quiet=True)
+    res = maximize(model, f"{layer}:0-1", steps=2, size=size, quiet=True)   # the mined size: the same grid
     assert res.images.shape == (2, 3, size, size) and res.record["layout"] == layout
     assert res.record["layer_shape"] == [entry["units"], rows, cols]
-    neuron = maximize(model, f"{layer}:3", neuron=True, steps=2, quiet=True)
+    neuron = maximize(model, f"{layer}:3", neuron=True, steps=2, size=size, quiet=True)
     assert neuron.record["neuron"] == [rows // 2, cols // 2] and np.isfinite(neuron.record["activation_final"]).all()
     # Live: the layer is offered (conv nets: their convs, ReLUs and pools) and its maps tile the grid
     assert layer in [o["value"] for o in live_layers(model)] or layout == "CHW"
