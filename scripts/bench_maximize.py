@@ -22,14 +22,16 @@ Usage: python scripts/bench_maximize.py [--steps-alexnet 128] [--steps-vgg 128]
                                         [--quality-seeds 0] [--quality-steps 512]
                                         [--quality-first-seed 0] [--cases alexnet,vgg16]
                                         [--schedule-seeds 0,1,2,3,4,5,6,7]
-                                        [--default-seeds 0,1,2,3,4,5,6,7 [--default-run RUN]]
+                                        [--default-seeds 0,1,2,3,4,5,6,7 [--default-run RUN]
+                                         [--plot PNG] [--default-model alexnet|vgg16] [--no-lucent]]
 
 Reduced time-to-quality case (``--schedule-seeds``): AlexNet ``conv4:12`` (random weights) only — the
 ``lucid`` preset against coarse-to-fine schedules, no Lucent side (see :func:`schedule_case`). VGG16
 ``conv4_3`` is left out: 512 ``lucid`` steps take about 6 minutes per seed on the 2-core machine.
 
 Time to quality of the default preset (``--default-seeds``, optionally ``--default-run RUN`` for
-plausibility): AlexNet ``conv4:12``, Lucent vs ``lucid`` vs the default, per seed (see
+plausibility and ``--plot PNG`` for the curves): AlexNet ``conv4:12`` (or ``--default-model vgg16``:
+``conv4_3:12``), Lucent vs ``lucid`` vs the default, per seed (``--no-lucent``: without Lucent; see
 :func:`default_case`).
 The last line of output is one JSON object.
 """
@@ -245,7 +247,7 @@ def lucent_run(model, layer: str, unit: int, steps: int, size: int, seed: int) -
 
 
 def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: list[int],
-                 run: str | None = None) -> dict:
+                 run: str | None = None, lucent_side: bool = True) -> dict:
     """Time to quality of the default preset: per seed, interleaved and each timed alone, Lucent's
     512-step ``render_vis`` (224 px), our old default ``lucid`` (512 steps, 224 px) and the new
     default (``DEFAULT_PRESET``). Every side's image is measured every :data:`CHECKPOINT` steps (8-bit,
@@ -255,7 +257,8 @@ def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: li
     mining run of `layer`) the median plausibility of the final images; ``speedup_vs_lucid``,
     ``final_ratio_vs_lucid``; ``time_to_lucent_ratio`` = Lucent's median time / the median time the
     new default's checkpoints first reach Lucent's median final activation (None unless every seed
-    does: ``reached``); ``plausibility_ratio`` = the new default's / Lucent's."""
+    does: ``reached``); ``plausibility_ratio`` = the new default's / Lucent's. Without
+    `lucent_side` only ``lucid`` and the default run (VGG16 on a CPU: Lucent takes 11 min a seed)."""
     from vistoolbox import load_model
     from vistoolbox.actmax import DEFAULT_PRESET, Channel, default_judge, maximize, measure
     from vistoolbox.actmax.quality import unit_plausibility
@@ -271,11 +274,13 @@ def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: li
         return {"arm": arm, "seed": seed, "seconds": round(seconds, 3), "final": round(acts[-1], 4),
                 "plausibility": plaus, "curve": curve}
 
+    lucent: dict = {"seconds": None, "final": None}
     for seed in seeds:
-        images, seconds = lucent_run(model, layer, unit, 512, model.input_size, seed)
-        plaus = unit_plausibility(run, layer, [unit], images[-1], default_judge(model))["plausibility"][0] if run else None
-        lucent = row("lucent", seed, seconds, images, 512, plaus)
-        rows.append(lucent)
+        if lucent_side:
+            images, seconds = lucent_run(model, layer, unit, 512, model.input_size, seed)
+            plaus = unit_plausibility(run, layer, [unit], images[-1], default_judge(model))["plausibility"][0] if run else None
+            lucent = row("lucent", seed, seconds, images, 512, plaus)
+            rows.append(lucent)
         for preset in ("lucid", DEFAULT_PRESET):
             snaps: list[torch.Tensor] = []
             result = maximize(model, f"{layer}:{unit}", preset=preset, seed=seed, run=run, snapshot_every=CHECKPOINT,
@@ -286,7 +291,7 @@ def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: li
             print(f"{model_name} {layer}:{unit} seed {seed}: lucent {lucent['seconds']} s {lucent['final']}, "
                   f"{preset} {rows[-1]['seconds']} s {rows[-1]['final']}", flush=True)
     arms: dict[str, dict] = {}
-    for arm in ("lucent", "lucid", DEFAULT_PRESET):
+    for arm in ("lucent", "lucid", DEFAULT_PRESET) if lucent_side else ("lucid", DEFAULT_PRESET):
         mine = [r for r in rows if r["arm"] == arm]
         points = len(mine[0]["curve"])
         curve = [(round(statistics.median(r["curve"][i][0] for r in mine), 3),
@@ -297,7 +302,7 @@ def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: li
         scores = [r["plausibility"] for r in mine if r["plausibility"] is not None]
         if scores:
             arms[arm]["median_plausibility"] = round(statistics.median(scores), 4)
-    target = arms["lucent"]["median_final"]
+    target = arms["lucent"]["median_final"] if lucent_side else float("inf")
     reach = [next((t for t, act in r["curve"] if act >= target), None) for r in rows if r["arm"] == DEFAULT_PRESET]
     reached = [t for t in reach if t is not None]
     new, old = arms[DEFAULT_PRESET], arms["lucid"]
@@ -307,9 +312,12 @@ def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: li
             "final_ratio_vs_lucid": round(new["median_final"] / old["median_final"], 3) if old["median_final"] > 0 else None,
             "reached": f"{len(reached)}/{len(reach)}",
             "time_to_lucent_ratio": (round(arms["lucent"]["median_seconds"] / statistics.median(reached), 3)
-                                     if len(reached) == len(reach) else None),
+                                     if lucent_side and len(reached) == len(reach) else None),
             "plausibility_ratio": (round(new["median_plausibility"] / arms["lucent"]["median_plausibility"], 3)
-                                   if "median_plausibility" in new and "median_plausibility" in arms["lucent"] else None)}
+                                   if "median_plausibility" in new and "median_plausibility" in arms.get("lucent", {})
+                                   else None),
+            "plausibility_ratio_vs_lucid": (round(new["median_plausibility"] / old["median_plausibility"], 3)
+                                            if "median_plausibility" in new and "median_plausibility" in old else None)}
 
 
 def plot_curves(case: dict, path: str) -> None:
@@ -325,7 +333,8 @@ def plot_curves(case: dict, path: str) -> None:
     for arm, data in case["arms"].items():
         seconds, acts = zip(*data["curve"])
         ax.plot(seconds, acts, marker=".", label=f"{arm} (median of {len(case['seeds'])} seeds)")
-    ax.axhline(case["arms"]["lucent"]["median_final"], color="grey", lw=0.8, ls="--")
+    if "lucent" in case["arms"]:
+        ax.axhline(case["arms"]["lucent"]["median_final"], color="grey", lw=0.8, ls="--")
     ax.set_xlabel("seconds (one CPU thread)")
     ax.set_ylabel("activation (8-bit image)")
     ax.set_title(f"{case['model']} {case['layer']}:{case['unit']}: activation against time")
@@ -367,8 +376,11 @@ def main() -> None:
                         help="comma-separated seeds for the time-to-quality case of the default preset on "
                              "AlexNet conv4:12 (Lucent, lucid and the default, interleaved; empty: skip)")
     parser.add_argument("--default-run", default=None,
-                        help="a mining run of AlexNet (random) conv4 for the plausibility of each side")
+                        help="a mining run of the default case's layer, for the plausibility of each side")
     parser.add_argument("--plot", default=None, help="PNG of the default case's activation-vs-seconds curves")
+    parser.add_argument("--default-model", default="alexnet", choices=["alexnet", "vgg16"],
+                        help="the default case's model: AlexNet (random) conv4:12 or VGG16 (hed) conv4_3:12")
+    parser.add_argument("--no-lucent", action="store_true", help="the default case without the Lucent side")
     args = parser.parse_args()
     torch.set_num_threads(1)
     plan = [("alexnet", "random", "conv4", args.steps_alexnet, args.seeds_alexnet),
@@ -395,7 +407,8 @@ def main() -> None:
     seeds = [int(v) for v in args.schedule_seeds.split(",") if v.strip()]
     schedule = [schedule_case("alexnet", "random", "conv4", 12, seeds)] if seeds else []
     seeds = [int(v) for v in args.default_seeds.split(",") if v.strip()]
-    default = [default_case("alexnet", "random", "conv4", 12, seeds, args.default_run)] if seeds else []
+    model_case = {"alexnet": ("alexnet", "random", "conv4"), "vgg16": ("vgg16", "hed", "conv4_3")}[args.default_model]
+    default = [default_case(*model_case, 12, seeds, args.default_run, not args.no_lucent)] if seeds else []
     if default and args.plot:
         plot_curves(default[0], args.plot)
     print(json.dumps({"torch": torch.__version__, "threads": 1, "cases": cases,

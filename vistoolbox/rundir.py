@@ -118,8 +118,6 @@ def _manifest_problem(manifest: Any) -> str | None:
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             return f"{key!r} has the wrong type ({type(value).__name__})"
     for name, entry in (manifest.get("layers") or {}).items():
-        if name in ("", ".", "..") or any(c in name for c in "/\\\0"):   # RUN/layers/<name> must stay inside
-            return f"layer name {name!r} is not a folder name inside the run"
         if not isinstance(entry, dict) or not isinstance(entry.get("units", 0), int):
             return f"layer {name!r} is not a layer entry"
     dataset = manifest.get("dataset") or {}

@@ -417,11 +417,12 @@ def test_optimised_image_is_computed_on_demand_with_progress_and_cached_in_the_r
 
     # the grid can show the top-1 patches instead: unit 3's tile is then its top-1 patch
     duo.find_element("#grid-shows input[value='patch']").click()
-    end = time.time() + 30
-    while duo.find_element("#grid-sprite").get_attribute("src") == sprite and time.time() < end:
+    read = "var e = document.getElementById('grid-sprite'); return e ? e.getAttribute('src') : null;"
+    end = time.time() + 30                     # the grid is re-rendered: read the src in one script call
+    while duo.driver.execute_script(read) in (sprite, None) and time.time() < end:
         time.sleep(0.2)
     wait_images(duo, "#grid-sprite", 1)
-    patches = duo.find_element("#grid-sprite").get_attribute("src")
+    patches = duo.driver.execute_script(read)
     tile = sprite_tile(duo.app.server.test_client().get(patches[patches.index("/vis/"):]).data, 3)
     top1 = Image.open(run.patch(run.resolve(layer), 3, 0)).convert("RGB")
     resample = Image.Resampling.NEAREST if max(top1.size) < tile.size[0] else Image.Resampling.BILINEAR
