@@ -50,6 +50,14 @@ def dash_browser(app) -> Iterator:  # noqa: ANN001
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def attributes(duo, css: str, name: str) -> list:  # noqa: ANN001
+    """Attribute `name` of every element matching `css`, read in one script call: elements that Dash
+    or Plotly re-render between a find and a read never go stale."""
+    return duo.driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.getAttribute(arguments[1]));",
+        css, name)
+
+
 def screenshot(duo, name: str) -> Path:  # noqa: ANN001
     """Save a PNG of the page to test-artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)

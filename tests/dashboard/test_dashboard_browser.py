@@ -15,7 +15,7 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
-from dashboard_browser import dash_browser, mine_run, needs_browser, screenshot
+from dashboard_browser import attributes, dash_browser, mine_run, needs_browser, screenshot
 
 pytestmark = [pytest.mark.browser, needs_browser,
               pytest.mark.filterwarnings("ignore::DeprecationWarning:selenium")]
@@ -255,9 +255,9 @@ def test_live_tile_hover_shows_channel_and_max_and_the_selection_is_outlined(duo
     before = image.get_attribute("href")
     duo.find_element("#live-scale input[value='layer']").click()
     end = time.time() + 30
-    while duo.find_element("#live-maps .main-svg image").get_attribute("href") == before and time.time() < end:
+    while attributes(duo, "#live-maps .main-svg image", "href")[:1] in ([before], []) and time.time() < end:
         time.sleep(0.2)
-    assert duo.find_element("#live-maps .main-svg image").get_attribute("href") != before
+    assert attributes(duo, "#live-maps .main-svg image", "href")[:1] not in ([before], [])
     duo.wait_for_element("#live-maps .shapelayer path", timeout=10)          # the outline stays
 
 
@@ -349,11 +349,10 @@ def test_an_uploaded_style_is_what_the_dropdown_shows(duo, tmp_path):
     duo.wait_for_contains_text("#tr-style-pick", "upload: my_style.png")
     assert "immunohistochemistry" not in duo.find_element("#tr-style-pick").text
     end = time.time() + 20
-    while [i.get_attribute("src").rsplit("/", 1)[-1] for i in duo.find_elements("#tr-style-thumbs img")] != \
-            [f"{key}.png"] and time.time() < end:
+    while [src.rsplit("/", 1)[-1] for src in attributes(duo, "#tr-style-thumbs img", "src")] != [f"{key}.png"] \
+            and time.time() < end:
         time.sleep(0.2)
-    assert [i.get_attribute("src").rsplit("/", 1)[-1] for i in duo.find_elements("#tr-style-thumbs img")] == \
-        [f"{key}.png"]
+    assert [src.rsplit("/", 1)[-1] for src in attributes(duo, "#tr-style-thumbs img", "src")] == [f"{key}.png"]
 
 
 RECORD_CHANGES = """
@@ -417,12 +416,11 @@ def test_optimised_image_is_computed_on_demand_with_progress_and_cached_in_the_r
 
     # the grid can show the top-1 patches instead: unit 3's tile is then its top-1 patch
     duo.find_element("#grid-shows input[value='patch']").click()
-    read = "var e = document.getElementById('grid-sprite'); return e ? e.getAttribute('src') : null;"
     end = time.time() + 30                     # the grid is re-rendered: read the src in one script call
-    while duo.driver.execute_script(read) in (sprite, None) and time.time() < end:
+    while attributes(duo, "#grid-sprite", "src") in ([sprite], []) and time.time() < end:
         time.sleep(0.2)
     wait_images(duo, "#grid-sprite", 1)
-    patches = duo.driver.execute_script(read)
+    (patches,) = attributes(duo, "#grid-sprite", "src")
     tile = sprite_tile(duo.app.server.test_client().get(patches[patches.index("/vis/"):]).data, 3)
     top1 = Image.open(run.patch(run.resolve(layer), 3, 0)).convert("RGB")
     resample = Image.Resampling.NEAREST if max(top1.size) < tile.size[0] else Image.Resampling.BILINEAR
