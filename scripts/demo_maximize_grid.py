@@ -1,5 +1,5 @@
 """How good are a whole layer's optimised images at a given cost? Renders every unit of a VGG16
-(`hed`) layer with `vis demo`'s recipe (Lucid's transforms shrunk to the image size) for each
+(`hed`) layer with `vis demo`'s recipe (its preset: Lucid's transforms scaled to the image size) for each
 setting in turn, in one process with one torch thread, and reports per setting: seconds, the share
 of flat images (pixel standard deviation < 12 of 255: the optimisation never left the grey start),
 the share whose unit ended positive and above its start ("rose"), clipped pixels and the median final
@@ -25,7 +25,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vistoolbox import load_model  # noqa: E402
-from vistoolbox.actmax import DEFAULT_PRESET, maximize_layer, settings_for  # noqa: E402
+from vistoolbox.actmax import maximize_layer  # noqa: E402
+from vistoolbox.demo import DEMO_PRESET  # noqa: E402
 from vistoolbox.mining.gallery import sprite_image  # noqa: E402
 
 FLAT_STD = 12.0
@@ -58,12 +59,10 @@ def main() -> None:
     results = []
     for setting in args.settings.split(","):
         size, steps, lr = setting.split(":")
-        small = settings_for(DEFAULT_PRESET).shrunk(int(size) / model.input_size)
         run = Path(args.out) / f"{args.layer}_{size}_{steps}_{lr}"
         start = time.perf_counter()
-        paths = maximize_layer(model, args.layer, run, batch=args.batch, size=int(size), steps=int(steps),
-                               lr=float(lr), pad=small.pad, jitter=small.jitter, jitter2=small.jitter2,
-                               overwrite=True)
+        paths = maximize_layer(model, args.layer, run, preset=DEMO_PRESET, batch=args.batch, size=int(size),
+                               steps=int(steps), lr=float(lr), overwrite=True)
         seconds = time.perf_counter() - start
         sprite_image(paths, 16, 48).save(run.with_suffix(".png"))
         row = {"setting": setting, "seconds": round(seconds, 1), **grade(paths)}
