@@ -23,7 +23,8 @@ Usage: python scripts/bench_maximize.py [--steps-alexnet 128] [--steps-vgg 128]
                                         [--quality-first-seed 0] [--cases alexnet,vgg16]
                                         [--schedule-seeds 0,1,2,3,4,5,6,7]
                                         [--default-seeds 0,1,2,3,4,5,6,7 [--default-run RUN]
-                                         [--plot PNG] [--default-model alexnet|vgg16] [--no-lucent]]
+                                         [--plot PNG] [--default-model alexnet|vgg16] [--no-lucent]
+                                         [--workers 1]]
 
 Reduced time-to-quality case (``--schedule-seeds``): AlexNet ``conv4:12`` (random weights) only — the
 ``lucid`` preset against coarse-to-fine schedules, no Lucent side (see :func:`schedule_case`). VGG16
@@ -246,19 +247,10 @@ def lucent_run(model, layer: str, unit: int, steps: int, size: int, seed: int) -
     return [torch.from_numpy(np.ascontiguousarray(i)).permute(0, 3, 1, 2).float() for i in images], seconds
 
 
-def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: list[int],
-                 run: str | None = None, lucent_side: bool = True) -> dict:
-    """Time to quality of the default preset: per seed, interleaved and each timed alone, Lucent's
-    512-step ``render_vis`` (224 px), our old default ``lucid`` (512 steps, 224 px) and the new
-    default (``DEFAULT_PRESET``). Every side's image is measured every :data:`CHECKPOINT` steps (8-bit,
-    one shared ``measure``, no transforms) at the time its run had reached there (its seconds × the
-    step's share; ours: the optimisation alone, not the plausibility judge). Reported per arm: the
-    median curve (seconds, activation), medians of seconds and final activation, and with `run` (a
-    mining run of `layer`) the median plausibility of the final images; ``speedup_vs_lucid``,
-    ``final_ratio_vs_lucid``; ``time_to_lucent_ratio`` = Lucent's median time / the median time the
-    new default's checkpoints first reach Lucent's median final activation (None unless every seed
-    does: ``reached``); ``plausibility_ratio`` = the new default's / Lucent's. Without
-    `lucent_side` only ``lucid`` and the default run (VGG16 on a CPU: Lucent takes 11 min a seed)."""
+def default_rows(model_name: str, weights: str, layer: str, unit: int, seeds: list[int],
+                 run: str | None = None, lucent_side: bool = True) -> list[dict]:
+    """The per-seed rows of :func:`default_case` (one thread; a worker process runs some seeds)."""
+    torch.set_num_threads(1)
     from vistoolbox import load_model
     from vistoolbox.actmax import DEFAULT_PRESET, Channel, default_judge, maximize, measure
     from vistoolbox.actmax.quality import unit_plausibility
@@ -289,7 +281,42 @@ def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: li
             rows.append(row(preset, seed, result.record["seconds"], snaps, result.record["steps_done"],
                             plaus[0] if isinstance(plaus, list) else plaus))
             print(f"{model_name} {layer}:{unit} seed {seed}: lucent {lucent['seconds']} s {lucent['final']}, "
-                  f"{preset} {rows[-1]['seconds']} s {rows[-1]['final']}", flush=True)
+                  f"{preset} {rows[-1]['seconds']} s {rows[-1]['final']} plausibility {rows[-1]['plausibility']}",
+                  flush=True)
+    return rows
+
+
+def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: list[int],
+                 run: str | None = None, lucent_side: bool = True, workers: int = 1) -> dict:
+    """Time to quality of the default preset: per seed, interleaved and each timed alone, Lucent's
+    512-step ``render_vis`` (224 px), our old default ``lucid`` (512 steps, 224 px) and the new
+    default (``DEFAULT_PRESET``). Every side's image is measured every :data:`CHECKPOINT` steps (8-bit,
+    one shared ``measure``, no transforms) at the time its run had reached there (its seconds × the
+    step's share; ours: the optimisation alone, not the plausibility judge). Reported per arm: the
+    median curve (seconds, activation), medians of seconds and final activation, and with `run` (a
+    mining run of `layer`) the plausibility of every final image and their median;
+    ``speedup_vs_lucid``, ``final_ratio_vs_lucid``, ``plausibility_ratio_vs_lucid``;
+    ``time_to_lucent_ratio`` = Lucent's median time / the time at which the new default's median curve
+    first reaches Lucent's median final activation (None if it never does; ``reached`` counts the
+    seeds whose own curve gets there); ``plausibility_ratio`` = the new default's median plausibility /
+    Lucent's. Without `lucent_side` only ``lucid`` and the default run (VGG16 on a CPU: Lucent takes
+    11 min a seed). `workers` > 1 splits the seeds over that many processes of one thread each (every
+    seed's arms stay interleaved in one process), for a machine with that many idle cores."""
+    from vistoolbox.actmax import DEFAULT_PRESET
+
+    groups = [seeds[i::workers] for i in range(workers) if seeds[i::workers]]
+    jobs = [(model_name, weights, layer, unit, group, run, lucent_side) for group in groups]
+    if len(groups) > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(len(groups)) as pool:
+            parts = pool.starmap(default_rows, jobs)
+            pool.close()
+            pool.join()
+        rows = [r for part in parts for r in part]
+    else:
+        rows = default_rows(*jobs[0])
+    rows.sort(key=lambda r: r["seed"])
     arms: dict[str, dict] = {}
     for arm in ("lucent", "lucid", DEFAULT_PRESET) if lucent_side else ("lucid", DEFAULT_PRESET):
         mine = [r for r in rows if r["arm"] == arm]
@@ -301,23 +328,21 @@ def default_case(model_name: str, weights: str, layer: str, unit: int, seeds: li
                      "finals": [r["final"] for r in mine], "curve": curve}
         scores = [r["plausibility"] for r in mine if r["plausibility"] is not None]
         if scores:
+            arms[arm]["plausibilities"] = scores
             arms[arm]["median_plausibility"] = round(statistics.median(scores), 4)
     target = arms["lucent"]["median_final"] if lucent_side else float("inf")
     reach = [next((t for t, act in r["curve"] if act >= target), None) for r in rows if r["arm"] == DEFAULT_PRESET]
-    reached = [t for t in reach if t is not None]
     new, old = arms[DEFAULT_PRESET], arms["lucid"]
+    median_reach = next((t for t, act in new["curve"] if act >= target), None)
+    ratio = lambda a, b: round(a / b, 3) if a is not None and b else None  # noqa: E731
     return {"model": model_name, "weights": weights, "layer": layer, "unit": unit, "seeds": seeds,
-            "default_preset": DEFAULT_PRESET, "arms": arms,
-            "speedup_vs_lucid": round(old["median_seconds"] / new["median_seconds"], 3),
-            "final_ratio_vs_lucid": round(new["median_final"] / old["median_final"], 3) if old["median_final"] > 0 else None,
-            "reached": f"{len(reached)}/{len(reach)}",
-            "time_to_lucent_ratio": (round(arms["lucent"]["median_seconds"] / statistics.median(reached), 3)
-                                     if lucent_side and len(reached) == len(reach) else None),
-            "plausibility_ratio": (round(new["median_plausibility"] / arms["lucent"]["median_plausibility"], 3)
-                                   if "median_plausibility" in new and "median_plausibility" in arms.get("lucent", {})
-                                   else None),
-            "plausibility_ratio_vs_lucid": (round(new["median_plausibility"] / old["median_plausibility"], 3)
-                                            if "median_plausibility" in new and "median_plausibility" in old else None)}
+            "default_preset": DEFAULT_PRESET, "workers": len(groups), "arms": arms,
+            "speedup_vs_lucid": ratio(old["median_seconds"], new["median_seconds"]),
+            "final_ratio_vs_lucid": ratio(new["median_final"], old["median_final"]) if old["median_final"] > 0 else None,
+            "reached": f"{sum(t is not None for t in reach)}/{len(reach)}",
+            "time_to_lucent_ratio": ratio(arms["lucent"]["median_seconds"], median_reach) if lucent_side else None,
+            "plausibility_ratio": ratio(new.get("median_plausibility"), arms.get("lucent", {}).get("median_plausibility")),
+            "plausibility_ratio_vs_lucid": ratio(new.get("median_plausibility"), old.get("median_plausibility"))}
 
 
 def plot_curves(case: dict, path: str) -> None:
@@ -381,6 +406,8 @@ def main() -> None:
     parser.add_argument("--default-model", default="alexnet", choices=["alexnet", "vgg16"],
                         help="the default case's model: AlexNet (random) conv4:12 or VGG16 (hed) conv4_3:12")
     parser.add_argument("--no-lucent", action="store_true", help="the default case without the Lucent side")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="the default case's seeds split over this many one-thread processes (idle cores)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     plan = [("alexnet", "random", "conv4", args.steps_alexnet, args.seeds_alexnet),
@@ -408,7 +435,8 @@ def main() -> None:
     schedule = [schedule_case("alexnet", "random", "conv4", 12, seeds)] if seeds else []
     seeds = [int(v) for v in args.default_seeds.split(",") if v.strip()]
     model_case = {"alexnet": ("alexnet", "random", "conv4"), "vgg16": ("vgg16", "hed", "conv4_3")}[args.default_model]
-    default = [default_case(*model_case, 12, seeds, args.default_run, not args.no_lucent)] if seeds else []
+    default = ([default_case(*model_case, 12, seeds, args.default_run, not args.no_lucent, max(1, args.workers))]
+               if seeds else [])
     if default and args.plot:
         plot_curves(default[0], args.plot)
     print(json.dumps({"torch": torch.__version__, "threads": 1, "cases": cases,

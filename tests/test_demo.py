@@ -119,6 +119,6 @@ def test_demo_renders_every_unit_of_a_layer_small(tmp_path):
         record = json.loads(run.maximized("2", unit).with_suffix(".json").read_text())
         settings = json.loads(record["settings"]) if isinstance(record["settings"], str) else record["settings"]
         assert record["size"] == [32, 32] and settings["lr"] == DEMO_LR and settings["steps"] == 12
-        assert (settings["pad"], settings["jitter"], settings["jitter2"]) == (6, 4, 2)   # 12, 8, 4 × 32/64
+        assert (settings["pad"], settings["jitter"], settings["jitter2"]) == (6, 8, 4)   # 12, 16, 8 × 32/64
         assert record["activation_final"] > record["activation_initial"]
         assert record["plausibility"] is None          # the demo skips the judge (costlier than the image)

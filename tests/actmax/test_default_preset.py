@@ -1,5 +1,5 @@
-"""The default preset `quick`: Lucid at half the model's input size, with Lucid's transforms scaled
-to the size used; every other preset keeps its settings exactly."""
+"""The default preset `quick`: Lucid at half the model's input size with the Distill article's jitters,
+its transforms scaled to the size used; every other preset keeps its settings exactly."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +15,9 @@ def test_the_default_is_quick_and_lucid_is_unchanged():
     assert DEFAULT_PRESET == "quick"
     quick, lucid = PRESETS["quick"], PRESETS["lucid"]
     changed = {f.name for f in dataclasses.fields(quick) if getattr(quick, f.name) != getattr(lucid, f.name)}
-    assert changed == {"steps", "lr", "size_scale"}
-    assert (quick.steps, quick.lr, quick.size_scale) == (448, 0.1, 0.5)
+    assert changed == {"steps", "lr", "size_scale", "jitter", "jitter2"}
+    assert (quick.steps, quick.lr, quick.size_scale) == (352, 0.1, 0.5)
+    assert (quick.jitter, quick.jitter2) == (PRESETS["distill"].jitter, PRESETS["distill"].jitter2) == (16, 8)
     assert (lucid.steps, lucid.lr, lucid.size, lucid.size_scale, lucid.pad, lucid.jitter, lucid.jitter2) == \
         (512, 0.05, None, 1.0, 12, 8, 4)
 
@@ -33,13 +34,13 @@ def test_sized_halves_the_input_and_scales_the_transforms_with_it():
     quick = settings_for("quick")
     settings, size = sized(quick, 224)
     assert size == (112, 112) and settings.size == 112
-    assert (settings.pad, settings.jitter, settings.jitter2) == (6, 4, 2)     # 12, 8, 4 at half size
+    assert (settings.pad, settings.jitter, settings.jitter2) == (6, 8, 4)     # 12, 16, 8 at half size
     assert sized(quick, 224, fixed=True)[1] == (224, 224)                     # a ViT keeps its one size
     assert sized(quick, 224, fixed=True)[0].pad == 12
     assert sized(settings_for("quick", size=224), 224)[0].pad == 12           # the input size: unscaled
     assert sized(settings, 224) == (settings, (112, 112))                     # sized settings replay as they are
     explicit, size = sized(settings_for("quick", size=56), 224)
-    assert size == (56, 56) and (explicit.pad, explicit.jitter, explicit.jitter2) == (3, 2, 1)
+    assert size == (56, 56) and (explicit.pad, explicit.jitter, explicit.jitter2) == (3, 4, 2)
     with pytest.raises(VisUsageError, match="size_scale"):
         settings_for("lucid", size_scale=1.5)
 

@@ -264,7 +264,8 @@ def maximize(model: LoadedModel | str, target: str, units: Iterable[int] | None 
         model: a :class:`LoadedModel` or a model name (loaded with its default weights).
         target: ``"layer:unit"``, ``"layer:0-7"`` or ``"layer"`` together with `units`.
         units: unit indices (channels of a conv layer, outputs of an fc layer).
-        preset: ``lucid`` (default), ``distill``, ``yosinski1..4``.
+        preset: ``quick`` (the default, :data:`DEFAULT_PRESET`), ``lucid``, ``distill``, ``maco``,
+            ``accentuate``, ``yosinski1..4``, ``dream`` (see :data:`PRESETS`).
         neuron: ``True`` for the spatially central unit, ``(y, x)`` for a position, else the
             channel mean.
         negate: minimise instead. diversity: weight of the Gram-cosine diversity term.
