@@ -399,7 +399,7 @@ def main() -> None:
                              "(default preset vs coarse-to-fine; empty: skip)")
     parser.add_argument("--default-seeds", default="",
                         help="comma-separated seeds for the time-to-quality case of the default preset on "
-                             "AlexNet conv4:12 (Lucent, lucid and the default, interleaved; empty: skip)")
+                             "--default-model's unit (Lucent, lucid and the default, interleaved; empty: skip)")
     parser.add_argument("--default-run", default=None,
                         help="a mining run of the default case's layer, for the plausibility of each side")
     parser.add_argument("--plot", default=None, help="PNG of the default case's activation-vs-seconds curves")

@@ -1,5 +1,5 @@
 """How good are a whole layer's optimised images at a given cost? Renders every unit of a VGG16
-(`hed`) layer with `vis demo`'s recipe (its preset: Lucid's transforms scaled to the image size) for each
+(`hed`) layer with `vis demo`'s recipe (its preset `quick`, transforms scaled to the image size) for each
 setting in turn, in one process with one torch thread, and reports per setting: seconds, the share
 of flat images (pixel standard deviation < 12 of 255: the optimisation never left the grey start),
 the share whose unit ended positive and above its start ("rose"), clipped pixels and the median final

@@ -58,8 +58,8 @@ def tile_dataset(source: str | Path, out: str | Path, size: int = 224, scales=DE
 #: 32 px / 64 steps / lr 0.1 left 4.7 % of the images flat (pixel std < 12), 48 px / 48 steps / lr 0.05
 #: left 14.8 % flat in 2.1× the time.
 DEMO_LR = 0.1
-#: The preset the demo's images start from: Lucid's transforms, meant at the model's input size, so
-#: they scale with the demo's smaller images (see :func:`vistoolbox.actmax.presets.sized`).
+#: The preset the demo's images start from: `quick`, whose pad and jitters are meant at the model's
+#: input size, so they scale with the demo's smaller images (see :func:`vistoolbox.actmax.presets.sized`).
 DEMO_PRESET = "quick"
 #: Smallest optimised image of the demo (px).
 DEMO_MIN_SIZE = 32
