@@ -133,7 +133,7 @@ def make_context(runs: list[str | Path] | None = None, model: str | None = None,
     opened = [open_run(path) for path in runs or []]
     names = [r.root for r in opened]
     if len(set(names)) != len(names):
-        raise VisUsageError("the same run was given twice to --run")
+        raise VisUsageError("`runs`: the same run was given twice")
     notes: list[str] = []
     if model is None:
         manifest = opened[0].manifest if opened else {}
@@ -146,7 +146,7 @@ def make_context(runs: list[str | Path] | None = None, model: str | None = None,
             model, weights = "vgg16", "hed"
     folder = kwargs.pop("stylizers_dir", None)
     if folder is not None and not Path(folder).is_dir():
-        raise VisUsageError(f"--stylizers {str(folder)!r} is not a folder (give the folder holding stylizer .pt files)")
+        raise VisUsageError(f"`stylizers_dir` {str(folder)!r} is not a folder (give the folder holding stylizer .pt files)")
     return Context(runs=opened, model_name=model, weights=weights or "hed", notes=notes,
                    stylizers_dir=Path(folder) if folder is not None else None, **kwargs)
 

@@ -22,7 +22,7 @@ PIPELINES = {"mining", "actmax", "style"}
 
 
 def modules() -> dict[str, Path]:
-    """Dotted name → file of every module of the installed package (the dashboard's through its link)."""
+    """Dotted name → file of every module of the installed package (the dashboard's from its folder)."""
     found = {}
     for path in sorted(PACKAGE.rglob("*.py")) + sorted((ROOT / "dashboard").glob("*.py")):
         rel = path.relative_to(ROOT).with_suffix("")
@@ -40,7 +40,9 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
     is_package = path.name == "__init__.py"
     package = name if is_package else name.rpartition(".")[0]
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    stub = path.with_suffix(".pyi")  # a lazy package lists its imports in its stub (lazy_loader)
+    source = path.read_text() + ("\n" + stub.read_text() if stub.exists() else "")
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.split(".")[0] == "vistoolbox"}
         elif isinstance(node, ast.ImportFrom):
@@ -117,15 +119,24 @@ def test_imports_point_down_and_pipelines_stay_apart():
 @pytest.mark.parametrize("name", sorted(modules()))
 def test_every_module_declares_all(name):
     tree = ast.parse(modules()[name].read_text())
-    assert any(isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in node.targets)
+    def names(target: ast.expr) -> list[str]:  # `__all__ = …` or `__getattr__, __dir__, __all__ = …`
+        return [getattr(t, "id", "") for t in getattr(target, "elts", [target])]
+
+    assert any(isinstance(node, ast.Assign) and any("__all__" in names(t) for t in node.targets)
                for node in tree.body), f"{name} has no __all__"
 
 
 def test_the_dashboard_installs_inside_the_library_namespace():
+    import tomllib
+
     from setuptools import find_packages
 
-    found = find_packages(str(ROOT), include=["vistoolbox*"])  # what pyproject's packages.find selects
-    assert "vistoolbox.dashboard" in found and "dashboard" not in found
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    # every package folder is installed, the dashboard's through the package-dir mapping (no symlink)
+    assert sorted(config["packages"]) == sorted(find_packages(str(ROOT), include=["vistoolbox*"])
+                                                + ["vistoolbox.dashboard"])
+    assert config["package-dir"] == {"vistoolbox.dashboard": "dashboard"}
+    assert not (PACKAGE / "dashboard").exists() and not (PACKAGE / "dashboard").is_symlink()
     import vistoolbox.dashboard as dashboard
 
     assert Path(dashboard.__file__).resolve().parent == (ROOT / "dashboard").resolve()

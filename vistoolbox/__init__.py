@@ -12,37 +12,8 @@ internal)::
 Every entry point takes the model first: ``mine(model, dataset, out)``, ``maximize(model, "conv4:12")``,
 ``transfer_style(model, content, styles)``, ``train_stylizer(model, style, dataset)``.
 """
-from ._version import __version__
-from .actmax import MaximizeResult, dream, maximize, maximize_layer
-from .errors import VisError, VisRuntimeError, VisUsageError
-from .export import export_site
-from .features import (Box, FeatureExtractor, Field, LayerInfo, Layout, batch_views, layer_field, layer_layout,
-                       layer_table, trace_geometry, unit_box, unit_views)
-from .images import load_tensor, montage, open_image, save_png, to_pil, to_tensor
-from .mining import merge_runs, mine
-from .models import LoadedModel, Preprocessing, load_model, resolve_device, torchvision_names
-from .result import ImageResult
-from .rundir import Run, open_run
-from .style import StyleLoss, StyleResult, synthesize_texture, transfer_style
-from .style.generator import GeneratorConfig, StyleGenerator
-from .style.stylizer import Stylizer, generate_texture, load_stylizer, save_stylizer, stylize, stylize_files
-from .style.train_stylizer import train_stylizer
+import lazy_loader as _lazy
 
-__all__ = [
-    "__version__",
-    # models, features, geometry
-    "Box", "FeatureExtractor", "Field", "LayerInfo", "Layout", "LoadedModel", "Preprocessing", "layer_field",
-    "layer_layout", "layer_table", "load_model", "resolve_device", "torchvision_names", "trace_geometry", "unit_box",
-    # errors, images, results, runs
-    "ImageResult", "Run", "VisError", "VisRuntimeError", "VisUsageError", "load_tensor", "montage", "open_image",
-    "export_site", "open_run", "save_png", "to_pil", "to_tensor",
-    # top-k mining and views
-    "batch_views", "merge_runs", "mine", "unit_views",
-    # activation maximization
-    "MaximizeResult", "dream", "maximize", "maximize_layer",
-    # texture synthesis and style transfer
-    "StyleLoss", "StyleResult", "synthesize_texture", "transfer_style",
-    # feed-forward stylizer
-    "GeneratorConfig", "StyleGenerator", "Stylizer", "generate_texture", "load_stylizer", "save_stylizer",
-    "stylize", "stylize_files", "train_stylizer",
-]
+# importing the package imports none of its modules (`vis --help` starts without torch); the names are in
+# __init__.pyi
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

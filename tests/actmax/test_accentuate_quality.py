@@ -101,3 +101,23 @@ def test_centre_crop_takes_the_middle():
     x = torch.arange(100.0).view(1, 1, 10, 10).expand(1, 3, 10, 10)
     assert torch.equal(centre_crop(x, (4, 4))[0, 0], x[0, 0, 3:7, 3:7])
     assert centre_crop(x, (20, 20)).shape[-1] == 10
+
+
+def test_errors_about_a_run_without_patches_name_the_parameter_not_a_flag(alexnet_random, astronaut, tmp_path):
+    """Library messages name Python parameters in the project's convention (`patches`); the CLI
+    swaps in its own flags, so no ``--flag`` may appear in them."""
+    from vistoolbox.actmax.quality import unit_plausibility
+    from vistoolbox.errors import VisUsageError
+
+    (tmp_path / "photos").mkdir()
+    for i in range(2):
+        crop = astronaut[0, :, 100 * i:100 * i + 128, 150:278].permute(1, 2, 0).mul(255).byte().numpy()
+        Image.fromarray(crop).save(tmp_path / "photos" / f"{i}.png")
+    run = str(mine(alexnet_random, tmp_path / "photos", tmp_path / "run", layers=["conv1"], k=2, batch_size=2,
+                   patches=False, quiet=True))
+    with pytest.raises(VisUsageError) as seeds_error:
+        topk_seeds(run, "conv1", 0)
+    with pytest.raises(VisUsageError) as centre_error:
+        unit_plausibility(run, "conv1", [0], torch.rand(1, 3, 64, 64), Judge(alexnet_random, centre_units=2))
+    for error in (seeds_error.value, centre_error.value):
+        assert "--" not in str(error) and "patches" in error.params, str(error)

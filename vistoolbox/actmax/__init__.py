@@ -7,15 +7,8 @@ Modules, in pipeline order: :mod:`.fourier` (spectra and the colour latent), :mo
 schedules), :mod:`.render` (the loops), :mod:`.quality` (plausibility), :mod:`.result` (images +
 record, saving), :mod:`.api` (entry points), :mod:`.accentuate` (feature accentuation).
 """
-from .accentuate import accentuate, topk_seeds
-from .api import dream, maximize, maximize_layer, parse_target, parse_units
-from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
-from .presets import DEFAULT_PRESET, PRESETS, Settings, settings_for
-from .quality import Judge, default_judge
-from .render import measure
-from .result import MaximizeResult
-from .spectrum import natural_spectrum
+import lazy_loader as _lazy
 
-__all__ = ["Channel", "DEFAULT_PRESET", "DeepDream", "Diversity", "Judge", "MaximizeResult", "Neuron", "Objective",
-           "PRESETS", "Settings", "accentuate", "default_judge", "dream", "maximize", "maximize_layer", "measure",
-           "natural_spectrum", "parse_target", "parse_units", "settings_for", "topk_seeds"]
+# importing the package imports none of its modules (`vis --help` starts without torch); the names are in
+# __init__.pyi
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

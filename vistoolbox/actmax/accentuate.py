@@ -51,7 +51,7 @@ def topk_seeds(run: str | Path, layer: str, unit: int, ranks: Iterable[int] | No
     paths = [opened.patch(canonical, unit, r) for r in chosen]
     missing = [p for p in paths if not p.exists()]
     if missing:
-        raise VisUsageError(f"run {str(run)!r} has no patch {missing[0].name} (mined with --no-patches?)")
+        raise VisUsageError(f"run {str(run)!r} has no patch {missing[0].name} (mined with `patches` off?)")
     return torch.cat([to_tensor(open_image(p)) for p in paths]), [str(p) for p in paths]
 
 

@@ -128,8 +128,8 @@ def _compute_centre(run_root: str, layer: str, judge: Judge) -> torch.Tensor:
     picks = sorted({round(i * (units - 1) / max(1, count - 1)) for i in range(count)})
     patches = [_load(p) for p in (run.patch(layer, u, 0) for u in picks) if p.exists()]
     if not patches:
-        raise VisUsageError(f"run {run_root!r} has no patches for layer {layer!r}; mine it with patches "
-                            "(without --no-patches)")
+        raise VisUsageError(f"run {run_root!r} has no patches for layer {layer!r}; mine it with "
+                            "`patches` on (the default)")
     return judge_features(judge, patches).mean(0)
 
 

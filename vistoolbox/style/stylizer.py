@@ -153,7 +153,7 @@ def stylize(stylizer: Stylizer, images: torch.Tensor | Sequence[torch.Tensor], s
     _check_strength(strength)
     if stylizer.mode != "image":
         raise VisUsageError("this stylizer was trained in texture mode: it makes textures from noise "
-                            "(vis stylize MODEL --noise), it does not take images")
+                            "(`noise`), it does not take images")
     as_batch = isinstance(images, torch.Tensor) and images.dim() == 4
     items = [im if im.dim() == 4 else im.unsqueeze(0) for im in images]  # a batch iterates as [3, H, W]
     for im in items:

@@ -1,0 +1,36 @@
+"""The public names of vistoolbox and their modules, listed once: the package imports each on first use
+(lazy_loader reads this stub), and type checkers read it as the package's interface."""
+from ._version import __version__
+from .actmax import MaximizeResult, dream, maximize, maximize_layer
+from .errors import VisError, VisRuntimeError, VisUsageError
+from .export import export_site
+from .features import (Box, FeatureExtractor, Field, LayerInfo, Layout, batch_views, layer_field, layer_layout,
+                       layer_table, trace_geometry, unit_box, unit_views)
+from .images import load_tensor, montage, open_image, save_png, to_pil, to_tensor
+from .mining import merge_runs, mine
+from .models import LoadedModel, Preprocessing, load_model, resolve_device, torchvision_names
+from .result import ImageResult
+from .rundir import Run, open_run
+from .style import StyleLoss, StyleResult, synthesize_texture, transfer_style
+from .style.generator import GeneratorConfig, StyleGenerator
+from .style.stylizer import Stylizer, generate_texture, load_stylizer, save_stylizer, stylize, stylize_files
+from .style.train_stylizer import train_stylizer
+
+__all__ = [
+    "__version__",
+    # models, features, geometry
+    "Box", "FeatureExtractor", "Field", "LayerInfo", "Layout", "LoadedModel", "Preprocessing", "layer_field",
+    "layer_layout", "layer_table", "load_model", "resolve_device", "torchvision_names", "trace_geometry", "unit_box",
+    # errors, images, results, runs
+    "ImageResult", "Run", "VisError", "VisRuntimeError", "VisUsageError", "load_tensor", "montage", "open_image",
+    "export_site", "open_run", "save_png", "to_pil", "to_tensor",
+    # top-k mining and views
+    "batch_views", "merge_runs", "mine", "unit_views",
+    # activation maximization
+    "MaximizeResult", "dream", "maximize", "maximize_layer",
+    # texture synthesis and style transfer
+    "StyleLoss", "StyleResult", "synthesize_texture", "transfer_style",
+    # feed-forward stylizer
+    "GeneratorConfig", "StyleGenerator", "Stylizer", "generate_texture", "load_stylizer", "save_stylizer",
+    "stylize", "stylize_files", "train_stylizer",
+]
