@@ -592,3 +592,23 @@ def test_accentuate_button_under_a_patch_runs_a_job_and_caches_it_in_the_run(min
     second = _run_background(app, again)  # a second click (the request store counts clicks)
     assert second["acc-status"]["children"].startswith(f"unit {unit}, patch #{rank + 1}: cached in the run")
     assert path.stat().st_mtime_ns == stamp
+
+
+def test_context_errors_name_the_parameter_not_a_cli_flag(alexnet_random, astronaut, tmp_path):
+    """make_context's messages name its parameters (`runs`, `stylizers_dir`); the CLI shows its flags."""
+    from vistoolbox.cli import flag_names
+    from vistoolbox.mining import mine
+
+    (tmp_path / "photos").mkdir()
+    for i in range(2):
+        crop = astronaut[0, :, 100 * i:100 * i + 128, 150:278].permute(1, 2, 0).mul(255).byte().numpy()
+        Image.fromarray(crop).save(tmp_path / "photos" / f"{i}.png")
+    run = mine(alexnet_random, tmp_path / "photos", tmp_path / "run", layers=["conv1"], k=2, batch_size=2,
+               patches=False, quiet=True)
+    cases = [(dict(runs=[run, run]), "runs", "--run"),
+             (dict(runs=None, stylizers_dir=tmp_path / "missing"), "stylizers_dir", "--stylizers")]
+    for kwargs, param, flag in cases:
+        with pytest.raises(VisUsageError) as error:
+            make_context(model="alexnet", weights="random", cache_dir=tmp_path / "cache", **kwargs)
+        assert "--" not in str(error.value) and param in error.value.params, str(error.value)
+        assert flag in error.value.renamed(flag_names(["dashboard"]))

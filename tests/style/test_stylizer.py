@@ -280,3 +280,13 @@ def test_identical_training_runs_give_identical_files(data, alexnet_random, tmp_
         _train(data, alexnet_random, steps=2, out=tmp_path / name)
         digests.append(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
     assert digests[0] == digests[1]
+
+
+def test_mode_errors_name_the_parameter_not_a_cli_flag():
+    """Library messages name Python parameters (`noise`); the CLI swaps in its flags (``--noise``)."""
+    from vistoolbox.cli import flag_names
+
+    with pytest.raises(VisUsageError) as error:
+        stylize(_stylizer("texture"), [torch.rand(3, 8, 8)])
+    assert "--" not in str(error.value) and "noise" in error.value.params, str(error.value)
+    assert "(--noise)" in error.value.renamed(flag_names(["stylize"]))
