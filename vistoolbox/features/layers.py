@@ -8,7 +8,7 @@ from typing import Iterable
 from ..errors import VisUsageError
 from ..limits import side
 from ..models import LoadedModel
-from .layout import Layout, decide_layout, parse_layout
+from .layout import Layout, decide_layout, module_layout, parse_layout
 from .receptive import Field, LayerGeometry, trace_geometry
 
 __all__ = ["LayerInfo", "layer_field", "layer_geometry", "layer_layout", "layer_table"]
@@ -70,6 +70,9 @@ def _describe(model: LoadedModel, name: str, geo: LayerGeometry | None) -> tuple
     the override disagrees with what was traced: the traced positions are not the user's)."""
     traced = decide_layout(geo.shape, geo.axes) if geo and geo.field is not None else None
     field = geo.field if geo else None
+    if traced is None and geo is not None:  # the tracer lost the positions: what the module is decides
+        traced = module_layout(model.module.get_submodule(name), geo.shape)
+        field = None if traced is not None else field
     if name in model.layouts:
         layout = _overridden(model, name, geo)
         if layout != traced:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import torch
+from torch import nn
 
 from .positions import Axes, Grid, Tokens
 
-__all__ = ["Layout", "decide_layout", "parse_layout", "position_grid"]
+__all__ = ["Layout", "decide_layout", "module_layout", "parse_layout", "position_grid"]
 
 _TOKENS = re.compile(r"^NC:(?:(\d+)\+)?(\d+)x(\d+)$")
 
@@ -138,4 +139,37 @@ def decide_layout(shape: Sequence[int] | None, axes: Axes | None) -> Layout | No
         return Layout("NC", axes.prefix, (axes.rows, axes.cols))
     if axes is None and len(shape) == 1:
         return Layout("C")
+    return None
+
+
+#: Modules whose output is channels-first by definition (torch's 2-D convs, norms and pools): the
+#: layout when the tracer lost the positions upstream (window partitions, say) but the module says it.
+CHANNELS_FIRST = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.LocalResponseNorm,
+                  nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout2d)
+
+#: Modules that keep their input's layout (a Sequential's layout is that of the last child not among them).
+ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU,
+               nn.Dropout, nn.Identity)
+
+
+def _channels_of(module: nn.Module) -> int | None:
+    """How many channels `module` outputs, where the module says so (None: as many as come in)."""
+    for attr in ("out_channels", "num_features"):
+        if isinstance(getattr(module, attr, None), int):
+            return getattr(module, attr)
+    return None
+
+
+def module_layout(module: nn.Module, shape: Sequence[int] | None) -> Layout | None:
+    """The layout a module's type gives its output, checked against the output's `shape` (no batch):
+    a 3-D output of a 2-D conv, norm or pool is ``CHW`` (its channel count must match the module's),
+    a ``Sequential`` has that of its last child that is not elementwise; None for anything else (the tracer's rule decides)."""
+    if shape is None or len(shape) != 3:
+        return None
+    if isinstance(module, nn.Sequential):  # its last child that is not elementwise decides
+        last = [child for child in module if not isinstance(child, ELEMENTWISE)]
+        return module_layout(last[-1], shape) if last else None
+    if isinstance(module, CHANNELS_FIRST):
+        channels = _channels_of(module)
+        return Layout("CHW") if channels is None or channels == shape[0] else None
     return None
