@@ -163,10 +163,11 @@ def _channels_of(module: nn.Module) -> int | None:
 def module_layout(module: nn.Module, shape: Sequence[int] | None) -> Layout | None:
     """The layout a module's type gives its output, checked against the output's `shape` (no batch):
     a 3-D output of a 2-D conv, norm or pool is ``CHW`` (its channel count must match the module's),
-    a ``Sequential`` has that of its last child that is not elementwise; None for anything else (the tracer's rule decides)."""
+    a ``Sequential`` has that of its last child that is not elementwise; None for anything else (the
+    tracer's rule decides)."""
     if shape is None or len(shape) != 3:
         return None
-    if isinstance(module, nn.Sequential):  # its last child that is not elementwise decides
+    if isinstance(module, nn.Sequential):
         last = [child for child in module if not isinstance(child, ELEMENTWISE)]
         return module_layout(last[-1], shape) if last else None
     if isinstance(module, CHANNELS_FIRST):
