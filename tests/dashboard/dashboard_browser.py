@@ -10,6 +10,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.processes import free_port
+
 CHROMIUM = os.environ.get("DASH_TEST_CHROMEPATH") or shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -44,7 +46,7 @@ def dash_browser(app) -> Iterator:  # noqa: ANN001
         with ThreadedRunner() as server, DashComposite(
                 server=server, browser="Chrome", headless=True, options=[chrome_options(profile)],
                 download_path=tempfile.mkdtemp(prefix="vis-dl-"), percy_run=False, wait_timeout=30) as duo:
-            duo.start_server(app)
+            duo.start_server(app, port=free_port())
             yield duo
     finally:
         shutil.rmtree(profile, ignore_errors=True)

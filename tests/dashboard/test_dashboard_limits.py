@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import sigint_default
+from tests.processes import free_port, sigint_default
 
 from vistoolbox import FeatureExtractor
 
@@ -235,12 +235,6 @@ def test_a_job_forked_after_a_forward_pass_does_not_hang():
 
 
 # --------------------------------------------------------------------------- the process
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def dashboard(tmp_path: Path, *args: str) -> subprocess.Popen:
     """`vis dashboard` with its system temp folder in `tmp_path` (no --cache-dir)."""
     env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

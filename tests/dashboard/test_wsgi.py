@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.processes import sigint_default
+from tests.processes import free_port, sigint_default
 
 from vistoolbox.dashboard.wsgi import make_server, serve
 
@@ -96,9 +95,3 @@ def test_vis_dashboard_serves_quietly_through_waitress(tmp_path):
         lines = [line for line in rest.splitlines() if line.strip()]
         assert not any("WARNING" in line or "development server" in line for line in lines), rest
         assert len(lines) == 12 * verbose and all(line.startswith("GET /") for line in lines), rest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
