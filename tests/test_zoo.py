@@ -5,6 +5,9 @@ itself declares (conv out_channels, linear out_features, norm features), no fiel
 and the fields it reports agree with the gradient field on a spread of layers; then a tiny mine,
 maximize (channel and neuron objectives) and Live map run on one mid-level layer. The heavy classic
 CNNs (already covered elsewhere) and the Ray round trip are marked ``slow``.
+
+Beyond the ten, every classifier ``torchvision.models.list_models()`` names: each layer whose output
+depends on the image has a layout whose units are the channels its module declares.
 """
 from __future__ import annotations
 
@@ -72,6 +75,69 @@ def vis_layers(capsys, name: str, size: int) -> list[dict]:
         cli.main(["layers", "--model", name, "--weights", "random", "--input-size", str(size), "--json"])
     assert done.value.code == 0
     return json.loads(capsys.readouterr().out)
+
+
+def _classifiers() -> list[str]:
+    import torchvision
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+#: input sizes where 64 px does not fit: the smallest each takes (maxvit's partitions need 224·k)
+ZOO_SIZES = {"inception_v3": 80, "maxvit_t": 224, "vit_h_14": 70}
+#: the zoo members that take seconds just to build (hundreds of millions of random weights)
+HEAVY = {"regnet_y_128gf", "vit_h_14", "vit_l_16", "vit_l_32", "convnext_large", "efficientnet_v2_l",
+         "regnet_y_32gf", "regnet_x_32gf", "swin_b", "swin_v2_b", "convnext_base", "wide_resnet101_2"}
+
+
+def image_dependent(module: nn.Module, size: int) -> set[str]:
+    """The named modules whose first output changes with the image (two random images compared):
+    the reference for which layers must have a layout."""
+    passes: list[dict[str, torch.Tensor]] = [{}, {}]
+    current: dict[str, torch.Tensor] = {}
+
+    def hook_for(name: str):
+        def hook(mod, inputs, out):
+            items = [out] if isinstance(out, torch.Tensor) else list(out) if isinstance(out, (tuple, list)) else []
+            first = next((t for t in items if isinstance(t, torch.Tensor)), None)
+            if first is not None and name not in current:
+                current[name] = first.detach().clone()
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in module.named_modules() if n]
+    gen = torch.Generator().manual_seed(0)
+    try:
+        with torch.no_grad():
+            for seen in passes:
+                current = seen
+                module(torch.rand(1, 3, size, size, generator=gen))
+    finally:
+        for handle in handles:
+            handle.remove()
+    first, second = passes
+    return {name for name in first if name in second and not torch.equal(first[name], second[name])}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+                                  for n in _classifiers()])
+def test_every_torchvision_classifier_has_every_layer_readable(capsys, name):
+    """Every module of every torchvision classifier whose output depends on the image has a layout,
+    and its units are the channels the module declares (random weights, a small input)."""
+    size = ZOO_SIZES.get(name, SIZE)
+    model = load_model(name, "random", input_size=size)
+    depends = image_dependent(model.module, size)
+    from vistoolbox.features.layers import layer_table
+
+    rows = [r for r in layer_table(model, size) if r.shape is not None]
+    modules = dict(model.module.named_modules())
+    assert len(rows) > 10
+    checked = [row for row in rows if row.name in depends]
+    assert len(checked) > 10  # swin_v2's position-bias MLPs run on a constant table: no image in them
+    for row in checked:
+        assert row.layout is not None, row
+        assert row.units == parse_layout(row.layout).channels(row.shape), row
+        declared = declared_units(modules[row.name])
+        assert declared is None or row.units == declared, row
 
 
 @pytest.fixture(scope="module")

@@ -65,14 +65,67 @@ def _overridden(model: LoadedModel, name: str, geo: LayerGeometry | None) -> Lay
     return layout
 
 
-def _describe(model: LoadedModel, name: str, geo: LayerGeometry | None) -> tuple[Layout | None, Field | None]:
-    """A layer's layout (override first, else the rule) and the field of its positions (None when
-    the override disagrees with what was traced: the traced positions are not the user's)."""
-    traced = decide_layout(geo.shape, geo.axes) if geo and geo.field is not None else None
-    field = geo.field if geo else None
-    if traced is None and geo is not None:  # the tracer lost the positions: what the module is decides
-        traced = module_layout(model.module.get_submodule(name), geo.shape)
-        field = None if traced is not None else field
+def _inherited(shape: tuple[int, ...], source: tuple[tuple[int, ...], Layout] | None,
+               same: Layout | None) -> Layout | None:
+    """A lost layer's layout from where its tensor came from: the layout of a layer that returned this
+    very tensor (a container and its last child), else its input's when the module kept the shape
+    (elementwise ops, residual sums), or kept a channels-last input's channels (axes swapped)."""
+    if same is not None:
+        return same
+    if source is None:
+        return None
+    src_shape, layout = source
+    if tuple(src_shape) == tuple(shape):
+        return layout
+    if str(layout) == "HWC" and len(shape) == 3 and shape[-1] == src_shape[-1]:
+        return layout
+    return None
+
+
+def _layouts(model: LoadedModel, size: int) -> dict[str, tuple[Layout | None, Field | None]]:
+    """Every traced layer's layout and field before overrides (memoised): the tracer's rule; where it
+    lost the positions, what the module is; then where its tensor came from (fields unknown). An
+    output computed from parameters alone (no image in it) has none."""
+    key = ("layouts", size)
+    if key in model.memo:
+        return model.memo[key]
+    geometry = layer_geometry(model, size)
+    found: dict[str, tuple[Layout | None, Field | None]] = {}
+    for name, geo in geometry.items():
+        traced = decide_layout(geo.shape, geo.axes) if geo.field is not None else None
+        field = geo.field
+        if traced is None and geo.field is not None:  # image-independent outputs keep no layout
+            traced = module_layout(model.module.get_submodule(name), geo.shape)
+            field = None if traced is not None else field
+        found[name] = (traced, field)
+    for _ in range(len(geometry)):  # each pass resolves at least one more layer, or stops
+        by_tensor: dict[int, tuple[tuple[int, ...], Layout]] = {}
+        for name, geo in geometry.items():
+            layout = found[name][0]
+            if layout is not None and geo.output is not None and geo.shape is not None:
+                by_tensor.setdefault(geo.output, (geo.shape, layout))
+        changed = False
+        for name, geo in geometry.items():
+            if found[name][0] is not None or geo.shape is None or geo.field is None:
+                continue
+            same = by_tensor.get(geo.output)  # type: ignore[arg-type]
+            source = by_tensor.get(geo.source) if geo.source is not None else None
+            layout = _inherited(geo.shape, source, same[1] if same else None)
+            if layout is not None and layout.fits(geo.shape):
+                found[name], changed = (layout, None), True
+        if not changed:
+            break
+    model.memo[key] = found
+    return found
+
+
+def _describe(model: LoadedModel, name: str, geo: LayerGeometry | None,
+              size: int | None) -> tuple[Layout | None, Field | None]:
+    """A layer's layout (override first, else :func:`_layouts`) and the field of its positions (None
+    when the override disagrees with what was traced: the traced positions are not the user's)."""
+    traced, field = _layouts(model, model.input_size if size is None else size).get(name, (None, None))
+    if geo is None:
+        field = None
     if name in model.layouts:
         layout = _overridden(model, name, geo)
         if layout != traced:
@@ -93,7 +146,7 @@ def layer_table(model: LoadedModel, size: int | None = None, names: Iterable[str
             continue
         geo = geometry.get(name)
         shape = list(geo.shape) if geo and geo.shape is not None else None
-        layout, field = _describe(model, name, geo)
+        layout, field = _describe(model, name, geo, size)
         kind: str | None = None
         if shape is not None:
             kind = "global" if layout is not None and not layout.spatial else (
@@ -116,7 +169,7 @@ def layer_layout(model: LoadedModel, layer: str, size: int | None = None) -> Lay
     geo = layer_geometry(model, size).get(path)
     if geo is None or geo.shape is None:
         raise VisUsageError(f"layer {layer!r} produced no tensor output in a forward pass")
-    layout, _ = _describe(model, path, geo)
+    layout, _ = _describe(model, path, geo, size)
     if layout is None:
         raise VisUsageError(f"layer {layer!r} has output shape {list(geo.shape)} and vistoolbox cannot tell where "
                             f"its channels and positions are; give its layout with `layouts` ({path}=HWC, CHW, C "

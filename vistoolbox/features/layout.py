@@ -147,6 +147,11 @@ def decide_layout(shape: Sequence[int] | None, axes: Axes | None) -> Layout | No
 CHANNELS_FIRST = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.LocalResponseNorm,
                   nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout2d)
 
+#: Modules whose output has its features last by definition (a linear map, a layer norm, attention
+#: over tokens): a 3-D output is ``HWC`` — its first two dims index positions (MaxViT's windows and
+#: the tokens in them), whatever they mean on the image — and a 1-D one ``C``.
+CHANNELS_LAST = (nn.Linear, nn.LayerNorm, nn.MultiheadAttention)
+
 #: Modules that keep their input's layout (a Sequential's layout is that of the last child not among them).
 ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU,
                nn.Dropout, nn.Identity)
@@ -154,23 +159,34 @@ ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hard
 
 def _channels_of(module: nn.Module) -> int | None:
     """How many channels `module` outputs, where the module says so (None: as many as come in)."""
-    for attr in ("out_channels", "num_features"):
+    for attr in ("out_channels", "num_features", "out_features", "embed_dim"):
         if isinstance(getattr(module, attr, None), int):
             return getattr(module, attr)
-    return None
+    shape = getattr(module, "normalized_shape", None)
+    return int(shape[-1]) if shape else None
+
+
+def _window_partition(module: nn.Module) -> bool:
+    """torchvision's MaxViT window partition: a map cut into ``[windows, tokens, C]``."""
+    return type(module).__name__ == "WindowPartition" and type(module).__module__.startswith("torchvision.")
 
 
 def module_layout(module: nn.Module, shape: Sequence[int] | None) -> Layout | None:
     """The layout a module's type gives its output, checked against the output's `shape` (no batch):
-    a 3-D output of a 2-D conv, norm or pool is ``CHW`` (its channel count must match the module's),
-    a ``Sequential`` has that of its last child that is not elementwise; None for anything else (the
-    tracer's rule decides)."""
-    if shape is None or len(shape) != 3:
+    a 3-D output of a 2-D conv, norm or pool is ``CHW``, of a linear map, layer norm or attention
+    ``HWC`` (a 1-D one ``C``) — the module's channel count must match —, a window partition's is
+    ``HWC``; a ``Sequential`` has that of its last child that is not elementwise; None for anything
+    else (the tracer's rule, or where the tensor came from, decides)."""
+    if shape is None or len(shape) not in (1, 3):
         return None
     if isinstance(module, nn.Sequential):
         last = [child for child in module if not isinstance(child, ELEMENTWISE)]
         return module_layout(last[-1], shape) if last else None
-    if isinstance(module, CHANNELS_FIRST):
-        channels = _channels_of(module)
+    channels = _channels_of(module)
+    if isinstance(module, CHANNELS_FIRST) and len(shape) == 3:
         return Layout("CHW") if channels is None or channels == shape[0] else None
+    if isinstance(module, CHANNELS_LAST) and channels == shape[-1]:
+        return Layout("HWC") if len(shape) == 3 else Layout("C")
+    if _window_partition(module) and len(shape) == 3:
+        return Layout("HWC")
     return None

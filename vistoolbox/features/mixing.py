@@ -8,7 +8,10 @@ the positions it reads (``GLOBAL`` when that covers the image).
 * window attention, a module rule (:func:`window_rule`): any module with ``window_size`` and
   ``shift_size`` (torchvision's and timm's Swin) whose internals cut the map into windows the
   op-by-op trace cannot follow: a token's window, shifted or not, lies within ``window − 1`` tokens
-  of it (a bound), or covers the whole map.
+  of it (a bound), or covers the whole map;
+* partition attention, a module rule (:func:`partition_rule`): MaxViT's block attention
+  (``partition_type`` ``window``, partitions of ``p × p`` aligned windows: a bound as above) and grid
+  attention (``grid``: every token reads a sparse grid spread over the whole map: the whole map).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from .field import UNKNOWN, Field, union_all
 from .opargs import arg, as_list, pair, tensors_in
 from .positions import Axes, Geo, Grid, Tokens, normalize_dims, shift_axes
 
-__all__ = ["ALONG", "MATMULS", "REDUCTIONS", "along", "attention", "matmul", "normed", "window_rule"]
+__all__ = ["ALONG", "MATMULS", "REDUCTIONS", "along", "attention", "matmul", "has_module_rule", "normed", "partition_rule", "window_rule"]
 
 REDUCTIONS = {  # name → position of the dim argument (default: all dims)
     "mean": 1, "sum": 1, "amax": 1, "amin": 1, "prod": 1, "std": 1, "var": 1, "logsumexp": 1,
@@ -239,6 +242,27 @@ def window_rule(tracer: GeometryTracer, module: nn.Module, inputs: tuple, output
     window = getattr(module, "window_size", None)
     if window is None or not hasattr(module, "shift_size"):
         return
+    _windowed(tracer, inputs, output, window, everything=False)
+
+
+def partition_rule(tracer: GeometryTracer, module: nn.Module, inputs: tuple, output: Any) -> None:
+    """MaxViT's partition attention (attributes ``partition_type`` and ``p``): a ``window``
+    partition reads aligned ``p × p`` windows (a bound), a ``grid`` partition a grid strided over
+    the whole map (every position)."""
+    kind, p = getattr(module, "partition_type", None), getattr(module, "p", None)
+    if kind not in ("window", "grid") or not isinstance(p, int):
+        return
+    _windowed(tracer, inputs, output, p, everything=kind == "grid")
+
+
+def has_module_rule(module: nn.Module) -> bool:
+    """Whether :func:`window_rule` or :func:`partition_rule` may fix this module's output."""
+    return hasattr(module, "window_size") or hasattr(module, "partition_type")
+
+
+def _windowed(tracer: GeometryTracer, inputs: tuple, output: Any, window: Any, everything: bool) -> None:
+    """Give a map-in, map-out module's output the field of windows of `window` tokens around each
+    position (or the whole map), unless the op-by-op trace already followed it exactly."""
     src = next(iter(tensors_in(inputs)), None)
     res = next(iter(tensors_in(output)), None)
     geo_in, geo_out = tracer.get(src), tracer.get(res)
@@ -249,7 +273,7 @@ def window_rule(tracer: GeometryTracer, module: nn.Module, inputs: tuple, output
         return  # the op-by-op trace followed it
     size = pair(window if not isinstance(window, int) else (window, window))
     rows, cols = geo_in.axes.extent(src.shape)
-    if size[0] >= rows and size[1] >= cols:
+    if everything or (size[0] >= rows and size[1] >= cols):
         field = tracer.everything(src, geo_in)
     else:  # a token's window lies somewhere within window − 1 tokens of it, shifted or not
         field = geo_in.field.after((2 * size[0] - 1, 2 * size[1] - 1), (1, 1), (size[0] - 1, size[1] - 1),

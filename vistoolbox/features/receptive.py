@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .field import GLOBAL, UNKNOWN, Box, Field, Pair, crop_padded, inside_fraction, unit_box
-from .mixing import window_rule
+from .mixing import has_module_rule, partition_rule, window_rule
 from .opargs import tensors_in
 from .positions import Axes, Geo, Grid
 from .tracer import GeometryTracer
@@ -31,11 +31,14 @@ __all__ = ["GLOBAL", "UNKNOWN", "Box", "Field", "LayerGeometry", "crop_padded", 
 class LayerGeometry:
     """Output shape (without batch), the receptive field of its positions, and where the positions
     are (`axes`, dims counted without the batch; None when it has none). `field` is None for an
-    output that does not depend on the image."""
+    output that does not depend on the image. `output` and `source` tell the layer's tensors apart
+    within one trace (equal numbers: the same tensor): what it returned, and its first input."""
 
     shape: tuple[int, ...] | None
     field: Field | None
     axes: Axes | None = None
+    output: int | None = None
+    source: int | None = None
 
 
 def field_of(entry: dict) -> Field:
@@ -64,23 +67,26 @@ def trace_geometry(module: nn.Module, input_size: Pair | int, names: Iterable[st
     :class:`~vistoolbox.features.extractor.FeatureExtractor` captures).
 
     Runs one forward pass of a zero image of `input_size` on the module's device, without gradients.
+    Layers are described after the pass (in the order they returned), so a module rule fixing a
+    parent's output also fixes the child that computed that very tensor.
     """
     size = _pair(input_size)
     wanted = set(names) if names is not None else None
     tracer = GeometryTracer(size)
-    found: dict[str, LayerGeometry] = {}
+    seen: dict[str, tuple[object, object]] = {}  # name → (output, inputs) of its first call, kept alive
     handles = []
 
     def hook_for(name: str, record: bool):
         def hook(mod, inputs, out):
             window_rule(tracer, mod, inputs, out)
-            if record and name not in found:
-                found[name] = _describe(tracer, out)
+            partition_rule(tracer, mod, inputs, out)
+            if record and name not in seen:
+                seen[name] = (out, inputs)
         return hook
 
     for name, sub in module.named_modules():
         record = bool(name) and (wanted is None or name in wanted)
-        if record or hasattr(sub, "window_size"):
+        if record or has_module_rule(sub):
             handles.append(sub.register_forward_hook(hook_for(name, record)))
     try:
         param = next(module.parameters(), None)
@@ -92,19 +98,23 @@ def trace_geometry(module: nn.Module, input_size: Pair | int, names: Iterable[st
     finally:
         for handle in handles:
             handle.remove()
-    return found
+    outputs = {id(t) for out, _ in seen.values() for t in tensors_in(out)}
+    return {name: _describe(tracer, out, inputs, outputs) for name, (out, inputs) in seen.items()}
 
 
-def _describe(tracer: GeometryTracer, out: object) -> LayerGeometry:
-    """A module output as the layer table sees it: the first tensor, without its batch dim."""
+def _describe(tracer: GeometryTracer, out: object, inputs: object, outputs: set[int]) -> LayerGeometry:
+    """A module output as the layer table sees it: the first tensor, without its batch dim; its
+    source is the module output its first input was carried on from (:meth:`GeometryTracer.origin`)."""
     first = next(iter(tensors_in(out)), None)
     if first is None:
         return LayerGeometry(None, None)
+    src = next(iter(tensors_in(inputs)), None)
+    ids = {"output": id(first), "source": tracer.origin(id(src), outputs, id(first)) if src is not None else None}
     geo = tracer.get(first)
     if geo is None:  # computed from parameters alone: no positions, no field
-        return LayerGeometry(tuple(first.shape[1:]), None)
+        return LayerGeometry(tuple(first.shape[1:]), None, **ids)
     axes = geo.axes.moved([d - 1 for d in geo.axes.dims()]) if geo.axes is not None else None
     if axes is not None and min(axes.dims()) < 0:
         axes = None  # positions along the batch dim: not a layer output we can lay out
     field = geo.field if axes is not None or not geo.field.exact else GLOBAL
-    return LayerGeometry(tuple(first.shape[1:]), field, axes)
+    return LayerGeometry(tuple(first.shape[1:]), field, axes, **ids)

@@ -81,6 +81,7 @@ class GeometryTracer(TorchFunctionMode):
         self.geos: dict[int, Geo] = {}
         self.alive: list[torch.Tensor] = []
         self.unfollowed: dict[str, int] = {}  # ops the rules could not follow, with counts
+        self.carriers: dict[int, list[int]] = {}  # a pointwise result → the same-shaped inputs it carries on
 
     # ------------------------------------------------------------------ bookkeeping
     def set(self, tensor: torch.Tensor, geo: Geo) -> None:
@@ -120,7 +121,25 @@ class GeometryTracer(TorchFunctionMode):
         for res, geo in zip(results, geos):
             if geo is not None:
                 self.set(res, geo)
+        if name in POINTWISE:
+            carriers = [id(t) for t, _ in traced if t.shape == results[0].shape]
+            if carriers:
+                self.carriers[id(results[0])] = carriers
         return out
+
+    def origin(self, tensor_id: int, stops: set[int], own: int) -> int:
+        """The tensor `tensor_id` was carried on from through pointwise ops (a residual sum, a
+        scaling): the nearest one in `stops` (a module's output) other than `own`, or itself."""
+        queue, visited = [tensor_id], {tensor_id}
+        while queue:
+            current = queue.pop(0)
+            if current in stops and current != own:
+                return current
+            for nxt in self.carriers.get(current, ()):
+                if nxt not in visited:
+                    visited.add(nxt)
+                    queue.append(nxt)
+        return tensor_id
 
     def unknown(self, traced: list[tuple[torch.Tensor, Geo]], result: torch.Tensor) -> Geo:
         """An op the tracer cannot follow: the field is unknown; the positions stay where they were
@@ -134,7 +153,8 @@ class GeometryTracer(TorchFunctionMode):
              results: list[torch.Tensor]) -> list[Geo | None] | None:
         first, geo = traced[0]
         if name in SLIDING:
-            return [self.sliding(name, args, kwargs, first, geo, results[0])] + [None] * (len(results) - 1)
+            slid = self.sliding(name, args, kwargs, first, geo, results[0])  # None: not a map it can follow
+            return [slid or self.unknown(traced, results[0])] + [None] * (len(results) - 1)
         if name in RESHAPES:
             return [self.reshaped(first, geo, results[0])]
         if name in PERMUTES:
