@@ -62,9 +62,9 @@ def body_problem(app: dash.Dash, body: Any) -> str | None:
     if not isinstance(body, dict):
         return f"the body must be a JSON object, not {type(body).__name__}"
     output = body.get("output")
-    if not isinstance(output, str) or output not in app.callback_map:
+    spec = app.callback_map.get(output) if isinstance(output, str) else None
+    if not spec or "callback" not in spec:     # (a clientside callback runs in the browser only)
         return "`output` names no callback of this dashboard"
-    spec = app.callback_map[output]
     for field, wanted in (("inputs", spec["inputs"]), ("state", spec.get("state", []))):
         sent = body.get(field, [])
         if not isinstance(sent, list) or len(sent) != len(wanted):

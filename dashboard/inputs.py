@@ -82,16 +82,16 @@ def layers(ctx: Context, values: Any, name: str, choices: Iterable[str]) -> list
     return list(dict.fromkeys(found))
 
 
-def image_list(values: Any, name: str, limit: int = MAX_IMAGES) -> list[str]:
-    """One string or a list of at most `limit` strings (a picker's choices, an upload's files) → a
-    list; empty when nothing is sent."""
+def image_list(values: Any, what: str, limit: int = MAX_IMAGES) -> list[str]:
+    """One string or a list of at most `limit` strings → a list (empty when nothing is sent); `what`
+    names them in the message (``images`` a picker's choices, ``uploads`` an upload's files)."""
     if values is None or values == "":
         return []
     items = values if isinstance(values, list) else [values]
     if not all(isinstance(v, str) for v in items):
-        raise VisUsageError(f"`{name}` must be image names or files")
+        raise VisUsageError(f"the {what} sent are not names or files")
     if len(items) > limit:
-        raise VisUsageError(f"`{name}`: at most {limit} images at once, got {len(items):,}")
+        raise VisUsageError(f"at most {limit} {what} at once, got {len(items):,}")
     return items
 
 

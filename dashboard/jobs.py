@@ -170,7 +170,7 @@ def image_picker(ctx: Context, prefix: str, label: str, multiple: bool = False, 
 def upload_options(ctx: Context, contents: Any, names: Any) -> list[dict[str, str]]:
     """Store uploaded file(s) (at most :data:`~.inputs.MAX_IMAGES`, checked before any is decoded)
     → dropdown options ``upload: <file name>`` whose values name them."""
-    items = inputs.image_list(contents, "upload")
+    items = inputs.image_list(contents, "uploads")
     files = names if isinstance(names, list) and len(names) == len(items) else [None] * len(items)
     return [{"label": f"upload: {str(name or 'image')[:80]}", "value": f"upload:{store_upload(ctx, item)[0]}"}
             for item, name in zip(items, files)]
@@ -193,7 +193,7 @@ def register_picker(app: dash.Dash, ctx: Context, prefix: str, multiple: bool = 
                 known = {o["value"] for o in options or []}
                 options = [*(options or []), *[o for o in added if o["value"] not in known]]
                 value = picked = [o["value"] for o in added] if multiple else added[0]["value"]
-            keys = [resolve_pick(ctx, v) for v in dict.fromkeys(inputs.image_list(picked, "pick"))]
+            keys = [resolve_pick(ctx, v) for v in dict.fromkeys(inputs.image_list(picked, "images"))]
         except (VisError, ValueError, IndexError) as exc:
             return dash.no_update, f"⚠ {exc}", dash.no_update, dash.no_update, dash.no_update
         thumbs = [html.Img(src=cache_url(k), className="thumb") for k in keys]
