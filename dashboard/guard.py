@@ -19,6 +19,8 @@ import dash
 import flask
 from werkzeug.exceptions import HTTPException
 
+from vistoolbox.errors import VisError
+
 __all__ = ["MESSAGE_IDS", "body_problem", "failed_callback", "install_guard", "log_line", "reason_of"]
 
 #: Outputs that show a callback's message (``children`` of an id ending so).
@@ -40,9 +42,10 @@ def log_line(what: str, exc: BaseException) -> None:
 def failed_callback(exc: Exception) -> Any:
     """Dash's ``on_error``: what a callback that raised answers, one value per output in the shape
     Dash checks (a list for a wildcard output), so the request never ends in a 500. Message outputs
-    get ``⚠ …``; every other output is left unchanged (all unchanged: HTTP 204)."""
+    get ``⚠ …`` (a :class:`~vistoolbox.errors.VisError`'s own line, else what failed); every other
+    output is left unchanged."""
     log_line("ignored a request it could not use", exc)
-    message = f"⚠ the dashboard could not do this ({reason_of(exc)})"
+    message = f"⚠ {exc}" if isinstance(exc, VisError) else f"⚠ the dashboard could not do this ({reason_of(exc)})"
 
     def value(spec: Any) -> Any:
         if isinstance(spec, list):                              # a wildcard (ALL) output
