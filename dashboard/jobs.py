@@ -36,8 +36,8 @@ __all__ = ["AppJobManager", "CACHE_EXPIRE_S", "MAX_JOB_PROCESSES", "cancelled_no
            "queued_text", "register_download", "register_job", "register_picker", "resolve_pick", "run_job", "sample_image",
            "SAMPLES", "snapshot_every", "Throttle", "upload_options"]
 
-#: Job processes one dashboard holds at once (running, or waiting for one of the `max_jobs` slots);
-#: a job asked for beyond them is refused with a message.
+#: Job processes one dashboard holds beyond its `max_jobs` running ones (waiting in the slots' queue
+#: of 16, or about to be refused by it); a job asked for beyond them is refused with a message.
 MAX_JOB_PROCESSES = 32
 #: Cached job results expire after a week.
 CACHE_EXPIRE_S = 7 * 24 * 3600
@@ -58,7 +58,7 @@ def in_job_process() -> None:
 
 class AppJobManager(dash.DiskcacheManager):
     """A disk-backed background-callback manager that runs only its own app's job functions, each in
-    a process that ends with the server (:mod:`.processes`), at most :data:`MAX_JOB_PROCESSES` at once.
+    a process that ends with the server (:mod:`.processes`), at most `process_limit` at once.
 
     Dash registers every background callback with every live manager under a key made of the
     callback's outputs and source, so in a process holding several apps (tests, a WSGI host) the app
@@ -66,6 +66,7 @@ class AppJobManager(dash.DiskcacheManager):
     manager takes registrations until :meth:`seal` (called once its app's callbacks are registered)."""
 
     sealed: bool = False
+    process_limit: int = MAX_JOB_PROCESSES   # job processes at once (make_manager: max_jobs more)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,12 +75,12 @@ class AppJobManager(dash.DiskcacheManager):
 
     def call_job_fn(self, key, job_fn, args, context):  # noqa: ANN001, ANN201 - Dash's signature
         """Start a job as Dash does, in a process that watches the server (daemonic: the process's
-        exit ends it too), unless :data:`MAX_JOB_PROCESSES` are already running or waiting."""
+        exit ends it too), unless `process_limit` are already running or waiting."""
         from multiprocess import Process
 
         with self._started:
             self.processes = [p for p in self.processes if p.is_alive()]
-            if len(self.processes) >= MAX_JOB_PROCESSES:
+            if len(self.processes) >= self.process_limit:
                 raise VisRuntimeError(f"{len(self.processes)} jobs are running or waiting already; start this "
                                       "one when one of them has finished")
             process = Process(target=job_process, daemon=True,
@@ -114,6 +115,7 @@ def make_manager(ctx: Context) -> AppJobManager:
     except sqlite3.Error as exc:  # diskcache keeps its index in SQLite: a full or broken disk shows here
         raise VisRuntimeError(f"cannot use the job cache in {str(ctx.cache_dir)!r}: {exc}") from None
     manager = AppJobManager(cache, cache_by=[lambda: "vistoolbox-jobs-v1"], expire=CACHE_EXPIRE_S)
+    manager.process_limit = ctx.max_jobs + MAX_JOB_PROCESSES
     atexit.register(manager.stop_jobs)   # a stop (Ctrl+C, SIGTERM) never waits for a running job
     return manager
 

@@ -350,9 +350,9 @@ def test_a_killed_server_leaves_no_job_and_no_cache(tmp_path):
 def test_jobs_beyond_the_process_cap_are_refused_with_a_message(app, monkeypatch):
     from test_dashboard_limits import tex_states
 
-    from vistoolbox.dashboard import jobs
-
-    monkeypatch.setattr(jobs, "MAX_JOB_PROCESSES", 0)
+    manager = app._background_manager
+    assert manager.process_limit == app.vis_context.max_jobs + 32
+    monkeypatch.setattr(manager, "process_limit", 0)
     response, _ = post(app, "..tex-result.src", [1], tex_states(app, 16, 2))
     assert_calm(response, 200)
     status = response.get_json()["response"]["tex-status"]["children"]
