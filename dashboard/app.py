@@ -1,7 +1,6 @@
 """``create_app(...)``: the Dash app of ``vis dashboard`` (Units, Live, Texture, Transfer tabs)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import dash
@@ -11,20 +10,12 @@ from vistoolbox.limits import whole
 
 from . import jobs, live, texture, transfer, units
 from .context import DEFAULT_MAX_JOBS, DEFAULT_MAX_UPLOAD_BYTES, make_context
+from .guard import failed_callback, install_guard
 from .serving import register_routes
 
-__all__ = ["create_app", "unusable_request"]
+__all__ = ["create_app"]
 
 ASSETS = Path(__file__).parent / "assets"
-
-
-def unusable_request(exc: Exception) -> None:
-    """What a callback that raised answers: no change (instead of an HTTP 500 with a traceback in the
-    log) and one line in the server's log. Callbacks check what they are sent (:mod:`.inputs`); this
-    catches what a forged or stale request still gets past them."""
-    reason = (str(exc).strip().splitlines() or [""])[0][:160]
-    print(f"vis dashboard: ignored a request it could not use ({type(exc).__name__}: {reason})", file=sys.stderr,
-          flush=True)
 
 
 def create_app(runs: list[str | Path] | None = None, model: str | None = None, weights: str | None = None, *,
@@ -59,8 +50,9 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     manager = jobs.make_manager(ctx)
     app = dash.Dash(__name__, assets_folder=str(ASSETS), title="vistoolbox", suppress_callback_exceptions=True,
-                    background_callback_manager=manager, on_error=unusable_request)
+                    background_callback_manager=manager, on_error=failed_callback)
     app.server.config["MAX_CONTENT_LENGTH"] = max_upload_bytes * 2 + 2**20  # base64 + other form fields
+    install_guard(app)   # malformed requests: 400, unknown paths: 404, never a 500
     register_routes(app.server, ctx, units.source_with_box)
     app.layout = html.Div(className="app", children=[
         dcc.Location(id="url", refresh=False),

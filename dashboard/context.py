@@ -14,6 +14,7 @@ from vistoolbox import LoadedModel, Run, load_model, open_run
 from vistoolbox.errors import VisError, VisUsageError
 from vistoolbox.models import check_run_model, is_code
 
+from .processes import remove_when_gone
 from .slots import JobSlots
 
 __all__ = ["content_key", "Context", "DEFAULT_MAX_JOBS", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_UPLOAD_PIXELS",
@@ -29,9 +30,10 @@ DEFAULT_MAX_JOBS = 2
 
 def temporary_cache() -> Path:
     """A new cache folder in the system's temp folder, removed when this process exits (not when a
-    job process forked from it does)."""
+    job process forked from it does); if it is killed, once it and its jobs are gone."""
     path = Path(tempfile.mkdtemp(prefix="vis-dashboard-"))
     atexit.register(_remove_cache, path, os.getpid())
+    remove_when_gone(path)
     return path
 
 

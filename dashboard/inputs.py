@@ -13,9 +13,13 @@ from vistoolbox.limits import number, whole
 
 from .context import Context
 
-__all__ = ["count", "image_keys", "layers", "one_of", "real", "selection", "subset"]
+__all__ = ["count", "image_keys", "image_list", "layers", "MAX_IMAGES", "one_of", "real", "selection", "subset"]
 
 _KEY = re.compile(r"^[0-9a-f]{8,64}$")
+#: Images one request may name or upload (a picker's choices; the files of one multiple upload),
+#: and the most a job takes: each costs a decode and a PNG encode (~0.2 s), so 16 bound a request
+#: to a few seconds.
+MAX_IMAGES = 16
 
 
 def count(value: Any, name: str, low: int, high: int, default: int | None = None) -> int:
@@ -78,7 +82,20 @@ def layers(ctx: Context, values: Any, name: str, choices: Iterable[str]) -> list
     return list(dict.fromkeys(found))
 
 
-def image_keys(store: Any, limit: int = 16) -> list[str]:
+def image_list(values: Any, what: str, limit: int = MAX_IMAGES) -> list[str]:
+    """One string or a list of at most `limit` strings → a list (empty when nothing is sent); `what`
+    names them in the message (``images`` a picker's choices, ``uploads`` an upload's files)."""
+    if values is None or values == "":
+        return []
+    items = values if isinstance(values, list) else [values]
+    if not all(isinstance(v, str) for v in items):
+        raise VisUsageError(f"the {what} sent are not names or files")
+    if len(items) > limit:
+        raise VisUsageError(f"at most {limit} {what} at once, got {len(items):,}")
+    return items
+
+
+def image_keys(store: Any, limit: int = MAX_IMAGES) -> list[str]:
     """The cached-image keys of a picker store ``{"keys": [hex, …]}`` (at most `limit`)."""
     keys = store.get("keys") if isinstance(store, dict) else None
     if not keys:

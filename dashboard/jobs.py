@@ -7,6 +7,9 @@ Redis instead (see the README).
 """
 from __future__ import annotations
 
+import atexit
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -22,15 +25,20 @@ from vistoolbox.models import LoadedModel
 from vistoolbox.result import ImageResult
 from vistoolbox.rundir import short_name
 
+from . import inputs
 from .context import Context, content_key
+from .processes import job_process, stop_processes
 from .serving import HEX_KEY, cache_url, data_uri
 from .uploads import cache_image, cached_path, store_upload
 
-__all__ = ["AppJobManager", "CACHE_EXPIRE_S", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of",
+__all__ = ["AppJobManager", "CACHE_EXPIRE_S", "MAX_JOB_PROCESSES", "cancelled_note", "download_button", "HIDDEN", "image_picker", "images_of",
            "job_panel", "layer_names", "loss_figure", "make_manager", "pick_options", "PREVIEW_EVERY_S",
            "queued_text", "register_download", "register_job", "register_picker", "resolve_pick", "run_job", "sample_image",
            "SAMPLES", "snapshot_every", "Throttle", "upload_options"]
 
+#: Job processes one dashboard holds beyond its `max_jobs` running ones (waiting in the slots' queue
+#: of 16, or about to be refused by it); a job asked for beyond them is refused with a message.
+MAX_JOB_PROCESSES = 32
 #: Cached job results expire after a week.
 CACHE_EXPIRE_S = 7 * 24 * 3600
 #: scikit-image samples offered in the pickers (name → loader name).
@@ -49,7 +57,8 @@ def in_job_process() -> None:
 
 
 class AppJobManager(dash.DiskcacheManager):
-    """A disk-backed background-callback manager that runs only its own app's job functions.
+    """A disk-backed background-callback manager that runs only its own app's job functions, each in
+    a process that ends with the server (:mod:`.processes`), at most `process_limit` at once.
 
     Dash registers every background callback with every live manager under a key made of the
     callback's outputs and source, so in a process holding several apps (tests, a WSGI host) the app
@@ -57,6 +66,34 @@ class AppJobManager(dash.DiskcacheManager):
     manager takes registrations until :meth:`seal` (called once its app's callbacks are registered)."""
 
     sealed: bool = False
+    process_limit: int = MAX_JOB_PROCESSES   # job processes at once (make_manager: max_jobs more)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.processes: list = []   # this manager's job processes (running or waiting for a slot)
+        self._started = threading.Lock()
+
+    def call_job_fn(self, key, job_fn, args, context):  # noqa: ANN001, ANN201 - Dash's signature
+        """Start a job as Dash does, in a process that watches the server (daemonic: the process's
+        exit ends it too), unless `process_limit` are already running or waiting."""
+        from multiprocess import Process
+
+        with self._started:
+            self.processes = [p for p in self.processes if p.is_alive()]
+            if len(self.processes) >= self.process_limit:
+                raise VisRuntimeError(f"{len(self.processes)} jobs are running or waiting already; start this "
+                                      "one when one of them has finished")
+            process = Process(target=job_process, daemon=True,
+                              args=(os.getpid(), job_fn, (key, self._make_progress_key(key), args, context)))
+            process.start()
+            self.processes.append(process)
+        return process.pid
+
+    def stop_jobs(self) -> None:
+        """End every job process now (the server is stopping)."""
+        with self._started:
+            stop_processes(self.processes)
+            self.processes = []
 
     def register(self, key, fn, progress) -> None:  # noqa: ANN001 - Dash's signature
         if not self.sealed:
@@ -77,7 +114,10 @@ def make_manager(ctx: Context) -> AppJobManager:
         cache = diskcache.Cache(str(ctx.cache_dir / "diskcache"))
     except sqlite3.Error as exc:  # diskcache keeps its index in SQLite: a full or broken disk shows here
         raise VisRuntimeError(f"cannot use the job cache in {str(ctx.cache_dir)!r}: {exc}") from None
-    return AppJobManager(cache, cache_by=[lambda: "vistoolbox-jobs-v1"], expire=CACHE_EXPIRE_S)
+    manager = AppJobManager(cache, cache_by=[lambda: "vistoolbox-jobs-v1"], expire=CACHE_EXPIRE_S)
+    manager.process_limit = ctx.max_jobs + MAX_JOB_PROCESSES
+    atexit.register(manager.stop_jobs)   # a stop (Ctrl+C, SIGTERM) never waits for a running job
+    return manager
 
 
 # --------------------------------------------------------------------------- image pickers
@@ -119,7 +159,8 @@ def image_picker(ctx: Context, prefix: str, label: str, multiple: bool = False, 
         dcc.Upload(id=f"{prefix}-upload", className="upload", max_size=ctx.max_upload_bytes, accept="image/*",
                    multiple=multiple, children=html.Div(
                        [f"drop image{'s' if multiple else ''} or ", html.A("choose"),
-                        f" (≤ {ctx.max_upload_bytes // 2**20} MiB)"])),
+                        f" (≤ {ctx.max_upload_bytes // 2**20} MiB"
+                        + (f" each, up to {inputs.MAX_IMAGES})" if multiple else ")")])),
         dcc.Dropdown(id=f"{prefix}-pick", options=pick_options(ctx), value=([value] if multiple else value)
                      if value else None, multi=multiple, placeholder="…or pick"),
         dcc.Store(id=f"{prefix}-images"),
@@ -129,10 +170,11 @@ def image_picker(ctx: Context, prefix: str, label: str, multiple: bool = False, 
 
 
 def upload_options(ctx: Context, contents: Any, names: Any) -> list[dict[str, str]]:
-    """Store uploaded file(s) → dropdown options ``upload: <file name>`` whose values name them."""
-    items = contents if isinstance(contents, list) else [contents]
-    files = names if isinstance(names, list) else [names] * len(items)
-    return [{"label": f"upload: {name or 'image'}", "value": f"upload:{store_upload(ctx, item)[0]}"}
+    """Store uploaded file(s) (at most :data:`~.inputs.MAX_IMAGES`, checked before any is decoded)
+    → dropdown options ``upload: <file name>`` whose values name them."""
+    items = inputs.image_list(contents, "uploads")
+    files = names if isinstance(names, list) and len(names) == len(items) else [None] * len(items)
+    return [{"label": f"upload: {str(name or 'image')[:80]}", "value": f"upload:{store_upload(ctx, item)[0]}"}
             for item, name in zip(items, files)]
 
 
@@ -153,8 +195,7 @@ def register_picker(app: dash.Dash, ctx: Context, prefix: str, multiple: bool = 
                 known = {o["value"] for o in options or []}
                 options = [*(options or []), *[o for o in added if o["value"] not in known]]
                 value = picked = [o["value"] for o in added] if multiple else added[0]["value"]
-            picked = [] if not picked else picked if isinstance(picked, list) else [picked]
-            keys = [resolve_pick(ctx, v) for v in picked]
+            keys = [resolve_pick(ctx, v) for v in dict.fromkeys(inputs.image_list(picked, "images"))]
         except (VisError, ValueError, IndexError) as exc:
             return dash.no_update, f"⚠ {exc}", dash.no_update, dash.no_update, dash.no_update
         thumbs = [html.Img(src=cache_url(k), className="thumb") for k in keys]

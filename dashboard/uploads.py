@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -16,14 +17,20 @@ from vistoolbox.images import open_image, png_bytes, resize_longest
 from .context import Context
 from .serving import HEX_KEY, cache_url
 
-__all__ = ["ALLOWED_FORMATS", "BOMB_PIXELS_PER_BYTE", "cache_image", "cached_path", "decode_upload", "load_cached", "store_upload"]
+__all__ = ["ALLOWED_FORMATS", "BOMB_PIXELS_PER_BYTE", "CACHE_BYTES", "CACHE_FILES", "cache_image", "cached_path",
+           "decode_upload", "evict", "load_cached", "store_upload"]
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF"}
+#: Bounds of the upload cache (uploads and the run/sample images the pickers chose, ≤ 512 px PNGs):
+#: beyond either, the least recently used images are removed (a picker that still names one says
+#: "upload it again").
+CACHE_FILES = 1000
+CACHE_BYTES = 256 * 2**20
 
 
 def decode_upload(contents: str, max_bytes: int, max_pixels: int) -> Image.Image:
     """``data:<mime>;base64,<data>`` from ``dcc.Upload`` → RGB image, or a one-line VisUsageError."""
-    if not contents or "," not in contents or not contents.startswith("data:"):
+    if not isinstance(contents, str) or "," not in contents or not contents.startswith("data:"):
         raise VisUsageError("the upload is empty or not a file")
     header, payload = contents.split(",", 1)
     if ";base64" not in header:
@@ -82,9 +89,46 @@ def cache_image(ctx: Context, image: Image.Image, longest: int = 512) -> tuple[s
     data = png_bytes(image)
     key = hashlib.sha256(data).hexdigest()[:32]
     path = ctx.uploads / f"{key}.png"
-    if not path.exists():
+    if path.exists():
+        _touch(path)
+    else:
         write_bytes(path, data)
+        evict(ctx.uploads, CACHE_FILES, CACHE_BYTES, keep=path)
     return key, cache_url(key)
+
+
+def evict(folder: Path, max_files: int, max_bytes: int, keep: Path | None = None) -> list[Path]:
+    """Remove the least recently used PNGs of `folder` (oldest modification time first; a use
+    touches a file) until at most `max_files` files of at most `max_bytes` in all are left; `keep`
+    stays whatever its age → the files removed."""
+    entries = []
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".png") and entry.is_file(follow_symlinks=False):
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:      # removed by another request meanwhile
+                continue
+            entries.append((stat.st_mtime_ns, stat.st_size, Path(entry.path)))
+    entries.sort(key=lambda e: e[0])
+    files, total = len(entries), sum(size for _, size, _ in entries)
+    removed = []
+    for _, size, path in entries:
+        if files <= max_files and total <= max_bytes:
+            break
+        if keep is not None and path == keep:
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+        files, total = files - 1, total - size
+    return removed
+
+
+def _touch(path: Path) -> None:
+    """Mark a cached image as just used (the cache evicts the least recently used first)."""
+    try:
+        os.utime(path)
+    except OSError:   # evicted meanwhile, or a read-only cache: it is only an age
+        pass
 
 
 def cached_path(ctx: Context, key: str) -> Path:
@@ -94,6 +138,7 @@ def cached_path(ctx: Context, key: str) -> Path:
     for folder in (ctx.uploads, ctx.jobs_dir):
         path = folder / f"{key}.png"
         if path.is_file():
+            _touch(path)
             return path
     raise VisUsageError("the image is no longer cached; upload it again")
 

@@ -43,14 +43,19 @@ def key_of(app, output: str) -> str:  # noqa: ANN001
 def post(app, output: str, inputs: list, states: list = (), changed: int = 0, query: str = ""):  # noqa: ANN001, ANN201
     """POST one callback (found by its first output) with these input and state values → the response."""
     key = key_of(app, output)
-    spec = app.callback_map[key]
+    body = callback_body(key, app.callback_map[key], inputs, states, changed)
+    response = app.server.test_client().post("/_dash-update-component" + query, json=body)
+    return response, body
+
+
+def callback_body(key: str, spec: dict, inputs: list, states: list = (), changed: int = 0) -> dict:
+    """The body the browser POSTs for callback `key` (`spec`: its ``inputs``/``state`` lists, as in
+    ``app.callback_map`` or ``/_dash-dependencies``) with these values."""
     outs = [output_spec(o) for o in key.strip(".").split("...")] if key.startswith("..") else [output_spec(key)]
-    body = {"output": key, "outputs": outs if key.startswith("..") else outs[0],
+    return {"output": key, "outputs": outs if key.startswith("..") else outs[0],
             "inputs": [{**{k: i[k] for k in ("id", "property")}, "value": v} for i, v in zip(spec["inputs"], inputs)],
             "state": [{**{k: s[k] for k in ("id", "property")}, "value": v} for s, v in zip(spec["state"], states)],
             "changedPropIds": [f"{spec['inputs'][changed]['id']}.{spec['inputs'][changed]['property']}"]}
-    response = app.server.test_client().post("/_dash-update-component" + query, json=body)
-    return response, body
 
 
 def output_spec(output: str) -> dict | list[dict]:
