@@ -75,7 +75,7 @@ def _weights(model: LoadedModel, method: Method, x: torch.Tensor, layer: str, ta
     if method.perturbation == "ablate":
         ablated = ablated_scores(model, x, layer, target, indices, acts.shape[1], batch)
         base = capture.scores[:, None]
-        return (base - ablated) / base
+        return torch.where(base != 0, (base - ablated) / base, torch.zeros_like(ablated))  # a zero score: no weights
     if method.perturbation != "mask":
         return None
     scores = torch.empty(acts.shape[:2], device=x.device)
