@@ -12,6 +12,7 @@ from PIL import Image
 from ..errors import VisError, VisUsageError
 from ..features.layers import layer_layout
 from ..images import open_image, to_tensor
+from ..limits import whole
 from ..models import LoadedModel, as_model
 from ..rundir import Run, open_run, versions
 from . import metrics as faith
@@ -41,10 +42,12 @@ def load_images(model: LoadedModel, sources: Sequence[str | Path]) -> tuple[torc
     return (torch.cat(tensors) if tensors else None), read, problems
 
 
-def _as_batch(model: LoadedModel, image: Any) -> tuple[torch.Tensor, list[str]]:
+def _as_batch(model: LoadedModel, image: Any, names: Sequence[str] | None) -> tuple[torch.Tensor, list[str]]:
     if isinstance(image, torch.Tensor):
         batch = image if image.dim() == 4 else image.unsqueeze(0)
-        return batch.float(), [f"tensor[{i}]" for i in range(batch.shape[0])]
+        if names is not None and len(names) != batch.shape[0]:
+            raise ValueError("`sources` needs one name per image")
+        return batch.float(), list(names) if names is not None else [f"tensor[{i}]" for i in range(batch.shape[0])]
     if isinstance(image, Image.Image):
         return to_tensor(model.preprocessing.model_crop(image)), ["PIL image"]
     sources = [image] if isinstance(image, (str, Path)) else list(image)
@@ -106,7 +109,7 @@ def _one_view(model: LoadedModel, method: Method, x: torch.Tensor, layer: str, t
 def cam(model: LoadedModel | str, image: Any, layer: str, target: str | Target | None = None,
         method: str = "gradcam", *, smooth: str | None = None, guided: bool = False,
         at: tuple[int, int] | None = None, run: str | Path | Run | None = None, metrics: bool = False,
-        batch: int = 32, seed: int = 0) -> CamResult:
+        batch: int = 32, seed: int = 0, sources: Sequence[str] | None = None) -> CamResult:
     """The class-activation map of `target` at `layer` for one image or a batch.
 
     Args:
@@ -124,6 +127,7 @@ def cam(model: LoadedModel | str, image: Any, layer: str, target: str | Target |
         metrics: Average Drop, Increase in Confidence and ROAD (class targets; :mod:`.metrics`).
         batch: copies per pass for scorecam and ablationcam.
         seed: the seed of ROAD's imputation noise.
+        sources: what the record calls the images of a tensor `image` (e.g. their files).
 
     Returns:
         a :class:`CamResult`: ``maps`` (layer resolution, after the ReLU, unnormalised), ``upsampled``,
@@ -135,6 +139,7 @@ def cam(model: LoadedModel | str, image: Any, layer: str, target: str | Target |
     """
     model = as_model(model)
     spec = check_method(method, smooth)
+    batch = whole(batch, "batch")
     asked = parse_target(target) if target is None or isinstance(target, str) else target
     path = model.resolve(layer)
     layout = layer_layout(model, path)
@@ -148,7 +153,7 @@ def cam(model: LoadedModel | str, image: Any, layer: str, target: str | Target |
     opened = open_run(run) if isinstance(run, (str, Path)) else run
     if opened is not None:
         opened.resolve(path)
-    images, sources = _as_batch(model, image)
+    images, sources = _as_batch(model, image, sources)
     x = model.preprocessing.normalize(images.to(model.device))
     capture, terms = _one_view(model, spec, x, path, goal, smooth, batch, None)
     maps = terms.sum(1).clamp_min(0)
@@ -184,7 +189,7 @@ def cam(model: LoadedModel | str, image: Any, layer: str, target: str | Target |
                   "v_k * (C_k(y, x) - mean_k), the first principal component of the method's terms C"
                   if smooth == "eigen" else None),
               "run": str(opened.root) if opened is not None else None, "metrics": measured, "images": per_image}
-    overlays = torch.stack([overlay(images[i].cpu(), upsampled[i].cpu(), label=method) for i in range(len(sources))])
+    overlays = torch.stack([overlay(images[i].cpu(), upsampled[i].cpu()) for i in range(len(sources))])
     return CamResult(images=overlays, record=record, maps=maps.detach().cpu(), upsampled=upsampled.detach().cpu(),
                      guided=guided_map.cpu() if guided_map is not None else None,
                      contributions=terms.detach().cpu() if terms is not None else None)

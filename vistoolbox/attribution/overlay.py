@@ -36,9 +36,9 @@ def colorize(values: torch.Tensor) -> torch.Tensor:
     return inferno()[index].permute(2, 0, 1)
 
 
-def overlay(image: torch.Tensor, upsampled: torch.Tensor, opacity: float = 0.5, label: str = "") -> torch.Tensor:
+def overlay(image: torch.Tensor, upsampled: torch.Tensor, opacity: float = 0.5) -> torch.Tensor:
     """`image` ``[3, H, W]`` (0–1) under the map `upsampled` ``[H, W]`` (scaled by its maximum, so 0
-    is dark and the peak bright), with a colour bar on the right labelled 0, the maximum and `label`.
+    is dark and the peak bright), with a colour bar on the right labelled 0 and the map's maximum.
     Returns ``[3, H, H + LEGEND_WIDTH]``-wide RGB in 0–1."""
     top = float(upsampled.max())
     scaled = upsampled / top if top > 0 else torch.zeros_like(upsampled)
@@ -52,6 +52,4 @@ def overlay(image: torch.Tensor, upsampled: torch.Tensor, opacity: float = 0.5, 
     draw = ImageDraw.Draw(canvas)
     draw.text((w + 20, bar_top - 4), f"{top:.3g}", fill="black")
     draw.text((w + 20, bar_bottom - 8), "0", fill="black")
-    if label:
-        draw.text((w + 20, (bar_top + bar_bottom) // 2 - 4), label[:6], fill="black")
     return to_tensor(canvas)[0]

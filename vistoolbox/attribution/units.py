@@ -10,13 +10,24 @@ import torch
 from ..errors import VisUsageError
 from ..rundir import Run
 
-__all__ = ["check_place", "peak", "units_behind"]
+__all__ = ["check_place", "parse_at", "peak", "units_behind"]
 
 
 def peak(values: torch.Tensor) -> tuple[int, int]:
     """(y, x) of the largest value of ``[h, w]`` (the first in row-major order on ties)."""
     index = int(values.flatten().argmax())
     return divmod(index, values.shape[1])
+
+
+def parse_at(text: str | None) -> tuple[int, int] | None:
+    """``"Y,X"`` → (y, x) (None stays None); anything else is a usage error naming `at`."""
+    if text is None:
+        return None
+    try:
+        y, x = (int(part) for part in text.split(","))
+    except ValueError:
+        raise VisUsageError(f"cannot read `at` {text!r}; use Y,X on the map, e.g. 3,5") from None
+    return y, x
 
 
 def check_place(at: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
