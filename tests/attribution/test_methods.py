@@ -1,5 +1,6 @@
 """Every CAM method against an independent computation written here (plain forward hooks, autograd on
-the whole model, the token grid reshaped by hand), on a small CNN and a small ViT; the units behind a
+the whole model, the token grid and the channels-last map reshaped by hand), on a small CNN, a small
+ViT and a small channels-last (ConvNeXt-style) model; the units behind a
 place sum to the map before its ReLU."""
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from vistoolbox import VisUsageError, cam, load_model
 from tests.attribution.tiny_models import FILE
 
 METHODS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "scorecam", "ablationcam")
-CASES = {"cnn": "features.5", "vit": "encoder.layers.encoder_layer_1.ln_1"}
+CASES = {"cnn": "features.5", "vit": "encoder.layers.encoder_layer_1.ln_1", "hwc": "mix"}
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
@@ -24,9 +25,12 @@ def case(request):
 
 
 def to_grid(kind: str, tensor: torch.Tensor) -> torch.Tensor:
-    """The test's own reshape: ViT tokens [N, 17, C] → [N, C, 4, 4] without the class token."""
+    """The test's own reshape: ViT tokens [N, 17, C] → [N, C, 4, 4] without the class token; [N, H, W, C]
+    → [N, C, H, W]."""
     if kind == "vit":
         return tensor[:, 1:, :].transpose(1, 2).reshape(tensor.shape[0], tensor.shape[2], 4, 4)
+    if kind == "hwc":
+        return tensor.permute(0, 3, 1, 2)
     return tensor
 
 
@@ -90,7 +94,7 @@ def reference(kind, model, layer, images, method, classes):
                 weights.append(torch.softmax(torch.stack(scores), 0))
             return (torch.stack(weights)[:, :, None, None] * a).sum(1)
         if method == "ablationcam":
-            channel_dim = 2 if kind == "vit" else 1
+            channel_dim = {"vit": 2, "hwc": 3, "cnn": 1}[kind]
             weights = []
             for i in range(len(classes)):
                 base = model.module(x[i:i + 1])[0, classes[i]]
@@ -140,7 +144,7 @@ def test_top_is_each_images_top_class_and_upsampled_is_bilinear(case):
 
 def test_unit_target_is_the_channel_mean_and_stops_at_its_layer(case):
     kind, model, layer, images = case
-    target_layer = "features.6" if kind == "cnn" else "encoder.ln"
+    target_layer = {"cnn": "features.6", "vit": "encoder.ln", "hwc": "act"}[kind]
     result = cam(model, images, layer, target=f"unit:{target_layer}:3")
     x = model.preprocessing.normalize(images)
     kept = {}
@@ -235,13 +239,13 @@ def test_at_picks_the_place_and_outside_is_refused(case):
 
 def test_bad_layers_and_targets_are_usage_errors(case):
     kind, model, layer, images = case
-    fc = "fc" if kind == "cnn" else "heads.head"
+    fc = {"cnn": "fc", "vit": "heads.head", "hwc": "head"}[kind]
     with pytest.raises(VisUsageError, match="fully connected"):
         cam(model, images[:1], fc)
     with pytest.raises(VisUsageError, match="out of range"):
         cam(model, images[:1], layer, target="class:5")
-    early = "features.0" if kind == "cnn" else "encoder.layers.encoder_layer_0"
-    late = "features.5" if kind == "cnn" else "encoder.layers.encoder_layer_1"
+    early = {"cnn": "features.0", "vit": "encoder.layers.encoder_layer_0", "hwc": "conv"}[kind]
+    late = {"cnn": "features.5", "vit": "encoder.layers.encoder_layer_1", "hwc": "act"}[kind]
     with pytest.raises(VisUsageError, match="no gradient reaches it"):
         cam(model, images[:1], late, target=f"unit:{early}:0")
     with pytest.raises(VisUsageError, match="valid: gradcam"):

@@ -7,7 +7,7 @@ from pathlib import Path
 import torchvision
 from torch import nn
 
-__all__ = ["FILE", "cnn", "vit"]
+__all__ = ["FILE", "ChannelsLast", "cnn", "hwc", "vit"]
 
 FILE = Path(__file__).resolve()
 
@@ -28,3 +28,25 @@ def vit() -> nn.Module:
                                                  hidden_dim=16, mlp_dim=32, num_classes=5)
     nn.init.normal_(model.heads.head.weight, std=0.5)
     return model
+
+
+class ChannelsLast(nn.Module):
+    """A conv, then a channels-last stage (LayerNorm and a Linear over the channels of ``[N, H, W, C]``, as
+    in ConvNeXt), a GELU, global average pool and 5 logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 4, stride=4)
+        self.norm = nn.LayerNorm(8)
+        self.mix = nn.Linear(8, 12)
+        self.act = nn.GELU()
+        self.head = nn.Linear(12, 5)
+
+    def forward(self, x):
+        x = self.mix(self.norm(self.conv(x).permute(0, 2, 3, 1)))
+        return self.head(self.act(x).mean((1, 2)))
+
+
+def hwc() -> nn.Module:
+    """:class:`ChannelsLast` (32 px in: an 8x8 channels-last map at ``mix``)."""
+    return ChannelsLast()

@@ -160,6 +160,9 @@ def cam(model: LoadedModel | str, image: Any, layer: str, target: str | Target |
     if smooth == "aug":
         views = []
         for flip, factor in AUG_VIEWS:
+            if (flip, factor) == (False, 1.0):  # the plain view, computed above
+                views.append(maps)
+                continue
             view = (x * factor).flip(-1) if flip else x * factor
             _, view_terms = _one_view(model, spec, view, path, goal, None, batch, capture.indices)
             view_map = view_terms.sum(1).clamp_min(0)
