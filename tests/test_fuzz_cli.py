@@ -79,6 +79,7 @@ def base(command: str, fx: dict[str, str], out: Path) -> list[str]:
         "stylize": ["stylize", fx["stylizer"], fx["content"], "--out", str(out / "styled"), "--quiet"],
         "dashboard": ["dashboard", *model, "--run", fx["run"], "--cache-dir", str(out / "cache")],
         "export": ["export", fx["run"], "--out", str(out / "site"), "--quiet"],
+        "cam": ["cam", fx["content"], *model, "--layer", "2", "--target", "unit:2:0", "--out", str(out / "c.png")],
         "demo": ["demo", *model, "--dataset", fx["data"], "--layers", "2", "--view-units", "1", "--maximize", "2:1",
                  "--maximize-steps", "1", "--maximize-size", "32", "--no-serve",
                  "--quiet", "--out", str(out / "demo")],
@@ -115,6 +116,9 @@ OPTIONS: dict[str, dict[str, list[str]]] = {
                 "--size": ["0", "-1"], "--count": ["0", "-1"], "--seed": ["-1"]},
     "dashboard": {"--port": ["0", "-1", "abc", "70000"], "--max-upload-mb": ["0", "-1", "abc", "100000"]},
     "export": {"--max-mb": ["0", "-1", "nan", "abc"], "--layers": ["nope"]},
+    "cam": {"--target": ["class:0", "unit:2:99", "unit:2:-1", "unit:0:0", "nope"], "--method": ["nope"],
+            "--smooth": ["nope"], "--at": ["99,99", "-1,0", "a,b", "1"], "--batch": ["0", "-1", "abc"],
+            "--layer": ["nope", "3"], "--input-size": SIZE},
     "demo": {"--limit": ["0", "-1"], "--view-units": ["-1"], "--maximize-size": ["0", "100000"],
              "--maximize-steps": ["0"], "--maximize": ["2:-1", "2:x", ":3", "nope", "1"]},
 }
@@ -133,13 +137,15 @@ INPUTS: dict[str, list[tuple[str | int, dict[str, str]]]] = {
     "dashboard": [("--run", {"missing": "missing", "file": "afile", "not a run": "folder"}),
                   ("--stylizers", {"missing": "missing", "file": "afile"})],
     "demo": [("--dataset", {"missing": "missing", "file": "afile"})],
+    "cam": [(1, {"missing": "missing", "folder": "folder", "empty": "empty"}), ("--run", {"missing": "missing",
+                                                                                       "not a run": "folder"})],
     "export": [(1, {"missing": "missing", "file": "afile", "not a run": "folder"})],
     "layers": [("--model", {"missing file": "missing"}), ("--weights", {"missing": "missing", "folder": "folder"})],
 }
 #: command → the option naming its output (a file or a folder).
 OUTPUT = {"maximize": "--out", "dream": "--out", "mine": "--out", "merge": "--out", "texture": "--out",
           "transfer": "--out", "train-stylizer": "--out", "stylize": "--out", "dashboard": "--cache-dir",
-          "demo": "--out", "export": "--out"}
+          "demo": "--out", "export": "--out", "cam": "--out"}
 
 
 def with_value(args: list[str], where: str | int, value: str) -> list[str]:

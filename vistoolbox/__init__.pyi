@@ -2,6 +2,7 @@
 (lazy_loader reads this stub), and type checkers read it as the package's interface."""
 from ._version import __version__
 from .actmax import MaximizeResult, dream, maximize, maximize_layer
+from .attribution import CamResult, cam
 from .errors import VisError, VisRuntimeError, VisUsageError
 from .export import export_site
 from .features import (Box, FeatureExtractor, Field, LayerInfo, Layout, batch_views, layer_field, layer_layout,
@@ -26,6 +27,8 @@ __all__ = [
     "export_site", "open_run", "save_png", "to_pil", "to_tensor",
     # top-k mining and views
     "batch_views", "merge_runs", "mine", "unit_views",
+    # class-activation maps and the units behind them
+    "CamResult", "cam",
     # activation maximization
     "MaximizeResult", "dream", "maximize", "maximize_layer",
     # texture synthesis and style transfer

@@ -282,6 +282,57 @@ def dream(model_name: str, weights: str, device: str, seed: int, input_size: int
 
 
 
+#: The CAM methods (vistoolbox.attribution.methods.METHODS; listed here so `vis cam --help` needs no torch).
+CAM_METHODS = "gradcam | gradcam++ | xgradcam | hirescam | layercam | eigencam | scorecam | ablationcam"
+
+
+@vis.command()
+@model_options
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--layer", required=True, help="layer whose units make the map (e.g. conv5_3, layer4, encoder.ln)")
+@click.option("--target", default="top", show_default=True,
+              help="class:N (logit N) | unit:LAYER:N (a unit's channel mean) | top (top-1 class, else the "
+                   "deepest layer's strongest unit)")
+@click.option("--method", default="gradcam", show_default=True, help=CAM_METHODS)
+@click.option("--smooth", default=None, help="aug (six flipped/scaled views averaged) | eigen (first principal component)")
+@click.option("--guided", is_flag=True, help="also guided Grad-CAM: OUT_guided.png and 'guided' in OUT.npz")
+@click.option("--at", "at", default=None, metavar="Y,X", help="place on the map whose units are listed (default: the peak)")
+@click.option("--run", "run_dir", default=None, type=click.Path(), help="mining run: each unit's top-9 montage and optimised image")
+@click.option("--metrics", is_flag=True, help="Average Drop, Increase in Confidence and ROAD (class targets)")
+@click.option("--batch", default=32, show_default=True, type=int, help="copies per pass for scorecam / ablationcam")
+@click.option("--out", default="cam.png", show_default=True, type=click.Path(dir_okay=False),
+              help="output PNG (OUT.npz and OUT.json beside it)")
+def cam(model_name: str, weights: str, device: str, seed: int, input_size: int | None, images: tuple[str, ...],
+        layer: str, target: str, method: str, smooth: str | None, guided: bool, at: str | None, run_dir: str | None,
+        metrics: bool, batch: int, out: str) -> None:
+    """Class-activation map of IMAGE(s) at a layer, and the units behind its peak (Grad-CAM and family)."""
+    from .attribution import api
+    from .attribution.methods import check_method
+    from .attribution.targets import parse_target
+    from .attribution.units import parse_at
+    from .errors import VisUsageError
+
+    check_method(method, smooth)
+    parse_target(target)
+    place = parse_at(at)
+    model = load_from_options(model_name, weights, device, seed, input_size)
+    batch_images, read, problems = api.load_images(model, images)
+    if batch_images is None:
+        raise VisUsageError(problems[0])
+    result = api.cam(model, batch_images, layer, target=target, method=method, smooth=smooth, guided=guided,
+                     at=place, run=run_dir, metrics=metrics, batch=batch, seed=seed, sources=read)
+    for path in result.save(out):
+        click.echo(str(path))
+    for row in result.record["images"]:
+        behind = row["units_behind"]
+        units = ", ".join(f"{u['unit']} ({u['contribution']:.3g})" for u in behind["units"][:3]) if behind else "-"
+        click.echo(f"{row['source']}: score {row['score']:.4g}, peak {row['peak']}, units behind: {units}", err=True)
+    for problem in problems:  # the readable images are written; each unreadable one is reported, exit 2
+        click.echo(f"vis: error: {problem}", err=True)
+    if problems:
+        sys.exit(2)
+
+
 def _parse_shard(value: str | None) -> tuple[int, int] | None:
     from .errors import VisUsageError
 

@@ -7,6 +7,7 @@ branching graphs (ResNet, GoogLeNet), because it stops on "all captured", not on
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import torch
@@ -36,6 +37,12 @@ class FeatureExtractor:
             its layout — channels-last maps permuted, token grids reshaped without their class
             token (:mod:`vistoolbox.features.layout`); a layer whose layout cannot be told is a
             usage error. Default False: the outputs as the modules return them.
+        leaves: layers (names as given, among `layers`) whose outputs are returned as leaves that
+            require grad: the pass runs without gradients up to them and with gradients after, so
+            a gradient with respect to them costs no backward pass through earlier layers (the
+            model goes on with a copy of each leaf: an in-place op downstream cannot touch it).
+
+    :attr:`output` is what the model returned when the pass ran to its end (None when it stopped early).
 
     A module that runs several times in one pass is captured at its first call. Values are the
     modules' outputs as computed: a conv hooked before an in-place op keeps its
@@ -49,7 +56,7 @@ class FeatureExtractor:
     """
 
     def __init__(self, model: LoadedModel | nn.Module, layers: Sequence[str], stop_early: bool = True,
-                 channels_first: bool = False):
+                 channels_first: bool = False, leaves: Sequence[str] = ()):
         self._layouts: dict[str, Layout] | None = None
         if isinstance(model, LoadedModel):
             self.module = model.module
@@ -66,6 +73,11 @@ class FeatureExtractor:
         self.layers = list(layers)
         self.paths = resolved
         self.stop_early = stop_early
+        unknown_leaves = [name for name in leaves if name not in self.layers]
+        if unknown_leaves:
+            raise ValueError(f"leaves {unknown_leaves} are not among the layers {self.layers}")
+        self._leaves = {path for name, path in zip(self.layers, self.paths) if name in leaves}
+        self.output: object = None
         self._targets = sorted(set(resolved))
         self._captured: dict[str, tuple[torch.Tensor, int]] = {}
         self._clone: set[str] = set()
@@ -81,6 +93,14 @@ class FeatureExtractor:
             if not self._active or path in self._captured:
                 return None
             tensor = output[0] if isinstance(output, (tuple, list)) else output
+            if path in self._leaves:
+                leaf = tensor.detach().requires_grad_(True)
+                self._captured[path] = (leaf, leaf._version)
+                torch.set_grad_enabled(True)  # from here on (the pass's no_grad context restores it)
+                if self.stop_early and len(self._captured) == len(self._targets):
+                    raise _Stop
+                copy = leaf.clone()
+                return (copy, *output[1:]) if isinstance(output, (tuple, list)) else copy
             if path in self._clone:
                 tensor = tensor.clone()
             self._captured[path] = (tensor, tensor._version)
@@ -92,8 +112,11 @@ class FeatureExtractor:
     def _run(self, x: torch.Tensor) -> None:
         self._captured = {}
         self._active = True
+        self.output = None
+        grad = torch.no_grad() if self._leaves else contextlib.nullcontext()
         try:
-            self.module(x)
+            with grad:
+                self.output = self.module(x)
         except _Stop:
             pass
         finally:

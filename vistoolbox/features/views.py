@@ -25,8 +25,9 @@ its gradient are those of the full pass (zero outside the window), at a fraction
 """
 from __future__ import annotations
 
+import contextlib
 import weakref
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ from .extractor import FeatureExtractor
 from .layout import decide_layout
 from .receptive import Box, Field, crop_padded, trace_geometry, unit_box
 
-__all__ = ["MODES", "batch_views", "parse_modes", "unit_view_patches", "unit_views", "view_patch", "view_window"]
+__all__ = ["MODES", "batch_views", "parse_modes", "relu_rule", "unit_view_patches", "unit_views", "view_patch", "view_window"]
 
 #: The view modes, in display order.
 MODES = ("deconv", "backprop", "guided")
@@ -97,6 +98,15 @@ class _ReluOverride(TorchFunctionMode):
         if func in _RELUS:
             return _ReluBackwardRule.apply(args[0], self.rule)
         return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def relu_rule(mode: str) -> Iterator[None]:
+    """Inside, every ``relu``'s backward pass follows `mode` (``deconv``, ``backprop`` or ``guided``):
+    a gradient taken through the model is then that view (guided Grad-CAM takes ``guided``)."""
+    parse_modes([mode], "mode")
+    with _ReluOverride(_Rule(mode)):
+        yield
 
 
 def view_window(field: Field, y: int, x: int, image_size: tuple[int, int]) -> tuple[int, int, int, int]:
