@@ -131,7 +131,7 @@ def train(out: str | Path, dataset: str = FASHION_MNIST, model: str = SMALL_CNN,
     data = load_dataset(dataset, preprocessing.input_size, limit)
     config = {"model": model, "dataset": data.name, "classes": data.classes, "seed": seed, "batch_size": batch_size,
               "lr": lr, "limit": limit, "input_size": preprocessing.input_size, "every": every,
-              "layers": list(layers) if layers is not None else None, "probe": probe, "epochs": epochs}
+              "layers": list(layers) if layers is not None else None, "probe": probe}
     state = _resume_state(out, config, overwrite)
     module = build_module(model, seed=seed, num_classes=len(data.classes), input_size=input_size).to(dev)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
@@ -148,7 +148,7 @@ def train(out: str | Path, dataset: str = FASHION_MNIST, model: str = SMALL_CNN,
     shown, _ = data.test.batch(range(min(probe, len(data.test))))
     identity = {"model": model, "weights": str(last.resolve()) if last else "random", "seed": seed,
                 "input_size": preprocessing.input_size, "preprocessing": preprocessing.to_dict(),
-                "dataset": data.describe(), "train": config}
+                "dataset": data.describe(), "train": {**config, "epochs": epochs}}
     loss_fn = nn.CrossEntropyLoss()
     with watch(module, out, every=every, probe=preprocessing.normalize(shown), probe_images=shown, layers=layers,
                start_step=step, manifest=identity) as watcher:
