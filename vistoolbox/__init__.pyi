@@ -15,6 +15,7 @@ from .style import StyleLoss, StyleResult, synthesize_texture, transfer_style
 from .style.generator import GeneratorConfig, StyleGenerator
 from .style.stylizer import Stylizer, generate_texture, load_stylizer, save_stylizer, stylize, stylize_files
 from .style.train_stylizer import train_stylizer
+from .style.universal import adain, wct
 
 __all__ = [
     "__version__",
@@ -33,4 +34,6 @@ __all__ = [
     # feed-forward stylizer
     "GeneratorConfig", "StyleGenerator", "Stylizer", "generate_texture", "load_stylizer", "save_stylizer",
     "stylize", "stylize_files", "train_stylizer",
+    # universal style transfer
+    "adain", "wct",
 ]
