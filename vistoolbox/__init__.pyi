@@ -16,6 +16,7 @@ from .style import StyleLoss, StyleResult, synthesize_texture, transfer_style
 from .style.generator import GeneratorConfig, StyleGenerator
 from .style.stylizer import Stylizer, generate_texture, load_stylizer, save_stylizer, stylize, stylize_files
 from .style.train_stylizer import train_stylizer
+from .style.universal import adain, wct
 from .training import Watcher, train, watch
 
 __all__ = [
@@ -39,4 +40,6 @@ __all__ = [
     "stylize", "stylize_files", "train_stylizer",
     # training analytics: watch a network learn, the offline classifier
     "TrainingLog", "Watcher", "read_training_log", "train", "watch",
+    # universal style transfer
+    "adain", "wct",
 ]
