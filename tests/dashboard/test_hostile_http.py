@@ -13,7 +13,6 @@ import os
 import signal
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from test_dashboard_limits import app, callback_body, dashboard, key_of, post  # noqa: F401 - `app`: the shared fixture
