@@ -124,8 +124,6 @@ def _describe(model: LoadedModel, name: str, geo: LayerGeometry | None,
     """A layer's layout (override first, else :func:`_layouts`) and the field of its positions (None
     when the override disagrees with what was traced: the traced positions are not the user's)."""
     traced, field = _layouts(model, model.input_size if size is None else size).get(name, (None, None))
-    if geo is None:
-        field = None
     if name in model.layouts:
         layout = _overridden(model, name, geo)
         if layout != traced:
