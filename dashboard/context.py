@@ -99,8 +99,8 @@ class Context:
             return self.model
         reason = needs_trust(name, weights)
         if reason and not self.trust_run_code:
-            raise VisUsageError(f"run {str(run.root)!r} was made with {reason}, which the dashboard does not load "
-                                f"from a run (a run is data): start it with --model {str(name)[:200]} --weights "
+            raise VisUsageError(f"run {str(run.root)!r} was made with {reason}, and the dashboard never imports code "
+                                f"or loads weights that a run names (a run is data): start it with --model {str(name)[:200]} --weights "
                                 f"{str(weights)[:200]} if you trust them (or --trust-run-code)")
         with self._lock:
             key = (name, weights, seed)
@@ -163,13 +163,13 @@ def make_context(runs: list[str | Path] | None = None, model: str | None = None,
     names = [r.root for r in opened]
     if len(set(names)) != len(names):
         raise VisUsageError("`runs`: the same run was given twice")
-    notes: list[str] = [problem for run in opened if (problem := run.dataset_problem)]
+    notes: list[str] = []
     if model is None and opened:   # the first run's network, if it can be rebuilt from the run alone
         manifest = opened[0].manifest
         run_weights = manifest.get("weights") or "hed"
         reason = needs_trust(manifest.get("model") or "vgg16", "random" if weights else run_weights)
         if reason and not kwargs.get("trust_run_code"):
-            notes.append(f"run 0 was made with {reason}, which the dashboard does not load from a run (a run is "
+            notes.append(f"run 0 was made with {reason}, which is not imported or loaded (a run is "
                          f"data): the Live, Texture and Transfer tabs use vgg16/{weights or 'hed'}; start with "
                          f"--model {str(manifest.get('model'))[:200]} --weights {str(run_weights)[:200]} if you "
                          "trust them")
@@ -178,6 +178,7 @@ def make_context(runs: list[str | Path] | None = None, model: str | None = None,
             if weights == "random" and isinstance(manifest.get("seed"), int):
                 kwargs["seed"] = manifest["seed"]   # random weights are their seed
     model = model or "vgg16"
+    notes += [problem for run in opened if (problem := run.dataset_problem)]
     folder = kwargs.pop("stylizers_dir", None)
     if folder is not None and not Path(folder).is_dir():
         raise VisUsageError(f"`stylizers_dir` {str(folder)!r} is not a folder (give the folder holding stylizer .pt files)")

@@ -247,6 +247,10 @@ def maximize(model_name: str, weights: str, device: str, seed: int, input_size: 
         else:
             seeds, sources = from_image, None
         model = load_from_options(model_name, weights, device, seed, input_size, quiet)
+        if from_topk is not None:
+            from .rundir import check_network, open_run
+
+            check_network(open_run(from_topk), model.describe(), model.seed, "accentuate its patches")
         result = accentuate(model, layer, seeds, chosen, preset=preset, neuron=position, negate=negate,
                             seed=seed, quiet=quiet, run=run_dir or from_topk, sources=sources, **knobs)
         _report(result.save(out or api.default_out("accentuate", layer, chosen, preset)), result.record)
@@ -333,6 +337,12 @@ def mine(model_name: str, weights: str, device: str, seed: int, input_size: int 
                     checkpoint_every=checkpoint_every, overwrite=overwrite, patches=not no_patches,
                     backend=backend, address=address, ray_tasks=ray_tasks, seed=seed, quiet=quiet,
                     **({} if min_inside is None else {"min_inside": min_inside}))
+    from .images import named
+    from .rundir import open_run
+
+    skipped = open_run(path).manifest.get("counts", {}).get("skipped_paths") or []
+    if skipped and not quiet:
+        click.echo(f"vis mine: skipped {named(skipped)} (unreadable)", err=True)
     click.echo(str(path))
 
 
@@ -624,13 +634,16 @@ def demo(model_name: str, weights: str, device: str, seed: int, input_size: int 
     from pathlib import Path
 
     from .export import export_command
+    from .rundir import open_run
 
-    click.echo(f"vis demo: share it as a static site: {export_command([run], Path(out) / 'site')}", err=True)
+    data = open_run(run).manifest["dataset"]["root"]   # the demo mined it (or the user's --dataset): shown
+    click.echo(f"vis demo: share it as a static site: {export_command([run], Path(out) / 'site', [data])}",
+               err=True)
     if no_serve:
         return
     from .dashboard import create_app, serve
 
-    app = create_app([run], device=device, seed=seed, input_size=input_size)
+    app = create_app([run], device=device, seed=seed, input_size=input_size, datasets=[data])
     serve(app, host, port, verbose, say=lambda line: click.echo(f"vis demo: {line}", err=True))
 
 
