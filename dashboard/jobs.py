@@ -135,7 +135,8 @@ def sample_image(name: str):  # noqa: ANN201
 def pick_options(ctx: Context) -> list[dict[str, str]]:
     options = [{"label": f"sample: {name}", "value": f"sample:{name}"} for name in SAMPLES]
     for i, run in enumerate(ctx.runs):
-        options += [{"label": f"run {i}: {name}", "value": f"run:{i}:{j}"} for j, name in enumerate(run.images[:100])]
+        options += [{"label": f"run {i}: {name}", "value": f"run:{i}:{j}"}   # runs whose images may be read
+                    for j, name in enumerate(run.images[:100] if not run.dataset_problem else [])]
     return options
 
 

@@ -221,8 +221,9 @@ def layout(ctx: Context) -> html.Div:
     default = next((o["value"] for o in options if ctx.runs and o["value"] in ctx.runs[0].layers), None)
     default = default or (options[len(options) // 2]["value"] if options else None)
     picks = []
-    for i, run in enumerate(ctx.runs):
-        picks += [{"label": f"run {i}: {name}", "value": f"{i}:{j}"} for j, name in enumerate(run.images[:200])]
+    for i, run in enumerate(ctx.runs):   # only runs whose images may be read (see Run.dataset_problem)
+        picks += [{"label": f"run {i}: {name}", "value": f"{i}:{j}"}
+                  for j, name in enumerate(run.images[:200] if not run.dataset_problem else [])]
     return html.Div(className="live", children=[
         html.Div(className="pickers", children=[
             dcc.Upload(id="live-upload", className="upload", max_size=ctx.max_upload_bytes, accept="image/*",

@@ -18,6 +18,8 @@ from typing import Callable
 
 import flask
 
+from vistoolbox.errors import VisError
+
 from .context import Context
 
 __all__ = ["HEX_KEY", "IMAGE_TYPES", "cache_url", "data_uri", "inside", "register_routes", "run_url"]
@@ -79,7 +81,7 @@ def register_routes(server: flask.Flask, ctx: Context,
             flask.abort(404)
         try:
             path = make_source(ctx, run, layer, unit, rank)
-        except (LookupError, ValueError, OSError):
+        except (LookupError, ValueError, OSError, VisError):   # no such hit, or the run's gate refused the file
             flask.abort(404)
         return send(path)
 

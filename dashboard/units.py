@@ -513,7 +513,7 @@ def views_on_demand(ctx: Context, run_index: int, layer: str, unit: int) -> bool
     run = ctx.runs[run_index]
     if views_stored(run, layer, unit):
         return False
-    render_unit_views(run.root, ctx.model_for(run), layer, [unit], MODES, quiet=True)
+    render_unit_views(run, ctx.model_for(run), layer, [unit], MODES, quiet=True)
     return True
 
 

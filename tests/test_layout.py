@@ -1,9 +1,15 @@
 """The package's shape: imports only point down the pipeline, no cycles, every module says what it exports.
 
 Levels (a module may import its own level's siblings inside its package, or anything below):
+<<<<<<< HEAD
 ground (errors, files, images, limits, result, rundir, parallel, samples) → models/weights/small_cnn → features →
 the pipelines (mining, actmax, style, attribution, training; they never import each other) → apps (cli, demo,
 dashboard), which may also use the public API re-exported by ``vistoolbox/__init__.py``.
+=======
+ground (errors, files, images, limits, result, rundir, runfiles, parallel, samples) → models/weights → features → the three
+pipelines (mining, actmax, style; they never import each other) → apps (cli, demo, dashboard), which
+may also use the public API re-exported by ``vistoolbox/__init__.py``.
+>>>>>>> gate
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "vistoolbox"
-LEVELS = {"_version": 0, "errors": 0, "files": 0, "images": 0, "limits": 0, "result": 0, "rundir": 0, "parallel": 0,
+LEVELS = {"_version": 0, "errors": 0, "files": 0, "images": 0, "limits": 0, "result": 0, "rundir": 0, "runfiles": 0, "parallel": 0,
           "samples": 0,
           "weights": 1, "models": 1, "small_cnn": 1, "features": 2, "mining": 3, "actmax": 3, "style": 3,
           "attribution": 3, "training": 3, "cli": 4, "demo": 4, "dashboard": 4, "export": 4}

@@ -184,7 +184,7 @@ def test_mine_maximize_live_on_a_mid_layer(name, images, tmp_path):
     size, layer, layout = ZOO[name]
     model = zoo_model(name)
     patches = layout != "CHW"  # classic conv patches are tested elsewhere; writing 500 units' PNGs costs seconds
-    run = open_run(mine(model, images, tmp_path / "run", layers=[layer], k=2, batch_size=4, patches=patches,
+    run = open_run(trust_dataset=True, path=mine(model, images, tmp_path / "run", layers=[layer], k=2, batch_size=4, patches=patches,
                         quiet=True))
     entry = run.layer_info(layer)
     grid = parse_layout(entry["layout"])

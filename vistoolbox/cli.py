@@ -247,6 +247,10 @@ def maximize(model_name: str, weights: str, device: str, seed: int, input_size: 
         else:
             seeds, sources = from_image, None
         model = load_from_options(model_name, weights, device, seed, input_size, quiet)
+        if from_topk is not None:
+            from .rundir import check_network, open_run
+
+            check_network(open_run(from_topk), model.describe(), model.seed, "accentuate its patches")
         result = accentuate(model, layer, seeds, chosen, preset=preset, neuron=position, negate=negate,
                             seed=seed, quiet=quiet, run=run_dir or from_topk, sources=sources, **knobs)
         _report(result.save(out or api.default_out("accentuate", layer, chosen, preset)), result.record)
@@ -384,6 +388,12 @@ def mine(model_name: str, weights: str, device: str, seed: int, input_size: int 
                     checkpoint_every=checkpoint_every, overwrite=overwrite, patches=not no_patches,
                     backend=backend, address=address, ray_tasks=ray_tasks, seed=seed, quiet=quiet,
                     **({} if min_inside is None else {"min_inside": min_inside}))
+    from .images import named
+    from .rundir import open_run
+
+    skipped = open_run(path).manifest.get("counts", {}).get("skipped_paths") or []
+    if skipped and not quiet:
+        click.echo(f"vis mine: skipped {named(skipped)} (unreadable)", err=True)
     click.echo(str(path))
 
 
@@ -537,6 +547,10 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
 
 
 
+DATASETS_HELP = ("a dataset folder whose images the runs may show (repeatable): a run's source images are read only "
+                 "from inside the run or a folder given here")
+
+
 @vis.command()
 @model_options
 @click.option("--run", "runs", multiple=True, type=click.Path(), help="run directory from `vis mine` (repeatable)")
@@ -549,7 +563,8 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
               help="folder of trained stylizers (vis train-stylizer .pt files) for the Transfer tab's fast mode; "
                    "each run's stylizers/ folder is searched too")
 @click.option("--trust-run-code", is_flag=True,
-              help="import model code that a run names (default: never; give --model to name your code)")
+              help="import model code and load weights that a run names (default: never; give --model/--weights)")
+@click.option("--dataset", "datasets", multiple=True, type=click.Path(), help=DATASETS_HELP)
 @click.option("--max-jobs", default=2, show_default=True, type=click.IntRange(1, 64),
               help="background jobs that run at once; more wait in a queue that shows their place")
 @click.option("--verbose", is_flag=True, help="log every HTTP request (method, path, status, ms)")
@@ -557,8 +572,8 @@ def transfer(model_name: str, weights: str, device: str, seed: int, input_size: 
 @click.pass_context
 def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: str, seed: int,
               input_size: int | None, runs: tuple[str, ...], host: str, port: int, cache_dir: str | None,
-              max_upload_mb: int, stylizers_dir: str | None, trust_run_code: bool, max_jobs: int, verbose: bool,
-              debug_dash: bool) -> None:
+              max_upload_mb: int, stylizers_dir: str | None, trust_run_code: bool, datasets: tuple[str, ...],
+              max_jobs: int, verbose: bool, debug_dash: bool) -> None:
     """Serve the Dash dashboard: Units, Live, Texture and Transfer tabs.
 
     Transfer runs Gatys optimisation, or a fast mode with a trained stylizer from RUN/stylizers/ or
@@ -573,7 +588,7 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
                      weights if given("weights") or not runs else None, device=device, seed=seed,
                      input_size=input_size, cache_dir=cache_dir, max_upload_bytes=max_upload_mb * 2**20,
                      stylizers_dir=stylizers_dir, trust_run_code=trust_run_code, max_jobs=max_jobs,
-                     layouts=click_ctx.meta.get("vis_layouts", {}))
+                     layouts=click_ctx.meta.get("vis_layouts", {}), datasets=datasets)
     for note in app.vis_context.notes:
         click.echo(f"vis dashboard: {note}", err=True)
     with _sigterm_exits():
@@ -608,16 +623,17 @@ def _sigterm_exits() -> Iterator[None]:
 @click.option("--title", default=None, help="the site's title (default: models and run names)")
 @click.option("--max-mb", default=None, type=float, help="refuse, before writing, a site larger than this (MiB)")
 @click.option("--dry-run", is_flag=True, help="report the site's size and what would change; write nothing")
+@click.option("--dataset", "datasets", multiple=True, type=click.Path(), help=DATASETS_HELP)
 @click.option("--quiet", is_flag=True, help="only the summary line")
 def export_cmd(runs: tuple[str, ...], out: str, layer_list: str | None, title: str | None, max_mb: float | None,
-               dry_run: bool, quiet: bool) -> None:
+               dry_run: bool, datasets: tuple[str, ...], quiet: bool) -> None:
     """Write RUN(s) as a static site (HTML + images, no server): index, unit grids, a page per unit."""
     from .export import MIB, export_site
 
     say = None if quiet else (lambda message: click.echo(f"vis export: {message}", err=True))
     layers_arg = [name.strip() for name in layer_list.split(",") if name.strip()] if layer_list else None
     report = export_site(list(runs), out, layers=layers_arg, title=title, max_mb=max_mb, dry_run=dry_run,
-                         progress=say)
+                         progress=say, datasets=datasets)
     if not quiet:
         for group, (count, size) in sorted(report.groups.items()):
             click.echo(f"  {group:<40} {count:>6} files {size / MIB:>9.1f} MiB", err=True)
@@ -669,13 +685,16 @@ def demo(model_name: str, weights: str, device: str, seed: int, input_size: int 
     from pathlib import Path
 
     from .export import export_command
+    from .rundir import open_run
 
-    click.echo(f"vis demo: share it as a static site: {export_command([run], Path(out) / 'site')}", err=True)
+    data = open_run(run).manifest["dataset"]["root"]   # the demo mined it (or the user's --dataset): shown
+    click.echo(f"vis demo: share it as a static site: {export_command([run], Path(out) / 'site', [data])}",
+               err=True)
     if no_serve:
         return
     from .dashboard import create_app, serve
 
-    app = create_app([run], device=device, seed=seed, input_size=input_size)
+    app = create_app([run], device=device, seed=seed, input_size=input_size, datasets=[data])
     serve(app, host, port, verbose, say=lambda line: click.echo(f"vis demo: {line}", err=True))
 
 

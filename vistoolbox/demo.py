@@ -19,7 +19,7 @@ from PIL import Image
 from .actmax import maximize_layer
 from .errors import VisUsageError
 from .features.receptive import Field, field_of
-from .images import open_image
+from .images import named, open_image
 from .limits import number, side, whole
 from .mining import mine, render_unit_views
 from .mining.datasets import discover_images
@@ -37,19 +37,26 @@ DEMO_BATCH = 64
 
 def tile_dataset(source: str | Path, out: str | Path, size: int = 224, scales=DEMO_SCALES) -> Path:
     """Cut every image of a folder/ImageFolder/list dataset into the demo's multi-scale square crops
-    (for a few large photos, e.g. desktop wallpapers); existing tiles are kept. Returns `out`."""
+    (for a few large photos, e.g. desktop wallpapers); existing tiles are kept. Unreadable images are
+    skipped, as mining skips them, and listed on stderr; none readable is a usage error. Returns `out`."""
     images = discover_images(source)
     out = Path(out)
+    skipped: list[str] = []
     for index in range(len(images)):
         rel = Path(images.paths[index])
         try:
             picture = open_image(images.absolute(index))
         except Exception:  # noqa: BLE001 - unreadable files are left out, as mining would skip them
+            skipped.append(images.paths[index])
             continue
         for label, box in crop_windows(picture.height, picture.width, scales):
             target = out / rel.parent / f"{rel.stem}_{label}.jpg"
             if not target.exists():
                 save_jpeg(picture.crop(box).resize((size, size), Image.Resampling.LANCZOS), target)
+    if len(skipped) == len(images):
+        raise VisUsageError(f"`dataset` {str(source)!r}: none of its {named(skipped)} can be decoded; nothing to tile")
+    if skipped:
+        print(f"vis demo: skipped {named(skipped)} (unreadable, as `vis mine` skips them)", file=sys.stderr, flush=True)
     return out
 
 
@@ -148,6 +155,9 @@ def run_demo(model: LoadedModel, out: str | Path = "vis-demo", dataset: str | Pa
     say(f"mining the top-9 of {', '.join(plan.layers)}")
     run = mine(model, data, out / "run", layers=list(plan.layers), limit=plan.limit, batch_size=plan.batch_size,
                seed=seed, quiet=quiet)
+    skipped = open_run(run).manifest.get("counts", {}).get("skipped_paths") or []
+    if skipped:
+        say(f"skipped {named(skipped)} (unreadable, as `vis mine` skips them)")
     if plan.views and plan.view_units > 0:
         say(f"{'/'.join(plan.views)} views of the first {plan.view_units} units of each layer")
         for layer in plan.layers:

@@ -19,7 +19,8 @@ from .errors import VisUsageError
 from .files import write_bytes
 from .limits import MAX_DECODE_PIXELS
 
-__all__ = ["DEFAULT_MAX_PIXELS", "HIGH_BIT_GREY", "IMAGE_SUFFIXES", "find_images", "fit_longest", "image_size", "load_tensor", "montage", "normalize_visual",
+__all__ = ["DEFAULT_MAX_PIXELS", "HIGH_BIT_GREY", "IMAGE_SUFFIXES", "find_images", "fit_longest", "image_size", "load_tensor", "montage", "named",
+           "normalize_visual",
            "open_image", "png_bytes", "resize_center_crop", "resize_longest", "resize_tensor", "save_png", "to_pil",
            "to_rgb8", "to_tensor"]
 
@@ -81,6 +82,12 @@ def to_rgb8(image: Image.Image) -> Image.Image:
     scaled = np.nan_to_num((values - low) / max(high - low, 1e-12), nan=0.0, posinf=1.0, neginf=0.0)
     grey = np.round(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
     return Image.fromarray(grey).convert("RGB")
+
+
+def named(names: Sequence[object], shown: int = 3) -> str:
+    """``2 images: a.png, b.png`` / ``40 images: a.png, b.png, c.png, …``: a count and the first few."""
+    head = ", ".join(str(name) for name in list(names)[:shown])
+    return f"{len(names)} image{'s' if len(names) != 1 else ''}: {head}{', …' if len(names) > shown else ''}"
 
 
 def find_images(folder: str | Path) -> list[Path]:

@@ -92,6 +92,7 @@ class LoadedModel:
     has_classifier: bool = True
     layouts: dict[str, str] = field(default_factory=dict)  # canonical name -> layout override (CHW, NC:1+14x14…)
     memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # traced geometry by input size
+    seed: int | None = None  # the seed of `random` weights (None: other weights, or not known)
 
     @property
     def fixed_size(self) -> int | None:
@@ -376,7 +377,8 @@ def load_model(name: str = "vgg16", weights: str = "hed", *, device: str | torch
     module.eval().requires_grad_(False).to(dev)
     model = LoadedModel(name=name, weights=weights, module=module, preprocessing=preprocessing,
                         weights_sha256=sha, aliases=aliases, missing_aliases=missing,
-                        has_classifier=has_classifier and _has_linear(module))
+                        has_classifier=has_classifier and _has_linear(module),
+                        seed=seed if weights == "random" else None)
     model.layouts = {model.resolve(layer): str(spec).strip() for layer, spec in (layouts or {}).items()}
     return model
 

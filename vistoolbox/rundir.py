@@ -36,10 +36,11 @@ import numpy as np
 
 from ._version import __version__
 from .errors import VisRuntimeError, VisUsageError
-from .files import is_temp_of, read_json, write_json, write_npz
+from .files import is_temp_of, write_json, write_npz
+from .runfiles import checked_file, damaged, inside, npz_members, plain_name, read_capped, relative_inside
 
-__all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "accentuate_path", "clear_run", "damaged",
-           "identity_changes", "identity_of", "input_path", "layer_dir", "maximize_path", "open_run", "patch_name",
+__all__ = ["CHECKPOINT", "IDENTITY_KEYS", "MANIFEST", "Run", "SHARD_STATE", "accentuate_path", "check_network", "clear_run",
+           "damaged", "identity_changes", "identity_of", "input_path", "layer_dir", "maximize_path", "open_run", "patch_name",
            "patch_path", "read_arrays",
            "read_images", "read_manifest", "short_name", "unit_stem", "versions", "write_images", "write_layer_arrays",
            "write_manifest",
@@ -109,11 +110,6 @@ _MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
     "shard": dict, "views": list, "positions": dict}
 
 
-def damaged(path: str | Path, reason: str, advice: str) -> VisRuntimeError:
-    """The one-line error for a run file that cannot be read as what it should be (exit 1)."""
-    return VisRuntimeError(f"{str(path)!r} is damaged ({reason}); {advice}")
-
-
 def _manifest_problem(manifest: Any) -> str | None:
     if not isinstance(manifest, dict):
         return f"a JSON {type(manifest).__name__}, not an object"
@@ -122,8 +118,13 @@ def _manifest_problem(manifest: Any) -> str | None:
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             return f"{key!r} has the wrong type ({type(value).__name__})"
     for name, entry in (manifest.get("layers") or {}).items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("units", 0), int):
+        if not plain_name(name):
+            return f"layer {name[:80]!r} is not a plain folder name"
+        if not isinstance(entry, dict) or not isinstance(entry.get("units", 0), int) or entry.get("units", 0) < 0:
             return f"layer {name!r} is not a layer entry"
+    for key in ("k", "input_size"):
+        if manifest.get(key) is not None and manifest[key] < 1:
+            return f"{key!r} is {manifest[key]}, not a positive count"
     dataset = manifest.get("dataset") or {}
     if "root" in dataset and not isinstance(dataset["root"], str):
         return "'dataset.root' is not a path"
@@ -133,10 +134,17 @@ def _manifest_problem(manifest: Any) -> str | None:
     return None
 
 
-def read_manifest(path: str | Path, advice: str = "restore it from a copy or mine the run again") -> dict[str, Any]:
-    """The manifest at `path`; an unreadable or malformed one is a one-line :func:`damaged` error."""
+def _read_json(path: str | Path, root: str | Path | None, kind: str) -> Any:
+    """A JSON file of a run, through the gate (:func:`~vistoolbox.runfiles.checked_file`)."""
+    return json.loads(read_capped(path, Path(path).parent if root is None else root, kind))
+
+
+def read_manifest(path: str | Path, advice: str = "restore it from a copy or mine the run again",
+                  root: str | Path | None = None) -> dict[str, Any]:
+    """The manifest at `path` (a regular file inside `root`, default its folder, of at most 16 MiB);
+    an unreadable or malformed one is a one-line :func:`damaged` error."""
     try:
-        manifest = read_json(path)
+        manifest = _read_json(path, root, "manifest")
     except (ValueError, UnicodeDecodeError) as exc:
         raise damaged(path, f"not JSON: {str(exc)[:80]}", advice) from None
     problem = _manifest_problem(manifest)
@@ -145,23 +153,32 @@ def read_manifest(path: str | Path, advice: str = "restore it from a copy or min
     return manifest
 
 
-def read_images(path: str | Path) -> list[str]:
-    """``images.json``: the relative image paths, checked."""
+def read_images(path: str | Path, root: str | Path | None = None) -> list[str]:
+    """``images.json`` (a regular file inside `root`, default its folder, of at most 256 MiB): the
+    relative image paths, checked."""
     try:
-        paths = read_json(path)
+        paths = _read_json(path, root, "images")
     except (ValueError, UnicodeDecodeError) as exc:
         raise damaged(path, f"not JSON: {str(exc)[:80]}", "restore it from a copy or mine the run again") from None
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise damaged(path, "not a list of image paths", "restore it from a copy or mine the run again")
+    outside = next((p for p in paths if not relative_inside(p)), None)
+    if outside is not None:
+        raise damaged(path, f"entry {outside[:80]!r} is not a path inside the dataset folder", "mine the run again")
     return paths
 
 
-def read_arrays(path: str | Path, advice: str = "restore it from a copy or mine the run again") -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file (never unpickled); a truncated or foreign file is :func:`damaged`."""
-    if Path(path).is_file() and not zipfile.is_zipfile(path):
+def read_arrays(path: str | Path, advice: str = "restore it from a copy or mine the run again",
+                root: str | Path | None = None) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (a regular file inside `root`, default its folder; never
+    unpickled); a truncated or foreign file, or one whose headers declare more than it holds, is
+    :func:`damaged`."""
+    target = checked_file(path, Path(path).parent if root is None else root, "arrays")
+    if not zipfile.is_zipfile(target):
         raise damaged(path, "not an .npz archive: empty, truncated or another kind of file", advice)
+    npz_members(target, advice)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.load(target, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except FileNotFoundError:
         raise
@@ -175,18 +192,41 @@ class Run:
     """Read access to a run directory (see module doc). Use :func:`open_run`."""
 
     root: Path
+    #: Folders the user gave whose images the run may read (its recorded dataset root must be one of
+    #: them, lie inside one, or lie inside the run); `trust_dataset` takes the recorded root as given.
+    datasets: tuple[Path, ...] = ()
+    trust_dataset: bool = False
     _topk: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
         """``manifest.json``, checked (see :func:`read_manifest`)."""
-        return read_manifest(self.root / MANIFEST)
+        return read_manifest(self.root / MANIFEST, root=self.root)
 
     @cached_property
     def images(self) -> list[str]:
         """``images.json``, checked; ``[]`` before mining wrote it."""
         path = self.root / IMAGES
-        return read_images(path) if path.exists() else []
+        return read_images(path, self.root) if os.path.lexists(path) else []
+
+    @cached_property
+    def dataset_problem(self) -> str | None:
+        """Why the run's images cannot be read (None when they can): no recorded dataset root, or one
+        outside the run that is not a folder the user gave."""
+        root = (self.manifest.get("dataset") or {}).get("root")
+        if not root:
+            return f"run {str(self.root)!r} records no dataset folder"
+        if self.trust_dataset or inside(Path(root), self.root) or any(inside(Path(root), d) for d in self.datasets):
+            return None
+        return (f"run {str(self.root)!r} reads its images from {root!r}, which is outside the run and not a folder "
+                f"you gave: give it as `dataset` (--dataset {root}) to show them")
+
+    @property
+    def dataset_root(self) -> Path:
+        """The folder the run's images are read from, once it passed :attr:`dataset_problem`."""
+        if self.dataset_problem:
+            raise VisUsageError(self.dataset_problem)
+        return Path(self.manifest["dataset"]["root"]).resolve()
 
     @property
     def layers(self) -> list[str]:
@@ -223,20 +263,55 @@ class Run:
         stamp = path.stat().st_mtime_ns if path.exists() else None
         cached = self._topk.get(name)
         if cached is None or cached[0] != stamp:
-            cached = self._topk[name] = (stamp, read_arrays(path))
+            arrays = read_arrays(path, root=self.root)
+            self._check_topk(path, name, arrays)
+            cached = self._topk[name] = (stamp, arrays)
         return cached[1]
+
+    def _check_topk(self, path: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
+        """The numbers of ``topk.npz`` against the run: four ``[U, k]`` integer/float arrays, U the
+        manifest's units, image indices within ``images.json`` (-1: empty), positions within the input."""
+        if any(key not in arrays for key in ("values", "image_index", "y", "x")):
+            raise damaged(path, "it lacks one of values, image_index, y, x", "mine the run again")
+        shape = arrays["values"].shape
+        if len(shape) != 2 or any(arrays[key].shape != shape for key in ("image_index", "y", "x")):
+            raise damaged(path, "its arrays are not all [units, k]", "mine the run again")
+        if not all(arrays[key].dtype.kind in "iu" for key in ("image_index", "y", "x")) \
+                or arrays["values"].dtype.kind != "f":
+            raise damaged(path, "its arrays have the wrong types", "mine the run again")
+        units = self.layer_info(name).get("units")
+        if units is not None and units != shape[0]:
+            raise damaged(path, f"{shape[0]} rows for the manifest's {units} units of {name!r}", "mine the run again")
+        index = arrays["image_index"]
+        if index.size and (index.min() < -1 or (self.images and index.max() >= len(self.images))):
+            raise damaged(path, f"an image index outside 0…{len(self.images) - 1}", "mine the run again")
+        side = _input_side(self.manifest)
+        for key in ("y", "x"):
+            if arrays[key].size and (arrays[key].min() < -1 or arrays[key].max() >= side):
+                raise damaged(path, f"a position {key} outside the {side}-px input", "mine the run again")
 
     def stats(self, layer: str) -> dict[str, np.ndarray]:
         """``mean_max, frac_active [U], hist_edges, hist_counts [U, bins]`` of a layer."""
-        return read_arrays(layer_dir(self.root, self.resolve(layer)) / "stats.npz")
+        return read_arrays(layer_dir(self.root, self.resolve(layer)) / "stats.npz", root=self.root)
 
     def units(self, layer: str) -> int:
         """Number of units of a mined layer."""
         return int(self.layer_info(self.resolve(layer)).get("units") or self.topk(layer)["values"].shape[0])
 
     def image_path(self, index: int) -> Path:
-        """Absolute path of dataset image `index`."""
-        return Path(self.manifest["dataset"]["root"]) / self.images[index]
+        """Dataset image `index` through the gate: listed in ``images.json``, inside the dataset root
+        (which itself must be the run's own folder or one the user gave: :attr:`dataset_problem`), a
+        regular file of at most 512 MiB. Else a usage error (the root) or :func:`damaged`."""
+        images = self.images
+        if not 0 <= int(index) < len(images):
+            raise damaged(self.root / IMAGES, f"it has no image {index}", "mine the run again")
+        root = self.dataset_root
+        return checked_file(root / images[int(index)], root, "image")
+
+    def file(self, path: str | Path, kind: str = "image") -> Path:
+        """A file of the run (a patch, an optimised image) through the gate: a regular file inside the
+        run, within its size cap (see :func:`~vistoolbox.runfiles.checked_file`)."""
+        return checked_file(path, self.root, kind)
 
     def whole_image(self, layer: str) -> bool:
         """True for layers whose units see the whole image (fc layers, unknown geometry): their
@@ -266,8 +341,8 @@ class Run:
     def maximized_record(self, layer: str, unit: int) -> dict[str, Any] | None:
         """The JSON record beside a unit's optimised image (None when there is none or it is unreadable)."""
         try:
-            record = read_json(self.maximized(layer, unit).with_suffix(".json"))
-        except (OSError, ValueError):
+            record = _read_json(self.maximized(layer, unit).with_suffix(".json"), self.root, "record")
+        except (OSError, ValueError, VisRuntimeError):
             return None
         return record if isinstance(record, dict) else None
 
@@ -283,12 +358,23 @@ class Run:
         return self.manifest.get("status") == "complete"
 
 
-def open_run(path: str | Path) -> Run:
-    """Open a run directory written by ``vis mine``; a missing or foreign folder is a usage error."""
+def _input_side(manifest: Mapping[str, Any]) -> int:
+    """The side of the model's input (positions of a top-k hit lie below it)."""
+    prep = manifest.get("preprocessing") or {}
+    side = prep.get("crop") or manifest.get("input_size") or prep.get("resize")
+    return int(side) if isinstance(side, int) and side > 0 else 4096
+
+
+def open_run(path: str | Path, datasets: Sequence[str | Path] = (), trust_dataset: bool = False) -> Run:
+    """Open a run directory written by ``vis mine``; a missing or foreign folder is a usage error.
+
+    Its images are read only from inside the run or inside `datasets` (folders the user gave; see
+    :attr:`Run.dataset_problem`), or from its recorded dataset root with `trust_dataset` (for
+    commands whose results only the user who named the run sees)."""
     root = Path(path)
     if not (root / MANIFEST).is_file():
         raise VisUsageError(f"{str(root)!r} is not a vistoolbox run (no manifest.json); make one with `vis mine`")
-    run = Run(root.resolve())
+    run = Run(root.resolve(), tuple(Path(d).resolve() for d in datasets), trust_dataset)
     run.manifest  # noqa: B018 - read (and check) it now: a damaged run fails when it is opened
     return run
 
@@ -518,3 +604,26 @@ def read_training_log(run: str | Path) -> TrainingLog:
             records = [r for r in records if r["step"] <= record["step"]]
         records.append(record)
     return TrainingLog(records)
+
+
+def check_network(run: Run, described: Mapping[str, Any], seed: int | None, action: str = "write into it") -> None:
+    """Refuse to `action` a run with another network than the one it was mined with: `described` is
+    the model's :meth:`~vistoolbox.LoadedModel.describe` and `seed` its seed (which only names random
+    weights). One line names what differs and what the run has."""
+    manifest = run.manifest
+    theirs = {"model": manifest.get("model"), "weights": manifest.get("weights"),
+              "seed": manifest.get("seed") if manifest.get("weights") == "random" else None}
+    ours = {"model": described.get("model"), "weights": described.get("weights"),
+            "seed": seed if described.get("weights") == "random" else None}
+    differs = [key for key in ("model", "weights") if theirs[key] != ours[key]]
+    sha = manifest.get("weights_sha256"), described.get("weights_sha256")
+    if "weights" in differs and sha[0] and sha[0] == sha[1]:
+        differs.remove("weights")   # the same weights file under another path
+    if None not in (theirs["seed"], ours["seed"]) and theirs["seed"] != ours["seed"]:
+        differs.append("seed")
+    if not differs:
+        return
+    has = " ".join(f"--{key} {theirs[key]}" for key in ("model", "weights", "seed") if theirs[key] is not None)
+    got = ", ".join(f"{key} {ours[key]!r}" for key in differs)
+    raise VisUsageError(f"run {str(run.root)!r} was mined with another network ({got} differs); it has {has}: "
+                        f"give those to {action}")

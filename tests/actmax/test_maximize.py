@@ -261,8 +261,18 @@ def test_cli_batch_writes_grid_units_and_full_sidecar(tmp_path, capsys):
     assert len(rec["history"]) == 5 and isinstance(rec["activation_final"], float)
 
 
+def network_run(path, model, seed=0):
+    """A run folder of `model` with no mined layer yet (``maximize_layer`` writes only into a run of its own
+    network): the manifest through the run-directory API."""
+    from vistoolbox.rundir import write_manifest
+
+    write_manifest(path, {**model.describe(), "seed": seed if model.weights == "random" else None, "layers": {}},
+                   "complete", [], {})
+    return path
+
+
 def test_all_units_into_run_directory_resume(alexnet_random, tmp_path):
-    run = tmp_path / "run"
+    run = network_run(tmp_path / "run", alexnet_random)
     first = maximize_layer(alexnet_random, "conv4", run, units=[0, 1, 2], batch=2, steps=2, size=SIZE)
     assert first == [maximize_path(run, "features.8", u) for u in (0, 1, 2)]
     assert all(p.with_suffix(".json").exists() for p in first)
@@ -273,9 +283,11 @@ def test_all_units_into_run_directory_resume(alexnet_random, tmp_path):
 
 def test_ray_backend_writes_the_same_files_as_local(alexnet_random, tmp_path):
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'vistoolbox[ray]')")
-    local = maximize_layer(alexnet_random, "conv4", tmp_path / "local", units=[0, 1, 2], batch=2, steps=2, size=SIZE)
+    local = maximize_layer(alexnet_random, "conv4", network_run(tmp_path / "local", alexnet_random), units=[0, 1, 2],
+                           batch=2, steps=2, size=SIZE)
     try:
-        remote = maximize_layer(alexnet_random, "conv4", tmp_path / "ray", units=[0, 1, 2], batch=2, steps=2,
+        remote = maximize_layer(alexnet_random, "conv4", network_run(tmp_path / "ray", alexnet_random), units=[0, 1, 2],
+                                batch=2, steps=2,
                                 size=SIZE, backend="ray")
     finally:
         ray.shutdown()
@@ -323,7 +335,7 @@ def test_progress_reports_every_step_and_snapshots(alexnet_random, preset):
 
 
 def test_maximize_layer_progress_names_the_batch_and_overwrite_recomputes(alexnet_random, tmp_path):
-    run = tmp_path / "run"
+    run = network_run(tmp_path / "run", alexnet_random)
     infos: list[dict] = []
     maximize_layer(alexnet_random, "conv2", run, units=[0, 1, 2], batch=2, steps=3, size=SIZE,
                    progress=infos.append, snapshot_every=3)

@@ -215,7 +215,10 @@ def mined(tmp_path_factory):
     from dashboard_browser import mine_run
 
     run_dir = mine_run(tmp_path_factory.mktemp("mined"))
-    app = create_app([run_dir], device="cpu", cache_dir=tmp_path_factory.mktemp("mined-cache"))
+    from vistoolbox import open_run
+
+    data = open_run(run_dir).manifest["dataset"]["root"]   # the images the user mined: given, so they are shown
+    app = create_app([run_dir], device="cpu", cache_dir=tmp_path_factory.mktemp("mined-cache"), datasets=[data])
     return app, app.vis_context
 
 

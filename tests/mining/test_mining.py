@@ -242,7 +242,7 @@ def test_patches_are_the_unit_box_padded_with_the_mean_colour(run, alexnet):
     from vistoolbox.features.layers import layer_field
     from vistoolbox.features.receptive import unit_box
 
-    opened = open_run(run)
+    opened = open_run(run, trust_dataset=True)
     mean_u8 = np.round(np.array(alexnet.preprocessing.mean) * 255).astype(np.uint8)
     padded_seen = 0
     for alias in ("conv1", "conv5"):
@@ -387,7 +387,7 @@ def test_with_views_writes_cropped_deconv_and_guided_patches(alexnet, dataset, t
 
     out = mine(alexnet, dataset, tmp_path / "views", layers=["conv1"], k=2, resize=RESIZE, crop=SIZE, limit=4,
                views="guided,deconv", quiet=True)
-    opened = open_run(out)
+    opened = open_run(out, trust_dataset=True)
     assert opened.manifest["views"] == ["deconv", "guided"]
     topk = opened.topk("conv1")
     _, field = layer_field(alexnet, "conv1", SIZE)

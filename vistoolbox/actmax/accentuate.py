@@ -14,6 +14,7 @@ recognisable while the unit's pattern shows.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -49,10 +50,10 @@ def topk_seeds(run: str | Path, layer: str, unit: int, ranks: Iterable[int] | No
     if bad:
         raise VisUsageError(f"`rank` {bad[0]} is out of range; the run keeps the top {k} (valid: 0-{k - 1})")
     paths = [opened.patch(canonical, unit, r) for r in chosen]
-    missing = [p for p in paths if not p.exists()]
+    missing = [p for p in paths if not os.path.lexists(p)]
     if missing:
         raise VisUsageError(f"run {str(run)!r} has no patch {missing[0].name} (mined with `patches` off?)")
-    return torch.cat([to_tensor(open_image(p)) for p in paths]), [str(p) for p in paths]
+    return torch.cat([to_tensor(open_image(opened.file(p))) for p in paths]), [str(p) for p in paths]
 
 
 @torch.no_grad()

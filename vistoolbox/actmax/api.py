@@ -23,7 +23,7 @@ from ..features.layers import layer_layout
 from ..images import fit_longest, load_tensor, resize_tensor, to_tensor
 from ..limits import number, whole
 from ..models import LoadedModel, as_model
-from ..rundir import maximize_path, open_run
+from ..rundir import check_network, maximize_path, open_run
 from .backends import executor
 from .objectives import Channel, DeepDream, Diversity, Neuron, Objective
 from .presets import DEFAULT_PRESET, Settings, plan_stages, settings_for, sized
@@ -249,6 +249,7 @@ def with_plausibility(record: dict[str, Any], model: LoadedModel, run: str | Pat
         record["plausibility"] = None
         record["plausibility_note"] = "needs a mining run with the unit's top-k patches (`run`)"
         return record
+    check_network(open_run(run), model.describe(), model.seed, "judge this model's images against its patches")
     record.update(unit_plausibility(run, layer, units, images, judge or default_judge(model)))
     return record
 
@@ -368,6 +369,7 @@ def maximize_layer(model: LoadedModel | str, layer: str, run: str | Path, units:
     patches in `run` (when `run` is a mining run with that layer's patches). Returns the PNGs
     written now."""
     model = as_model(model)
+    check_network(open_run(run), model.describe(), model.seed, "write this model's optimised images into it")
     batch = whole(batch, "batch")
     run_batches = executor(backend)
     settings, size = _sized(settings_for(preset, **{k: v for k, v in options.items() if k not in MAXIMIZE_ONLY}),

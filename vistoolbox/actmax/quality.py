@@ -126,7 +126,7 @@ def _compute_centre(run_root: str, layer: str, judge: Judge) -> torch.Tensor:
     units = run.units(layer)
     count = min(units, judge.centre_units)
     picks = sorted({round(i * (units - 1) / max(1, count - 1)) for i in range(count)})
-    patches = [_load(p) for p in (run.patch(layer, u, 0) for u in picks) if p.exists()]
+    patches = [_load(run.file(p)) for p in (run.patch(layer, u, 0) for u in picks) if p.exists()]
     if not patches:
         raise VisUsageError(f"run {run_root!r} has no patches for layer {layer!r}; mine it with "
                             "`patches` on (the default)")
@@ -147,7 +147,7 @@ def unit_plausibility(run: str | Path, layer: str, units: Sequence[int], images:
     for image, unit in zip(images, units):
         ranks = range(min(k or topk.shape[1], topk.shape[1]))
         paths = [opened.patch(canonical, unit, r) for r in ranks]
-        refs = [_load(p) for p in paths if p.exists()]
+        refs = [_load(opened.file(p)) for p in paths if p.exists()]
         if not refs:
             raise VisUsageError(f"run {str(run)!r} has no patches for unit {unit} of layer {layer!r}")
         feats = judge_features(judge, [centre_crop(image[None], tuple(rf))[0], *refs])

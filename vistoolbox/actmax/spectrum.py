@@ -98,8 +98,8 @@ def natural_spectrum(folder: str | Path, size: tuple[int, int], *, cache: bool =
     Raises :class:`VisUsageError` (naming `spectrum`) for a missing folder or one without images.
     """
     root = Path(folder)
-    if (root / "manifest.json").is_file():  # a mining run: its dataset
-        root = Path(open_run(root).manifest["dataset"]["root"])
+    if (root / "manifest.json").is_file():  # a mining run: its dataset (for the user who names the run)
+        root = open_run(root, trust_dataset=True).dataset_root
     if not root.is_dir():
         raise VisUsageError(f"`spectrum` folder {str(folder)!r} does not exist")
     paths = find_images(root)

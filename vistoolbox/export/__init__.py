@@ -26,6 +26,9 @@ from .build import MIB, ExportReport, export_site
 __all__ = ["ExportReport", "MIB", "export_command", "export_site"]
 
 
-def export_command(runs: Sequence[str | Path], out: str | Path = "vis-site") -> str:
-    """The shell command that exports `runs` into `out` (paths quoted for a POSIX shell)."""
-    return " ".join(["vis", "export", *(shlex.quote(str(r)) for r in runs), "--out", shlex.quote(str(out))])
+def export_command(runs: Sequence[str | Path], out: str | Path = "vis-site",
+                   datasets: Sequence[str | Path] = ()) -> str:
+    """The shell command that exports `runs` into `out` with the source images of `datasets` (paths
+    quoted for a POSIX shell)."""
+    return " ".join(["vis", "export", *(shlex.quote(str(r)) for r in runs), "--out", shlex.quote(str(out)),
+                     *(f"--dataset {shlex.quote(str(d))}" for d in datasets)])

@@ -164,7 +164,7 @@ def site_files(runs: Sequence[RunContent], title: str, out: Path, ledger: dict) 
 
 def export_site(runs: Sequence[str | Path], out: str | Path, *, layers: Sequence[str] | None = None,
                 title: str | None = None, max_mb: float | None = None, dry_run: bool = False,
-                progress: Callable[[str], None] | None = None) -> ExportReport:
+                progress: Callable[[str], None] | None = None, datasets: Sequence[str | Path] = ()) -> ExportReport:
     """Write (or update) a static site of `runs` in `out` and return what it did.
 
     Args:
@@ -174,6 +174,9 @@ def export_site(runs: Sequence[str | Path], out: str | Path, *, layers: Sequence
         max_mb: refuse, before writing anything, when the site would be larger (MiB).
         dry_run: plan and report only.
         progress: called with a line per step.
+        datasets: folders whose images the site may publish: a run's source images are taken only from
+            a dataset root inside the run or inside one of these (a run is data; its manifest alone
+            cannot make the export publish a folder).
     """
     start = time.perf_counter()
     say = progress or (lambda message: None)
@@ -181,7 +184,7 @@ def export_site(runs: Sequence[str | Path], out: str | Path, *, layers: Sequence
         raise VisUsageError("`runs`: give at least one run directory")
     if max_mb is not None:
         max_mb = number(max_mb, "max_mb", positive=True)
-    opened = [open_run(path) for path in runs]
+    opened = [open_run(path, datasets) for path in runs]
     if len({run.root for run in opened}) != len(opened):
         raise VisUsageError("`runs`: the same run was given twice")
     out = Path(out)

@@ -19,6 +19,7 @@ from ..features.views import MODES
 from ..images import image_size
 from ..mining.gallery import Histogram, histogram_bins, source_hit
 from ..rundir import Run, layer_dir, patch_name
+from ..runfiles import inside
 
 __all__ = ["BROWSER_IMAGES", "Hit", "LayerContent", "RunContent", "SourceImage", "UnitContent", "collect_layer",
            "collect_run", "regular_file", "slug"]
@@ -48,13 +49,6 @@ def regular_file(path: Path) -> os.stat_result | None:
     except OSError:
         return None
     return info if stat.S_ISREG(info.st_mode) else None
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        return path.resolve().is_relative_to(root)
-    except (OSError, RuntimeError):
-        return False
 
 
 @dataclass(frozen=True)
@@ -119,12 +113,12 @@ class RunContent:
 
 
 class _Sources:
-    """Dataset images by index, each checked once (inside the dataset root, a regular image file)."""
+    """Dataset images by index, each checked once by the run's gate (:meth:`Run.image_path`: a
+    regular file inside a dataset root the user gave or the run holds)."""
 
     def __init__(self, run: Run):
         self.run = run
-        root = run.manifest.get("dataset", {}).get("root")
-        self.root = Path(root).resolve() if root else None
+        self.problem = run.dataset_problem
         self.found: dict[int, SourceImage | None] = {}
 
     def __call__(self, index: int) -> SourceImage | None:
@@ -133,15 +127,13 @@ class _Sources:
         return self.found[index]
 
     def _find(self, index: int) -> SourceImage | None:
-        if self.root is None or not 0 <= index < len(self.run.images):
+        if self.problem or not 0 <= index < len(self.run.images):
             return None
         name = str(self.run.images[index])
-        path = self.root / name
-        if not _inside(path, self.root) or regular_file(path.resolve()) is None:
-            return None
         try:
+            path = self.run.image_path(index)
             size = image_size(path)
-        except VisError:  # an unreadable image is shown as missing
+        except (VisError, OSError):  # outside the dataset, not a plain file, unreadable: shown as missing
             return None
         return SourceImage(index, path, name, size, path.suffix.lower() not in BROWSER_IMAGES)
 
@@ -158,7 +150,7 @@ class _Folder:
     def __init__(self, folder: Path, root: Path):
         self.folder = folder
         self.names: set[str] = set()
-        if folder.is_dir() and _inside(folder, root):
+        if folder.is_dir() and inside(folder, root):
             with os.scandir(folder) as entries:
                 self.names = {e.name for e in entries if e.is_file(follow_symlinks=False)}
 
@@ -205,7 +197,7 @@ def _safe_layer(run: Run, layer: str) -> bool:
     folder = layer_dir(run.root, layer)
     base = (run.root / "layers").resolve()
     return ("/" not in layer and "\\" not in layer and "\x00" not in layer and layer not in {"", ".", ".."}
-            and _inside(folder, base) and folder.resolve().parent == base)
+            and inside(folder, base) and folder.resolve().parent == base)
 
 
 def collect_run(run: Run, run_slug: str, layers: list[str]) -> RunContent:
@@ -213,6 +205,8 @@ def collect_run(run: Run, run_slug: str, layers: list[str]) -> RunContent:
     name or whose arrays cannot be read are listed in ``skipped``."""
     content = RunContent(run, run_slug)
     sources = _Sources(run)
+    if sources.problem:
+        content.skipped.append(f"its source images ({sources.problem})")
     used: set[str] = set()
     for layer in layers:
         if not _safe_layer(run, layer):

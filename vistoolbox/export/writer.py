@@ -6,6 +6,7 @@ other files and no such list is never written into.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -13,10 +14,10 @@ from typing import Any, Iterable
 
 from .._version import __version__
 from ..errors import VisUsageError
-from ..files import file_mode, read_json, write_bytes, write_json
+from ..files import file_mode, is_temp_of, read_json, write_bytes, write_json
 from .content import regular_file
 
-__all__ = ["LEDGER", "Plan", "SiteFile", "WriteReport", "load_ledger", "plan_changes", "write_site"]
+__all__ = ["LEDGER", "Plan", "SiteFile", "WriteReport", "load_ledger", "plan_changes", "remove_temps", "write_site"]
 
 LEDGER = "export.json"
 LEDGER_FORMAT = 1
@@ -124,7 +125,7 @@ def _place(item: SiteFile, target: Path) -> bool:
             pass
         except OSError:   # another file system, or links not allowed: a verbatim copy
             pass
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")   # a temp name (files.is_temp_of)
     try:
         try:
             os.link(source, tmp, follow_symlinks=False)
@@ -165,6 +166,7 @@ def write_site(out: Path, plan: Plan, ledger: dict[str, dict[str, Any]]) -> Writ
     """Carry out `plan` in `out`. The ledger first lists old and new files (an interrupted export
     can be resumed and still cleans up), and at the end exactly the site's files."""
     report = WriteReport(kept=[f.rel for f in plan.keep])
+    report.removed += remove_temps(out)
     if not plan.write and not plan.remove and (out / LEDGER).is_file():
         current = _ledger(plan.files, "complete")
         if read_json(out / LEDGER) == current:
@@ -194,6 +196,21 @@ def write_site(out: Path, plan: Plan, ledger: dict[str, dict[str, Any]]) -> Writ
             _prune(out, target.parent)
     write_json(out / LEDGER, _ledger(plan.files, "complete"), indent=None)
     return report
+
+
+def remove_temps(out: Path) -> list[str]:
+    """Remove the temp files an export killed mid-write left in the site (``.NAME.<8>.tmp``: they are
+    never part of the site, and a static host would publish them). Links are not followed."""
+    removed = []
+    if not (out / LEDGER).is_file():
+        return removed   # not a site of ours (yet): nothing of ours to clean
+    for folder, _, names in os.walk(out):
+        for name in names:
+            path = Path(folder) / name
+            if is_temp_of(name) and regular_file(path) is not None:
+                path.unlink(missing_ok=True)
+                removed.append(path.relative_to(out).as_posix())
+    return removed
 
 
 def _prune(out: Path, folder: Path) -> None:

@@ -60,6 +60,9 @@ class ImageList:
 
 def discover_images(source: str | Path, limit: int | None = None) -> ImageList:
     """List the images of a folder, ImageFolder tree or text file (see module doc); `limit` keeps the first N."""
+    if not str(source).strip():   # Path("") is the current folder: never mine it by accident
+        raise VisUsageError("`dataset` is empty; give a folder of images, an ImageFolder tree or a text file with "
+                            "one image path per line")
     src = Path(source)
     if limit is not None:
         limit = whole(limit, "limit")

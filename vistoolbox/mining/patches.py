@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from ..features.views import batch_views, view_patch
 from ..files import write_bytes
 from ..images import png_bytes
 from ..models import LoadedModel
-from ..rundir import input_path, layer_dir, open_run, patch_path, short_name
+from ..rundir import Run, check_network, input_path, layer_dir, open_run, patch_path, read_arrays, short_name
 from .datasets import ImageList, Transform
 
 __all__ = ["grid_u8", "mean_colour_u8", "render_patches", "render_unit_views"]
@@ -33,17 +33,18 @@ def mean_colour_u8(mean: Sequence[float]) -> np.ndarray:
 
 
 class _ImageCache:
-    """Preprocessed uint8 images by index, least recently used dropped beyond `size`."""
+    """Preprocessed uint8 images by index (`locate` gives an index's file), least recently used
+    dropped beyond `size`."""
 
-    def __init__(self, images: ImageList, transform: Transform, size: int = 256):
-        self.images, self.transform, self.size = images, transform, size
+    def __init__(self, locate: Callable[[int], Path], transform: Transform, size: int = 256):
+        self.locate, self.transform, self.size = locate, transform, size
         self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def __call__(self, index: int) -> np.ndarray:
         if index in self.cache:
             self.cache.move_to_end(index)
             return self.cache[index]
-        array = self.transform(self.images.absolute(index)).numpy()
+        array = self.transform(self.locate(index)).numpy()
         self.cache[index] = array
         if len(self.cache) > self.size:
             self.cache.popitem(last=False)
@@ -77,11 +78,11 @@ def render_patches(run: str | Path, layers: dict[str, dict], images: ImageList, 
     with its images, not with units × k (views, being per unit, are still written per hit)."""
     run = Path(run)
     fill = mean_colour_u8(mean)
-    cache = _ImageCache(images, transform)
+    cache = _ImageCache(images.absolute, transform)
     stored: set[int] = set()
     for name, entry in layers.items():
-        with np.load(layer_dir(run, name) / "topk.npz") as data:
-            index, ys, xs = data["image_index"], data["y"], data["x"]
+        data = read_arrays(layer_dir(run, name) / "topk.npz", root=run)
+        index, ys, xs = data["image_index"], data["y"], data["x"]
         field = field_of(entry)
         size = (transform.crop, transform.crop)
         desc = f"patches {short_name(name, entry.get('aliases', []))}"
@@ -116,18 +117,19 @@ def _render_views(run: Path, model: LoadedModel, layer: str, unit: int, ranks: l
             write_bytes(patch_path(run, layer, unit, rank, mode), png_bytes(view_patch(tensor[i], box), compress_level=1))
 
 
-def render_unit_views(run: str | Path, model: LoadedModel, layer: str, units: Sequence[int],
+def render_unit_views(run: str | Path | Run, model: LoadedModel, layer: str, units: Sequence[int],
                       views: Sequence[str], quiet: bool = False) -> int:
     """Write the `views` (deconv/backprop/guided) of the top-k patches of some `units` of a mined
     `layer` — for runs mined without views, or only a few units of them. Units whose view files
-    all exist are skipped. Returns the number of units rendered now."""
-    opened = open_run(run)
+    all exist are skipped. Returns the number of units rendered now. The images are read through
+    the run's gate (:meth:`~vistoolbox.rundir.Run.image_path`): a :class:`Run` opened with the
+    user's dataset folders, or a path (its recorded dataset root, for the user who names it)."""
+    opened = run if isinstance(run, Run) else open_run(run, trust_dataset=True)
+    check_network(opened, model.describe(), model.seed, "write this model's views into it")
     name = opened.resolve(layer)
     prep = opened.manifest["preprocessing"]
-    dataset = opened.manifest["dataset"]
-    images = ImageList(root=Path(dataset["root"]), paths=opened.images, kind=dataset.get("kind", "folder"))
     transform = Transform(int(prep["resize"]), int(prep["crop"]))
-    cache = _ImageCache(images, transform)
+    cache = _ImageCache(opened.image_path, transform)
     field = field_of(opened.layer_info(name))
     top = opened.topk(name)
     done = 0

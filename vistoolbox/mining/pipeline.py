@@ -22,6 +22,7 @@ from .. import rundir
 from ..errors import VisUsageError
 from ..features.layers import layer_layout, layer_table
 from ..features.views import parse_modes
+from ..images import named
 from ..limits import MAX_DECODE_PIXELS, MAX_TOPK_ENTRIES, batch_pixels, side, whole, worker_count
 from ..models import LoadedModel, check_run_model, load_model, resolve_device
 from .datasets import ImageList, Transform, discover_images
@@ -199,6 +200,10 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     else:
         state = mine_indices(model, images, transform, state, indices, batch_size, workers,
                              checkpoint, checkpoint_every, quiet, eligible=eligible)
+    if len(indices) and not state.seen:   # no data, no run: a run of -inf slots would look mined
+        rundir.clear_run(out)
+        raise VisUsageError(f"`dataset` {str(dataset)!r}: none of its {len(indices)} images could be decoded "
+                            f"({named([images.paths[i] for i in state.skipped])}); nothing was mined")
     checkpoint(state)  # the pass is done: a kill from here on only redoes the files below
     finish_run(out, model, images, transform, state, ident, view_list, patches, quiet)
     return out

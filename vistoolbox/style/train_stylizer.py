@@ -17,7 +17,8 @@ import torch
 from tqdm import tqdm
 
 from ..errors import VisUsageError
-from ..images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, find_images, load_tensor, open_image, to_tensor
+from ..images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, find_images, image_size, load_tensor, named, open_image,
+                      to_tensor)
 from ..limits import batch_pixels, number, side, whole
 from ..models import LoadedModel, as_model
 from ..weights import sha256_file
@@ -37,15 +38,30 @@ DEFAULT_WEIGHTS = {"content": 1.0, "style": 10.0, "tv": 10.0}
 RESUME_KEYS = ("size", "batch_size", "lr", "seed", "dataset")
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files under `folder` (recursive, sorted); none found is a usage error."""
+def list_images(folder: str | Path, quiet: bool = False) -> list[Path]:
+    """Image files under `folder` (recursive, sorted) whose header reads as an image; the others are
+    skipped, as mining skips them, and listed on stderr (unless `quiet`). None found, or none
+    readable, is a usage error."""
+    if not str(folder).strip():
+        raise VisUsageError("`dataset` is empty; give a folder of training images")
     root = Path(folder)
     if not root.is_dir():
         raise VisUsageError(f"`dataset` folder {str(root)!r} does not exist")
     files = find_images(root)
     if not files:
         raise VisUsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {str(root)!r}")
-    return files
+    readable, skipped = [], []
+    for path in files:
+        try:
+            image_size(path)
+            readable.append(path)
+        except VisUsageError:
+            skipped.append(path.relative_to(root).as_posix())
+    if not readable:
+        raise VisUsageError(f"`dataset` {str(root)!r}: none of its {named(skipped)} can be read as an image")
+    if skipped and not quiet:
+        print(f"vis train-stylizer: skipped {named(skipped)} (unreadable)", file=sys.stderr, flush=True)
+    return readable
 
 
 def dataset_record(root: str | Path, files: Sequence[Path]) -> dict[str, Any]:
@@ -171,7 +187,7 @@ def train_stylizer(model: LoadedModel | str, style: str | Path | torch.Tensor, d
     if mode == "image":
         if dataset is None:
             raise VisUsageError("image mode needs `dataset` DIR (a folder of training images)")
-        files = list_images(dataset)
+        files = list_images(dataset, quiet)
         data_record = dataset_record(dataset, files)
     model = as_model(model)
     loss = StyleLoss(model, style_layers=style_layers or list(DEFAULT_STYLE_LAYERS),
