@@ -58,16 +58,18 @@ def _pair(value: int | Iterable[int]) -> Pair:
 
 
 def trace_geometry(module: nn.Module, input_size: Pair | int, names: Iterable[str] | None = None,
-                   channels: int = 3) -> dict[str, LayerGeometry]:
+                   channels: int = 3, max_bytes: int | None = None) -> dict[str, LayerGeometry]:
     """Output shape, positions and receptive field of every named module (or those in `names`) of
     `module`; a module called several times is described by its first call (the one
     :class:`~vistoolbox.features.extractor.FeatureExtractor` captures).
 
-    Runs one forward pass of a zero image of `input_size` on the module's device, without gradients.
+    Runs one forward pass of a zero image of `input_size` on the module's device, without gradients;
+    the tracer keeps every tensor it follows, and passing `max_bytes` of them raises
+    :class:`~.tracer.TraceTooLarge`.
     """
     size = _pair(input_size)
     wanted = set(names) if names is not None else None
-    tracer = GeometryTracer(size)
+    tracer = GeometryTracer(size, max_bytes)
     found: dict[str, LayerGeometry] = {}
     handles = []
 
