@@ -495,7 +495,7 @@ def texture(model_name: str, weights: str, device: str, seed: int, input_size: i
     model = load_from_options(model_name, weights, device, seed, input_size, quiet)
     job = functools.partial(
         synthesize_texture, model, list(style), size=size, steps=steps,
-        layers=parse_layer_weights(layers) if layers else DEFAULT_STYLE_LAYERS, statistic=statistic,
+        layers=parse_layer_weights(layers, "layers") if layers else DEFAULT_STYLE_LAYERS, statistic=statistic,
         tv_weight=tv_weight, optimizer=optimizer, lr=lr, pooling=pooling, style_scale=style_scale,
         style_blend=_number_list(style_blend, "--style-blend", float),
         max_pixels=MAX_PIXELS if max_pixels is None else max_pixels, seed=seed, snapshot_every=snapshot_every)

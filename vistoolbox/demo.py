@@ -20,7 +20,7 @@ from .actmax import maximize_layer
 from .errors import VisUsageError
 from .features.receptive import Field, field_of
 from .images import named, open_image
-from .limits import number, side, whole
+from .limits import learning_rate, side, steps, whole
 from .mining import mine, render_unit_views
 from .mining.datasets import discover_images
 from .models import LoadedModel
@@ -94,8 +94,8 @@ class DemoPlan:
     def __post_init__(self) -> None:
         """Check the numbers before any work (errors name the fields)."""
         whole(self.view_units, "view_units", 0)
-        whole(self.maximize_steps, "maximize_steps")
-        number(self.maximize_lr, "maximize_lr", positive=True)
+        steps(self.maximize_steps, "maximize_steps")
+        learning_rate(self.maximize_lr, "maximize_lr")
         if self.maximize_size is not None:
             side(self.maximize_size, "maximize_size")
         maximize_targets(self.maximize)

@@ -12,6 +12,15 @@ usage error that names the parameter; they do not promise that the work fits a m
 - :data:`MAX_TOPK_ENTRIES`: the top-k table of a mining run, Σ units × k.
 - :func:`max_workers`: data-loading worker processes, max(4, 4 × CPUs) (each is a whole Python
   process with its own copy of torch; thousands exhaust memory before the first batch).
+- :data:`MAX_STEPS`: optimisation or training steps of one command (per stage where there are
+  several): 100,000 (the presets use at most 1,000; a stylizer trains for a few thousand).
+- :data:`MAX_LR`: a learning rate or step size, 1e10 (the largest preset, yosinski4, uses 1e8; float32
+  overflows at 3.4e38).
+- :data:`MAX_WEIGHT`: a loss weight (content, style, TV, diversity, a layer's weight, the seed
+  penalty): 1e6 (the defaults are 0.01–10 on normalised losses; larger ones only overflow).
+- :data:`MAX_COUNT`: images one command makes in one go (``vis stylize --noise --count``): 10,000.
+- :data:`MAX_TRACE_BYTES`: what tracing the layers of a model may keep (``vis layers --size``):
+  1 GiB of activations.
 """
 from __future__ import annotations
 
@@ -22,13 +31,19 @@ from typing import Any
 
 from .errors import VisUsageError
 
-__all__ = ["MAX_BATCH_PIXELS", "MAX_DECODE_PIXELS", "MAX_PIXELS", "MAX_TOPK_ENTRIES", "batch_pixels", "max_workers",
-           "number", "side", "whole", "worker_count"]
+__all__ = ["MAX_BATCH_PIXELS", "MAX_COUNT", "MAX_DECODE_PIXELS", "MAX_LR", "MAX_PIXELS", "MAX_STEPS",
+           "MAX_TOPK_ENTRIES", "MAX_TRACE_BYTES", "MAX_WEIGHT", "batch_pixels", "learning_rate", "max_workers",
+           "number", "side", "steps", "weight", "whole", "worker_count"]
 
 MAX_PIXELS = 2048 * 2048
 MAX_BATCH_PIXELS = 2 ** 25
 MAX_DECODE_PIXELS = 64_000_000
 MAX_TOPK_ENTRIES = 2 ** 26
+MAX_STEPS = 100_000
+MAX_LR = 1e10
+MAX_WEIGHT = 1e6
+MAX_COUNT = 10_000
+MAX_TRACE_BYTES = 2 ** 30
 
 
 def whole(value: Any, name: str, minimum: int | None = 1, maximum: int | None = None) -> int:
@@ -96,3 +111,18 @@ def batch_pixels(count: int, height: int, width: int, name: str, limit: int = MA
         raise VisUsageError(f"`{name}` {count:,} × {height}×{width} px is {total:,} pixels in one batch, above the "
                             f"limit of {limit:,}; use a smaller `{name}` or smaller images")
     return count
+
+
+def steps(value: Any, name: str = "steps", minimum: int = 1) -> int:
+    """`value` as a number of steps in [minimum, :data:`MAX_STEPS`]."""
+    return whole(value, name, minimum, MAX_STEPS)
+
+
+def learning_rate(value: Any, name: str = "lr") -> float:
+    """`value` as a learning rate in (0, :data:`MAX_LR`]."""
+    return number(value, name, maximum=MAX_LR, positive=True)
+
+
+def weight(value: Any, name: str) -> float:
+    """`value` as a loss weight in [0, :data:`MAX_WEIGHT`]."""
+    return number(value, name, 0, MAX_WEIGHT)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -153,7 +152,7 @@ HOSTILE = '<img src=x onerror="alert(1)">&\'"'
 
 def test_hostile_names_are_escaped_and_nothing_leaves_the_site(tmp_path):
     run_dir = write_run(tmp_path / "evil", layers=("plain", HOSTILE), units=3,
-                        classes=(f"<script>alert('class')</script>", "a&b"), model=HOSTILE,
+                        classes=("<script>alert('class')</script>", "a&b"), model=HOSTILE,
                         aliases={"plain": ['"><script>alert(2)</script>']})
     site = tmp_path / "site"
     report = export_site([run_dir], site, title=f"<b>{HOSTILE}</b>", datasets=[tmp_path])

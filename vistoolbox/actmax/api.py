@@ -21,7 +21,7 @@ from ..errors import VisUsageError
 from ..features.extractor import FeatureExtractor
 from ..features.layers import layer_layout
 from ..images import fit_longest, load_tensor, resize_tensor, to_tensor
-from ..limits import number, whole
+from ..limits import weight, whole
 from ..models import LoadedModel, as_model
 from ..rundir import check_network, maximize_path, open_run
 from .backends import executor
@@ -115,7 +115,7 @@ def build_objectives(model: LoadedModel, layer: str, units: Sequence[int], size:
                      diversity: float = 0.0) -> tuple[Objective, Objective, dict[str, Any]]:
     """Check the request against the layer's shape and return (objective to maximise, primary
     activation to report, description). `neuron` True means the spatial centre."""
-    number(diversity, "diversity", 0)
+    weight(diversity, "diversity")
     shape = layer_shape(model, layer, size)
     check_units(units, shape[0], layer)
     info: dict[str, Any] = {"layer_shape": list(shape), "layout": str(layer_layout(model, layer))}

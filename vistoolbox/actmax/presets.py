@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from ..errors import VisUsageError, unknown
-from ..limits import MAX_PIXELS, batch_pixels, number, side, whole
+from ..limits import MAX_PIXELS, batch_pixels, learning_rate, number, side, steps, weight, whole
 
 __all__ = ["DEFAULT_PRESET", "LUCID_ANGLES", "LUCID_SCALES", "PRESETS", "Settings", "check_schedule", "parse_schedule", "plan_stages",
            "settings_for", "sized"]
@@ -82,8 +82,9 @@ class Settings:
         where a count or size is needed, sizes above :data:`~vistoolbox.limits.MAX_PIXELS`)."""
         if self.family not in ("lucid", "pixel"):
             raise VisUsageError(f"unknown family {self.family!r}; valid: lucid, pixel")
-        whole(self.steps, "steps")
-        number(self.lr, "lr", positive=True)
+        steps(self.steps, "steps")
+        learning_rate(self.lr, "lr")
+        learning_rate(self.max_lr, "max_lr")
         if self.size is not None:
             side(self.size, "size")
         if not 0 < number(self.size_scale, "size_scale") <= 1:
@@ -97,7 +98,7 @@ class Settings:
         number(self.blur_radius, "blur_radius", 0, math.isqrt(MAX_PIXELS))  # wider than any image: meaningless
         for name in ("blur_every", "pad", "jitter", "jitter2", "roll"):
             whole(getattr(self, name), name, 0)
-        for name in ("sd", "init_std", "decay_power", "max_lr", "desired_progress"):
+        for name in ("sd", "init_std", "decay_power", "desired_progress"):
             number(getattr(self, name), name, 0)
         for values, name in ((self.scales, "scales"), (self.angles, "angles")):
             for value in values:
@@ -106,7 +107,7 @@ class Settings:
             raise VisUsageError(f"unknown `param` {self.param!r}; valid: fourier, phase")
         if self.param == "phase" and self.family != "lucid":
             raise VisUsageError("`param` phase needs the lucid family of presets (lucid, distill, maco, ...)")
-        number(self.seed_penalty, "seed_penalty", 0)
+        weight(self.seed_penalty, "seed_penalty")
         check_schedule(self.schedule)
         if self.carry not in ("upsample", "tile"):
             raise VisUsageError(f"unknown `carry` {self.carry!r}; valid: upsample, tile")

@@ -2,14 +2,16 @@
 receptive field — and the layout of any layer for the pipelines that read its units."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
 from ..errors import VisUsageError
-from ..limits import side
+from ..limits import MAX_TRACE_BYTES, side
 from ..models import LoadedModel
 from .layout import Layout, decide_layout, module_layout, parse_layout
 from .receptive import Field, LayerGeometry, trace_geometry
+from .tracer import TraceTooLarge
 
 __all__ = ["LayerInfo", "layer_field", "layer_geometry", "layer_layout", "layer_table"]
 
@@ -38,17 +40,38 @@ class LayerInfo:
 
 def layer_geometry(model: LoadedModel, size: int | None = None, param: str = "size") -> dict[str, LayerGeometry]:
     """Traced geometry of every layer at input `size` (default: the model's), memoised on the model;
-    a size too small for the model is a usage error naming `param`."""
+    a size too small for the model, or one above the model's own whose trace would keep more than
+    :data:`~vistoolbox.limits.MAX_TRACE_BYTES`, is a usage error naming `param`."""
     size = model.input_size if size is None else side(size, param)
     key = ("geometry", size)
+    budget = MAX_TRACE_BYTES if size > model.input_size else None  # the model's own size is always traced
     if key not in model.memo:
+        estimate = _trace_estimate(model, size) if budget is not None else 0.0
         try:
-            model.memo[key] = trace_geometry(model.module, size, channels=model.preprocessing.channels)
+            if budget is not None and estimate > budget:
+                raise TraceTooLarge(budget)
+            model.memo[key] = trace_geometry(model.module, size, channels=model.preprocessing.channels,
+                                             max_bytes=budget)
+        except TraceTooLarge:
+            largest = max(model.input_size, math.isqrt(int(size * size * MAX_TRACE_BYTES / max(estimate, 1.0))))
+            raise VisUsageError(f"tracing the layers of model {model.name!r} at {size}x{size} px keeps more than "
+                                f"{MAX_TRACE_BYTES / 2**30:g} GiB of activations (the limit above the model's own "
+                                f"size, {model.input_size}); use a smaller `{param}`"
+                                + (f", e.g. {min(largest, size - 1)}" if estimate > MAX_TRACE_BYTES else "")) from None
         except RuntimeError as exc:  # a map shrank to nothing, a kernel larger than its input, …
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
             raise VisUsageError(f"an input of {size}x{size} px is too small for model {model.name!r} ({reason}); "
                                 f"use a larger `{param}`, e.g. {model.input_size}") from None
     return model.memo[key]
+
+
+def _trace_estimate(model: LoadedModel, size: int) -> float:
+    """Bytes a trace at `size` keeps, estimated before running it: the float32 outputs of the leaf
+    modules at the model's own size, scaled by the ratio of the areas."""
+    own = layer_geometry(model)
+    leaves = (name for name, module in model.module.named_modules() if name and not any(module.children()))
+    total = sum(math.prod(geo.shape) * 4 for name in leaves if (geo := own.get(name)) and geo.shape)
+    return total * (size / model.input_size) ** 2
 
 
 def _overridden(model: LoadedModel, name: str, geo: LayerGeometry | None) -> Layout | None:

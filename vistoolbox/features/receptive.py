@@ -61,18 +61,19 @@ def _pair(value: int | Iterable[int]) -> Pair:
 
 
 def trace_geometry(module: nn.Module, input_size: Pair | int, names: Iterable[str] | None = None,
-                   channels: int = 3) -> dict[str, LayerGeometry]:
+                   channels: int = 3, max_bytes: int | None = None) -> dict[str, LayerGeometry]:
     """Output shape, positions and receptive field of every named module (or those in `names`) of
     `module`; a module called several times is described by its first call (the one
     :class:`~vistoolbox.features.extractor.FeatureExtractor` captures).
 
     Runs one forward pass of a zero image of `input_size` on the module's device, without gradients.
     Layers are described after the pass (in the order they returned), so a module rule fixing a
-    parent's output also fixes the child that computed that very tensor.
+    parent's output also fixes the child that computed that very tensor. The tracer keeps every
+    tensor it follows, and passing `max_bytes` of them raises :class:`~.tracer.TraceTooLarge`.
     """
     size = _pair(input_size)
     wanted = set(names) if names is not None else None
-    tracer = GeometryTracer(size)
+    tracer = GeometryTracer(size, max_bytes)
     seen: dict[str, tuple[object, object]] = {}  # name → (output, inputs) of its first call, kept alive
     handles = []
 

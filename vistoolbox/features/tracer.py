@@ -34,7 +34,11 @@ from .field import UNKNOWN, Field, Pair, union_all
 from .opargs import arg, as_list, pair, tensors_in
 from .positions import Axes, Geo, Grid, Tokens, index_plan, permute_axes, reshape_axes, shift_axes
 
-__all__ = ["GeometryTracer", "op_name"]
+__all__ = ["GeometryTracer", "TraceTooLarge", "op_name"]
+
+
+class TraceTooLarge(Exception):
+    """The traced tensors passed the tracer's `max_bytes` (``args[0]``: the limit in bytes)."""
 
 
 POINTWISE = frozenset("""
@@ -75,11 +79,12 @@ class GeometryTracer(TorchFunctionMode):
     """Attaches a :class:`Geo` to every tensor computed from the traced image (keyed by id; the
     tensors are kept alive so ids stay unique). `image` is the input's (h, w)."""
 
-    def __init__(self, image: Pair) -> None:
+    def __init__(self, image: Pair, max_bytes: int | None = None) -> None:
         super().__init__()
         self.image = image
         self.geos: dict[int, Geo] = {}
         self.alive: list[torch.Tensor] = []
+        self.max_bytes, self.kept = max_bytes, 0  # bytes of the tensors kept alive (views counted too)
         self.unfollowed: dict[str, int] = {}  # ops the rules could not follow, with counts
         self.carriers: dict[int, list[int]] = {}  # a pointwise result → the same-shaped inputs it carries on
 
@@ -87,6 +92,9 @@ class GeometryTracer(TorchFunctionMode):
     def set(self, tensor: torch.Tensor, geo: Geo) -> None:
         self.geos[id(tensor)] = geo
         self.alive.append(tensor)
+        self.kept += tensor.numel() * tensor.element_size()
+        if self.max_bytes is not None and self.kept > self.max_bytes:
+            raise TraceTooLarge(self.max_bytes)
 
     def get(self, tensor: Any) -> Geo | None:
         return self.geos.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None

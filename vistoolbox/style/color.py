@@ -61,7 +61,7 @@ def match_color(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     s = style.double().permute(1, 0, 2, 3).reshape(3, -1)
     c = content.double().permute(1, 0, 2, 3).reshape(3, -1)
     mu_s, mu_c = s.mean(1, keepdim=True), c.mean(1, keepdim=True)
-    cov_s, cov_c = torch.cov(s), torch.cov(c)
+    cov_s, cov_c = torch.cov(s, correction=0), torch.cov(c, correction=0)  # one pixel, one colour: 0
     eye = torch.eye(3, dtype=torch.float64) * 1e-6
     a = _sym_power(cov_c + eye, 0.5) @ _sym_power(cov_s + eye, -0.5)
     out = (a @ (s - mu_s) + mu_c).reshape(3, style.shape[0], *style.shape[2:]).permute(1, 0, 2, 3)

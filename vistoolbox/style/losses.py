@@ -21,18 +21,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import VisUsageError
 from ..features.extractor import FeatureExtractor
+from ..limits import MAX_WEIGHT, weight
 from ..models import LoadedModel
 from .stats import Statistic, get_statistic
 
-__all__ = ["DEFAULT_CONTENT_LAYER", "DEFAULT_STYLE_LAYERS", "POOLINGS", "StyleLoss", "layer_weights",
-           "parse_layer_weights", "total_variation", "with_pooling"]
+__all__ = ["DEFAULT_CONTENT_LAYER", "DEFAULT_STYLE_LAYERS", "POOLINGS", "StyleLoss", "check_style_layers",
+           "layer_weights", "parse_layer_weights", "total_variation", "with_pooling"]
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYER = "relu4_2"
@@ -58,31 +59,61 @@ def with_pooling(model: LoadedModel, pooling: str, channels_last: bool = False) 
     return dataclasses.replace(model, module=module)
 
 
+def check_style_layers(model: LoadedModel, layers: Iterable[str]) -> None:
+    """Style statistics need feature maps: a layer whose output is not channels × height × width
+    (an fc layer, a token sequence) is a usage error that lists the layers that would work."""
+    from ..features.layers import layer_table
+
+    rows = {row.name: row for row in layer_table(model)}
+    maps = [name for name, row in rows.items() if row.layout == "CHW" and row.aliases] or [
+        name for name, row in rows.items() if row.layout == "CHW"]
+    for name in layers:
+        row = rows.get(model.resolve(name))
+        if row is None or row.layout != "CHW":
+            shown = [(rows[path].aliases or [path])[0] for path in maps]
+            raise VisUsageError(f"style layer {name!r} has no feature map (layout {row.layout if row else None}, "
+                                f"shape {row.shape if row else None}); style layers must be conv layers, e.g. "
+                                f"{', '.join(shown[:8])}")
+
+
 def layer_weights(layers: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
     """Layer → weight, normalised to sum 1 (a plain list gets equal weights)."""
     weights = dict(layers) if isinstance(layers, Mapping) else {name: 1.0 for name in layers}
     if not weights:
         raise VisUsageError("at least one style layer is needed")
+    for name, value in weights.items():
+        _check_weight(value, "style_layers", f"{name}:{value}")
     if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
         raise VisUsageError(f"style layer weights must be ≥ 0 and not all 0, got {weights}")
     total = sum(weights.values())
     return {name: w / total for name, w in weights.items()}
 
 
-def parse_layer_weights(text: str) -> dict[str, float]:
-    """``"relu1_1,relu2_1:0.5"`` → ``{"relu1_1": 1.0, "relu2_1": 0.5}`` (unnormalised)."""
+def parse_layer_weights(text: str, param: str = "style_layers") -> dict[str, float]:
+    """``"relu1_1,relu2_1:0.5"`` → ``{"relu1_1": 1.0, "relu2_1": 0.5}`` (unnormalised); a weight
+    that is not a number in [0, :data:`~vistoolbox.limits.MAX_WEIGHT`] is a usage error naming `param`."""
     out: dict[str, float] = {}
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
-        name, _, weight = item.partition(":")
+        name, _, value = item.partition(":")
         try:
-            out[name.strip()] = float(weight) if weight else 1.0
+            out[name.strip()] = float(value) if value else 1.0
         except ValueError:
-            raise VisUsageError(f"bad layer weight in {item!r}; write LAYER or LAYER:WEIGHT") from None
+            raise VisUsageError(f"bad layer weight in `{param}` {item!r}; write LAYER or LAYER:WEIGHT") from None
+        _check_weight(out[name.strip()], param, item)
     if not out:
-        raise VisUsageError(f"no layers in {text!r}")
+        raise VisUsageError(f"no layers in `{param}` {text!r}")
     return out
+
+
+def _check_weight(value: float, param: str, item: str) -> None:
+    """A layer weight must be finite and in [0, MAX_WEIGHT]; the message names `param` and the item."""
+    try:
+        weight(value, param)
+    except VisUsageError as exc:
+        raise VisUsageError(f"{exc.args[0]} (layer weight {item!r}; write LAYER:WEIGHT with a weight in "
+                            f"[0, {MAX_WEIGHT:g}])") from None
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
@@ -123,10 +154,14 @@ class StyleLoss:
         self.statistic = get_statistic(statistic)
         self.layer_weights = layer_weights(style_layers)
         self.content_layer = content_layer
+        for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
+                            ("tv_weight", tv_weight)):
+            weight(value, name)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         self.normalize = normalize
         for name in [*self.layer_weights, *([content_layer] if content_layer else [])]:
             self.model.resolve(name)  # unknown names → usage error listing the valid ones
+        check_style_layers(model, self.layer_weights)
         self.layers = list(dict.fromkeys([*self.layer_weights, *([content_layer] if content_layer else [])]))
         self.extractor = FeatureExtractor(self.model, self.layers)
         self.device = self.model.device
@@ -137,9 +172,18 @@ class StyleLoss:
 
     # ------------------------------------------------------------------ targets
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Features of a 0–1 image batch at every loss layer (one pass, stops at the deepest)."""
+        """Features of a 0–1 image batch at every loss layer (one pass, stops at the deepest); an
+        image too small for the layers is a usage error naming `size`."""
         x = self.model.preprocessing.normalize(image.to(self.device))
-        return self.extractor(x.contiguous(memory_format=self.memory_format))
+        try:
+            return self.extractor(x.contiguous(memory_format=self.memory_format))
+        except RuntimeError as exc:
+            if "memory" in str(exc):
+                raise
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            raise VisUsageError(f"an image of {image.shape[-1]}x{image.shape[-2]} px is too small for the layers "
+                                f"{', '.join(self.layers)} of model {self.model.name!r} ({reason}); use a larger "
+                                f"`size` (e.g. {self.model.input_size}) or earlier layers") from None
 
     @torch.no_grad()
     def set_style(self, images: Sequence[torch.Tensor], blend: Sequence[float] | None = None) -> None:

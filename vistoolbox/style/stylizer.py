@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ..errors import VisUsageError
 from ..images import DEFAULT_MAX_PIXELS, load_tensor, save_png
-from ..limits import MAX_BATCH_PIXELS, batch_pixels, number, side, whole
+from ..limits import MAX_BATCH_PIXELS, MAX_COUNT, batch_pixels, number, side, whole
 from ..weights import save_atomic
 from .generator import GeneratorConfig, StyleGenerator, texture_noise
 
@@ -180,7 +180,7 @@ def generate_texture(stylizer: Stylizer, size: int | tuple[int, int] = 512, coun
                             "(`noise` is for stylizers trained in texture `mode`)")
     h, w = (size, size) if isinstance(size, int) else size
     h, w = side(h, "size"), side(w, "size")
-    batch_pixels(whole(count, "count"), h, w, "count")
+    batch_pixels(whole(count, "count", 1, MAX_COUNT), h, w, "count")
     device = next(stylizer.generator.parameters()).device
     noise = texture_noise(count, h, w, stylizer.config.noise_channels,
                           torch.Generator().manual_seed(seed), device)
@@ -193,7 +193,7 @@ def texture_files(stylizer: Stylizer, out_dir: str | Path, size: int | tuple[int
                   seed: int = 0) -> list[Path]:
     """Texture-mode stylizer → ``texture_000.png`` … in `out_dir` (texture ``i`` uses seed ``seed + i``,
     so one more texture never changes the earlier ones)."""
-    whole(count, "count")
+    whole(count, "count", 1, MAX_COUNT)
     return [save_png(generate_texture(stylizer, size, 1, seed + i), Path(out_dir) / f"texture_{i:03d}.png")
             for i in range(count)]
 

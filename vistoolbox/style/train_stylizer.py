@@ -19,7 +19,8 @@ from tqdm import tqdm
 from ..errors import VisUsageError
 from ..images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, find_images, image_size, load_tensor, named, open_image,
                       to_tensor)
-from ..limits import batch_pixels, number, side, whole
+from ..limits import batch_pixels, learning_rate, side, weight, whole
+from ..limits import steps as limit_steps
 from ..models import LoadedModel, as_model
 from ..weights import sha256_file
 from .generator import GeneratorConfig, StyleGenerator, texture_noise
@@ -167,12 +168,12 @@ def train_stylizer(model: LoadedModel | str, style: str | Path | torch.Tensor, d
                              input_skip=input_skip)
     size = side(size, "size")
     style_size = size if style_size is None else side(style_size, "style_size")
-    steps, checkpoint_every = whole(steps, "steps"), whole(checkpoint_every, "checkpoint_every")
+    steps, checkpoint_every = limit_steps(steps, "steps"), whole(checkpoint_every, "checkpoint_every")
     batch_pixels(whole(batch_size, "batch_size"), size, size, "batch_size")
-    number(lr, "lr", positive=True)
+    learning_rate(lr, "lr")
     for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
                         ("tv_weight", tv_weight)):
-        number(value, name, 0)
+        weight(value, name)
     whole(seed, "seed", 0)
     out = Path(out) if out is not None else None
     if out is not None and out.is_dir():

@@ -17,7 +17,8 @@ from PIL import Image
 
 from ..errors import VisUsageError
 from ..images import DEFAULT_MAX_PIXELS, open_image, save_png, to_tensor
-from ..limits import MAX_PIXELS, number, whole
+from ..limits import MAX_PIXELS, learning_rate, number, weight, whole
+from ..limits import steps as limit_steps
 from ..models import LoadedModel
 from ..result import ImageResult
 from .losses import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleLoss
@@ -81,7 +82,7 @@ def plan_stages(content_shape: tuple[int, int], sizes: Sequence[int] | None, ste
         steps = [300] + [100] * (len(sizes) - 1)
     elif not isinstance(steps, (list, tuple)):
         steps = [steps]
-    steps = [whole(s, "steps") for s in steps]
+    steps = [limit_steps(s, "steps") for s in steps]
     if len(steps) != len(sizes):
         raise VisUsageError(f"`sizes` has {len(sizes)} entries ({', '.join(map(str, sizes))}) but `steps` has "
                             f"{len(steps)} ({', '.join(map(str, steps))}); give one step count per size")
@@ -92,7 +93,7 @@ def check_numbers(*, lr: float | None, style_scale: float, style_blend: Sequence
                   snapshot_every: int, seed: int, **weights: float) -> None:
     """Refuse NaN, infinite, negative or zero values where they cannot work (`weights` ≥ 0)."""
     if lr is not None:
-        number(lr, "lr", positive=True)
+        learning_rate(lr, "lr")
     number(style_scale, "style_scale", maximum=MAX_STYLE_SCALE, positive=True)
     for value in style_blend or ():
         number(value, "style_blend", 0)
@@ -102,7 +103,7 @@ def check_numbers(*, lr: float | None, style_scale: float, style_blend: Sequence
     whole(snapshot_every, "snapshot_every", 0)
     whole(seed, "seed", 0)
     for name, value in weights.items():
-        number(value, name, 0)
+        weight(value, name)
 
 
 def _choice(value: str, valid: Sequence[str], what: str) -> str:
