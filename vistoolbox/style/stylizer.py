@@ -30,7 +30,7 @@ from ..images import DEFAULT_MAX_PIXELS, load_tensor, save_png
 from ..limits import MAX_BATCH_PIXELS, batch_pixels, number, side, whole
 from ..weights import save_atomic
 from .generator import GeneratorConfig, StyleGenerator, texture_noise
-from .training import read_checkpoint
+from .training import canonical, read_checkpoint
 
 __all__ = ["FORMAT", "generate_texture", "HISTORY_KEYS", "load_stylizer", "output_names", "save_stylizer", "stylize",
            "stylize_files", "Stylizer", "texture_files", "VERSION"]
@@ -75,7 +75,7 @@ class Stylizer:
 
 def save_stylizer(stylizer: Stylizer, path: str | Path) -> Path:
     """Write the stylizer file atomically (a temp file, then rename)."""
-    save_atomic(stylizer.to_dict(), Path(path))
+    save_atomic(canonical(stylizer.to_dict()), Path(path))
     return Path(path)
 
 

@@ -20,7 +20,20 @@ from tqdm import tqdm
 
 from ..errors import VisUsageError
 
-__all__ = ["check_out", "check_resume", "read_checkpoint", "run_steps"]
+__all__ = ["canonical", "check_out", "check_resume", "read_checkpoint", "run_steps"]
+
+
+def canonical(value: Any) -> Any:
+    """A file payload rebuilt with every string interned: pickle writes a string met twice as a
+    reference to the first, so payloads that are equal but share strings differently (a run resumed
+    from a loaded file vs an uninterrupted one) would otherwise give different bytes."""
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        return {canonical(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(canonical(v) for v in value)
+    return value
 
 
 def check_out(out: Path | None, resume: bool, what: str) -> None:
