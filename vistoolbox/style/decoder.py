@@ -33,7 +33,7 @@ from torch import nn
 
 from ..errors import VisUsageError
 from ..features.extractor import FeatureExtractor
-from ..limits import whole
+from ..limits import number, whole
 from ..models import LoadedModel
 from ..weights import save_atomic, sha256_file
 from .training import canonical, read_checkpoint
@@ -83,8 +83,12 @@ class DecoderConfig:
     ups: int
     width: int = 64
     depth: int = 1
+    #: features are multiplied by this first (1 / their RMS on the first training batch), so a
+    #: decoder starts at unit scale whatever the encoder's feature scale (``hed`` VGG16: ~10²)
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
+        number(self.scale, "scale", positive=True)
         whole(self.in_channels, "in_channels", 1, 8192)
         whole(self.ups, "ups", 0, 8)
         whole(self.width, "width", 1, 1024)
@@ -95,7 +99,8 @@ class DecoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "DecoderConfig":
-        return cls(**{k: int(data[k]) for k in ("in_channels", "ups", "width", "depth")})
+        return cls(**{k: int(data[k]) for k in ("in_channels", "ups", "width", "depth")},
+                   scale=float(data.get("scale", 1.0)))
 
 
 def _conv(cin: int, cout: int, relu: bool = True) -> list[nn.Module]:
@@ -126,7 +131,7 @@ class Decoder(nn.Module):
         x = features
         if min(x.shape[-2:]) < 2:  # reflection padding needs 2 positions
             x = F.interpolate(x, size=(max(2, x.shape[-2]), max(2, x.shape[-1])), mode="nearest")
-        y = self.body(x.float())
+        y = self.body(x.float() * self.config.scale)
         if size is not None and tuple(y.shape[-2:]) != tuple(size):
             y = F.interpolate(y, size=tuple(size), mode="bilinear", align_corners=False)
         return y

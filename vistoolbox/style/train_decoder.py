@@ -83,7 +83,11 @@ def train_decoder(model: LoadedModel | str, content: str | Path, style: str | Pa
     weights_by_layer = layer_weights(style_layers or list(ADAIN_STYLE_LAYERS)) if kind == "adain" else {}
     encoder = Encoder(model, [*layers, *weights_by_layer])
     per_layer = {name: Encoder(model, [name]) for name in layers} if kind == "wct" else {}
-    configs = {name: DecoderConfig(*encoder.shape(name), width=width, depth=depth) for name in layers}
+    with torch.no_grad():  # the decoders' input scale: 1 / RMS of the first batch's features
+        first = encoder(training_batch(content_files, 0, batch_size, size, seed))
+    configs = {name: DecoderConfig(*encoder.shape(name), width=width, depth=depth,
+                                   scale=float(first[name].pow(2).mean().clamp_min(1e-12).rsqrt()))
+               for name in layers}
     weights = ({"pixel": 1.0, "feature": feature_weight} if kind == "wct" else
                {"content": 1.0, "style": style_weight, "style_layers": weights_by_layer})
     training = {"size": size, "batch_size": batch_size, "lr": lr, "seed": seed, "weights": weights,
