@@ -777,6 +777,45 @@ def train_cmd(dataset: str, model_name: str, epochs: int, batch_size: int, lr: f
     click.echo(str(result.checkpoint))
 
 
+@vis.command("train-decoder")
+@model_options
+@click.option("--content", "content_dir", required=True, help="folder of content images (searched recursively)")
+@click.option("--style", "style_dir", default=None,
+              help="folder of style images: trains an AdaIN decoder (without it: WCT reconstruction decoders)")
+@click.option("--layers", default="relu4_1", show_default=True,
+              help="decoder layers, e.g. relu4_1, or relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 (the WCT cascade)")
+@click.option("--size", default=256, show_default=True, help="side of the square training crops")
+@click.option("--steps", default=2000, show_default=True, help="total training steps (resume continues to it)")
+@click.option("--batch-size", default=4, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate")
+@click.option("--width", default=64, show_default=True, help="decoder's narrowest channel count")
+@click.option("--depth", default=1, show_default=True, help="decoder convolutions per upsampling")
+@click.option("--feature-weight", default=1.0, show_default=True, help="WCT: feature reconstruction weight")
+@click.option("--style-weight", default=1.0, show_default=True, help="AdaIN: style loss weight")
+@click.option("--style-layers", default=None, help="AdaIN: style loss layers (default relu1_1,…,relu4_1)")
+@click.option("--checkpoint-every", default=100, show_default=True, help="save to --out every N steps")
+@click.option("--resume", is_flag=True, help="continue the checkpoint at --out")
+@click.option("--out", default="decoder.pt", show_default=True)
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def train_decoder_cmd(model_name: str, weights: str, device: str, seed: int, input_size: int | None,
+                      content_dir: str, style_dir: str | None, layers: str, size: int, steps: int, batch_size: int,
+                      lr: float, width: int, depth: int, feature_weight: float, style_weight: float,
+                      style_layers: str | None, checkpoint_every: int, resume: bool, out: str, quiet: bool) -> None:
+    """Train a decoder that inverts the encoder at --layers, for vis transfer --method wct|adain."""
+    from .style.losses import parse_layer_weights
+    from .style.train_decoder import train_decoder
+
+    model = load_from_options(model_name, weights, device, seed, input_size, quiet=quiet)
+    result = train_decoder(model, content_dir, style_dir, layers=[p.strip() for p in layers.split(",") if p.strip()],
+                           out=out, size=size, steps=steps, batch_size=batch_size, lr=lr, width=width, depth=depth,
+                           feature_weight=feature_weight, style_weight=style_weight,
+                           style_layers=parse_layer_weights(style_layers) if style_layers else None, seed=seed,
+                           checkpoint_every=checkpoint_every, resume=resume, quiet=quiet)
+    total = result.history["total"]
+    span = f"loss {total[0]:.4g} → {total[-1]:.4g}" if total else "no steps run"
+    click.echo(f"{out}: {result.kind} decoder for {','.join(result.layers)}, {result.steps} steps, {span}")
+
+
 @vis.command()
 @click.argument("model_file")
 @click.argument("inputs", nargs=-1)

@@ -17,10 +17,7 @@ weights_only=True)`` (tensors, dicts, lists, numbers, strings and None only)::
 """
 from __future__ import annotations
 
-import pickle
 import sys
-import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,6 +30,7 @@ from ..images import DEFAULT_MAX_PIXELS, load_tensor, save_png
 from ..limits import MAX_BATCH_PIXELS, MAX_COUNT, batch_pixels, number, side, whole
 from ..weights import save_atomic
 from .generator import GeneratorConfig, StyleGenerator, texture_noise
+from .training import canonical, read_checkpoint
 
 __all__ = ["FORMAT", "generate_texture", "HISTORY_KEYS", "load_stylizer", "output_names", "save_stylizer", "stylize",
            "stylize_files", "Stylizer", "texture_files", "VERSION"]
@@ -77,33 +75,13 @@ class Stylizer:
 
 def save_stylizer(stylizer: Stylizer, path: str | Path) -> Path:
     """Write the stylizer file atomically (a temp file, then rename)."""
-    save_atomic(stylizer.to_dict(), Path(path))
+    save_atomic(canonical(stylizer.to_dict()), Path(path))
     return Path(path)
 
 
 def load_stylizer(path: str | Path, device: str | torch.device = "cpu") -> Stylizer:
     """Read a stylizer file with ``weights_only=True``; a missing or foreign file is a usage error."""
-    path = Path(path)
-    if not path.is_file():
-        raise VisUsageError(f"stylizer file {str(path)!r} does not exist")
-    if not zipfile.is_zipfile(path):
-        raise VisUsageError(f"cannot read {str(path)!r} as a stylizer file: not a torch archive (make one with "
-                            "vis train-stylizer)")
-    try:
-        with warnings.catch_warnings():  # torch warns about foreign pickle protocols on stderr
-            warnings.simplefilter("ignore")
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise VisUsageError(f"cannot read {str(path)!r} as a stylizer file: it holds Python objects that "
-                            "weights-only loading refuses (nothing was unpickled)") from None
-    except Exception as exc:  # noqa: BLE001 - corrupt/foreign files fail in many ways
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise VisUsageError(f"cannot read {str(path)!r} as a stylizer file: {reason}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise VisUsageError(f"{str(path)!r} is not a vistoolbox stylizer file (made by vis train-stylizer)")
-    if data.get("version") != VERSION:
-        raise VisUsageError(f"{str(path)!r} has stylizer format version {data.get('version')}; "
-                            f"this vistoolbox reads version {VERSION}")
+    data = read_checkpoint(path, FORMAT, VERSION, "stylizer", "vis train-stylizer")
     try:
         generator = StyleGenerator(GeneratorConfig.from_dict(data["config"]))
         generator.load_state_dict(data["state_dict"])

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-from tqdm import tqdm
 
 from ..errors import VisUsageError
 from ..images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, find_images, image_size, load_tensor, named, open_image,
@@ -25,7 +24,8 @@ from ..models import LoadedModel, as_model
 from ..weights import sha256_file
 from .generator import GeneratorConfig, StyleGenerator, texture_noise
 from .losses import StyleLoss
-from .stylizer import HISTORY_KEYS, Stylizer, load_stylizer, save_stylizer
+from .stylizer import Stylizer, load_stylizer, save_stylizer
+from .training import check_out, check_resume, run_steps
 
 __all__ = ["batch_indices", "dataset_record", "DEFAULT_CONTENT_LAYER", "DEFAULT_STYLE_LAYERS", "DEFAULT_WEIGHTS",
            "list_images", "load_crop", "RESUME_KEYS", "style_identity", "train_stylizer", "training_batch"]
@@ -128,12 +128,8 @@ def _check_resume(previous: Stylizer, current: dict[str, Any]) -> None:
              ("style image", previous.style.get("sha256"), current["style"]["sha256"]),
              ("loss network", {k: previous.descriptor.get(k) for k in current["descriptor"]}, current["descriptor"]),
              ("loss weights", previous.loss_weights, current["loss_weights"])]
-    pairs += [(key, _comparable(key, previous.training.get(key)), _comparable(key, current["training"][key]))
-              for key in RESUME_KEYS]
-    for what, old, new in pairs:
-        if old != new:
-            raise VisUsageError(f"cannot resume: {what} differs from the checkpoint's ({old} vs {new}); "
-                                "use the same settings, or a new `out` to start afresh")
+    check_resume(pairs + [(key, _comparable(key, previous.training.get(key)),
+                           _comparable(key, current["training"][key])) for key in RESUME_KEYS])
 
 
 def train_stylizer(model: LoadedModel | str, style: str | Path | torch.Tensor, dataset: str | Path | None = None, *,
@@ -176,12 +172,7 @@ def train_stylizer(model: LoadedModel | str, style: str | Path | torch.Tensor, d
         weight(value, name)
     whole(seed, "seed", 0)
     out = Path(out) if out is not None else None
-    if out is not None and out.is_dir():
-        raise VisUsageError(f"`out` {str(out)!r} is a folder; give the stylizer's file name (e.g. stylizer.pt)")
-    if out is not None and out.exists() and not resume:
-        raise VisUsageError(f"{str(out)!r} exists; pass `resume` to continue it or choose another `out`")
-    if resume and (out is None or not out.exists()):
-        raise VisUsageError(f"`resume` needs an existing checkpoint at `out`, and {str(out)!r} does not exist")
+    check_out(out, resume, "stylizer")
     style_image = style if isinstance(style, torch.Tensor) else load_tensor(style, size=style_size)
     files: list[Path] = []
     data_record: dict[str, Any] | None = None
@@ -222,38 +213,23 @@ def train_stylizer(model: LoadedModel | str, style: str | Path | torch.Tensor, d
         if out is not None:
             save_stylizer(stylizer, out)
 
+    def one_step(step: int) -> dict[str, float]:
+        if mode == "image":
+            content = training_batch(files, step, batch_size, size, seed).to(device)
+            loss.set_content(content)
+            x = content
+        else:
+            x = texture_noise(batch_size, size, size, noise_channels, _step_generator(seed, 2, step), device)
+        optimizer.zero_grad(set_to_none=True)
+        total, terms = loss(generator(x))
+        total.backward()
+        optimizer.step()
+        return {"total": total.item(),
+                **{k: float(terms[k].item()) if k in terms else 0.0 for k in ("style", "content", "tv")}}
+
     generator.train()
-    bar = tqdm(total=steps, initial=min(start, steps), disable=quiet, file=sys.stderr, desc="train-stylizer",
-               unit="step", dynamic_ncols=True)
-    step = start
-    try:
-        for step in range(start, steps):
-            if mode == "image":
-                content = training_batch(files, step, batch_size, size, seed).to(device)
-                loss.set_content(content)
-                x = content
-            else:
-                x = texture_noise(batch_size, size, size, noise_channels, _step_generator(seed, 2, step), device)
-            optimizer.zero_grad(set_to_none=True)
-            total, terms = loss(generator(x))
-            total.backward()
-            optimizer.step()
-            values = {"step": step + 1, "total": total.item(),
-                      **{k: float(terms[k].item()) if k in terms else 0.0 for k in ("content", "style", "tv")}}
-            for key in HISTORY_KEYS:
-                stylizer.history[key].append(values[key])
-            bar.update(1)
-            bar.set_postfix(total=f"{values['total']:.3g}", style=f"{values['style']:.3g}",
-                            content=f"{values['content']:.3g}", tv=f"{values['tv']:.3g}", refresh=False)
-            if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-                checkpoint(step + 1)
-        step = max(start, steps)
-    except KeyboardInterrupt:  # keep the finished steps: the history says how many
-        checkpoint(int(stylizer.history["step"][-1]) if stylizer.history["step"] else start)
-        raise
-    finally:
-        bar.close()
-    checkpoint(step)
+    run_steps(one_step, start=start, steps=steps, checkpoint_every=checkpoint_every, checkpoint=checkpoint,
+              history=stylizer.history, desc="train-stylizer", quiet=quiet)
     generator.eval()
     loss.close()
     return stylizer
