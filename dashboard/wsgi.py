@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 import dash
 
-from vistoolbox.errors import VisRuntimeError
+from vistoolbox.errors import VisRuntimeError, VisUsageError
 
 __all__ = ["check_port", "RequestLog", "Server", "make_server", "serve"]
 
@@ -69,10 +69,22 @@ def make_server(app: dash.Dash, host: str = "127.0.0.1", port: int = 8050, verbo
                 prefer: str = "waitress") -> Server:
     """Bind `app` to `host`:`port` (0 picks a free port) with waitress, or werkzeug when waitress is
     not installed (or `prefer` is ``"werkzeug"``). Requests are logged only when `verbose`."""
+    check_host(host)
     try:
         return _bind(app, host, port, verbose, prefer)
     except OSError as exc:   # the port is taken, the address is not this machine's, no permission
         raise _cannot_listen(host, port, exc) from None
+
+
+def check_host(host: str) -> None:
+    """Refuse a `host` that names no address (a typo, an unknown name) before anything is loaded."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError):
+        raise VisUsageError(f"`host` {host!r} is not an address or a name that resolves; use 127.0.0.1 (this "
+                            "machine only), 0.0.0.0 (every interface) or one of this machine's addresses") from None
 
 
 def check_port(host: str, port: int) -> None:

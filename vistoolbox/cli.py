@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import click
 
@@ -164,6 +164,19 @@ def _report(paths: list, record: dict) -> None:
     click.echo(f"activation (initial -> final): {pairs}{' …' if len(init) > 8 else ''}", err=True)
 
 
+def _refuse_irrelevant(rules: Sequence[tuple[bool, Sequence[str], str]]) -> None:
+    """For each ``(applies, params, why)``: when `applies`, any of the invoked command's `params` the
+    user gave (not left at its default) is a usage error naming the flag and `why`."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    for applies, params, why in rules:
+        given = [p for p in ctx.command.params if p.name in params
+                 and ctx.get_parameter_source(p.name) not in (None, ParameterSource.DEFAULT)]
+        if applies and given:
+            raise click.UsageError(f"{given[0].opts[0]} does not apply here: {why}", ctx)
+
+
 @vis.command()
 @model_options
 @click.option("--layer", required=False, help="layer name or alias (e.g. conv4, fc8, features.8)")
@@ -211,6 +224,11 @@ def maximize(model_name: str, weights: str, device: str, seed: int, input_size: 
     from .actmax import accentuate, api, topk_seeds
 
     accentuating = from_image is not None or from_topk is not None
+    _refuse_irrelevant([(all_units, ("unit", "out", "rank_spec", "seed_penalty"),
+                         "--all renders every unit (or --units) of --layers into --run"),
+                        (not all_units, ("layers_spec", "batch", "backend"), "only with --all"),
+                        (from_topk is None, ("rank_spec",), "only with --from-topk"),
+                        (not accentuating, ("seed_penalty",), "only with --from or --from-topk")])
     preset = preset or ("accentuate" if accentuating else DEFAULT_PRESET)
     knobs = {**_knobs(kwargs), **{k: v for k, v in (("param", param), ("spectrum", spectrum),
                                                     ("transparency", transparency), ("seed_penalty", seed_penalty))
@@ -242,7 +260,7 @@ def maximize(model_name: str, weights: str, device: str, seed: int, input_size: 
         if len(chosen) != 1:
             raise VisUsageError("accentuation takes one --unit")
         if from_topk is not None:
-            seeds, sources = topk_seeds(from_topk, layer, chosen[0], api.parse_units(rank_spec) if rank_spec else None)
+            seeds, sources = topk_seeds(from_topk, layer, chosen[0], api.parse_units(rank_spec, "rank") if rank_spec else None)
             position = position if neuron is not None else True  # a patch is the centre unit's field
         else:
             seeds, sources = from_image, None
@@ -581,7 +599,9 @@ def dashboard(click_ctx: click.Context, model_name: str, weights: str, device: s
     from click.core import ParameterSource
 
     from .dashboard import create_app, serve
-    from .dashboard.wsgi import check_port
+    from .dashboard.wsgi import check_host, check_port
+
+    check_host(host)   # before the model loads
 
     given = lambda name: click_ctx.get_parameter_source(name) != ParameterSource.DEFAULT  # noqa: E731
     app = create_app(list(runs), model_name if given("model_name") or not runs else None,

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from .errors import VisUsageError
 from .files import write_json
 from .images import save_png, to_pil
 
@@ -36,6 +37,10 @@ class ImageResult:
 
 
 def png_path(path: str | Path) -> Path:
-    """`path` with a ``.png`` suffix."""
+    """`path` with a ``.png`` suffix; an `out` that exists and is not a regular file (a folder,
+    ``/dev/null``, a FIFO) is a usage error rather than a sibling ``.png`` beside it."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise VisUsageError(f"`out` {str(path)!r} is not a regular file (a folder, device or FIFO); "
+                            "give a .png file path")
     return path if path.suffix.lower() == ".png" else path.with_suffix(".png")

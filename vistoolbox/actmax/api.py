@@ -37,8 +37,8 @@ __all__ = ["Rendered", "build_objectives", "default_out", "dream", "layer_shape"
            "with_plausibility"]
 
 
-def parse_units(text: str) -> list[int]:
-    """``"12"`` → [12]; ``"0-3"`` → [0, 1, 2, 3]; ``"1,5,7-8"`` → [1, 5, 7, 8]."""
+def parse_units(text: str, name: str = "units") -> list[int]:
+    """``"12"`` → [12]; ``"0-3"`` → [0, 1, 2, 3]; ``"1,5,7-8"`` → [1, 5, 7, 8]; errors name `name`."""
     units: list[int] = []
     try:
         for part in str(text).split(","):
@@ -51,7 +51,7 @@ def parse_units(text: str) -> list[int]:
             else:
                 units.append(int(part))
     except ValueError:
-        raise VisUsageError(f"cannot read `units` {text!r}; use a number (12), a range (0-63) or a list (1,5,7-9)") from None
+        raise VisUsageError(f"cannot read `{name}` {text!r}; use a number (12), a range (0-63) or a list (1,5,7-9)") from None
     return units
 
 

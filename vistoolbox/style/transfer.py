@@ -20,7 +20,7 @@ from ..images import DEFAULT_MAX_PIXELS, open_image, save_png, to_tensor
 from ..limits import MAX_PIXELS, learning_rate, number, weight, whole
 from ..limits import steps as limit_steps
 from ..models import LoadedModel
-from ..result import ImageResult
+from ..result import ImageResult, png_path
 from .losses import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleLoss
 from .optimize import OPTIMIZERS, Progress, run_stages, settings_record
 
@@ -242,8 +242,6 @@ def snapshot_writer(out: str | Path, record_into: list[str]) -> Progress:
 
 def check_output_path(out: str | Path) -> None:
     """`out` must be a .png path whose folder can be created (checked before any work)."""
-    out = Path(out)
-    if out.suffix.lower() != ".png":
+    png_path(out)   # a folder or device is refused there
+    if Path(out).suffix.lower() != ".png":
         raise VisUsageError(f"`out` must end in .png, got {str(out)!r}")
-    if out.exists() and out.is_dir():
-        raise VisUsageError(f"`out` {str(out)!r} is a folder; give a .png file path")
