@@ -32,7 +32,8 @@ def app(tmp_path_factory):
     from vistoolbox.dashboard import create_app
 
     run_dir = mine_run(tmp_path_factory.mktemp("mined"))
-    return create_app([run_dir], device="cpu", cache_dir=tmp_path_factory.mktemp("limits-cache"), max_jobs=1)
+    return create_app([run_dir], device="cpu", cache_dir=tmp_path_factory.mktemp("limits-cache"), max_jobs=1,
+                      datasets=[Path(run_dir).parent / "images"])   # the run's source images may be shown
 
 
 def key_of(app, output: str) -> str:  # noqa: ANN001

@@ -165,9 +165,9 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     min_inside = check_min_inside(min_inside)
     out = Path(out)
     images = discover_images(dataset, limit)
-    if k > len(images) > 0:
+    if k > max(len(images), 9) and images:   # top-9 always works; more slots than images only cost memory
         raise VisUsageError(f"`k` {k:,} is more than the {len(images):,} images to mine; use a `k` of at most "
-                            f"{len(images):,}")
+                            f"{max(len(images), 9):,}")
     crop = model.input_size if crop is None else side(crop, "crop")
     if resize is None:
         resize = model.preprocessing.resize_size if crop == model.input_size else round(crop * 256 / 224)
