@@ -30,7 +30,8 @@ def run_dir(tmp_path_factory) -> Path:
 def duo(run_dir, tmp_path_factory):
     from vistoolbox.dashboard import create_app
 
-    app = create_app([run_dir], device="cpu", cache_dir=tmp_path_factory.mktemp("dash-cache"))
+    app = create_app([run_dir], device="cpu", cache_dir=tmp_path_factory.mktemp("dash-cache"),
+                     datasets=[Path(run_dir).parent / "images"])   # the run's source images may be shown
     with dash_browser(app) as browser:
         browser.app = app
         yield browser

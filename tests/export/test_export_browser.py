@@ -35,7 +35,7 @@ def site(hed_vgg16, tmp_path_factory) -> dict:
                    batch_size=12, quiet=True)
     render_unit_views(run_dir, hed_vgg16, "conv3_3", range(1), ["deconv"], quiet=True)
     maximize_layer(hed_vgg16, "conv3_3", run_dir, units=[0, 1], steps=8, size=64, batch=2, quiet=True)
-    report = export_site([run_dir], root / "site", title="demo-like run")
+    report = export_site([run_dir], root / "site", title="demo-like run", datasets=[root / "images"])
     return {"run": open_run(run_dir), "site": root / "site", "report": report, "root": root}
 
 
@@ -169,7 +169,7 @@ def test_hostile_run_renders_as_text(driver, tmp_path):
 
     hostile = '<img src=x onerror="alert(1)">'
     run_dir = write_run(tmp_path / "evil", layers=(hostile,), units=2, classes=("<script>alert(2)</script>",))
-    export_site([run_dir], tmp_path / "site", title=hostile)
+    export_site([run_dir], tmp_path / "site", title=hostile, datasets=[tmp_path / "evil" / "data"])
     (page,) = (tmp_path / "site" / "run").glob("*/unit_0000.html")
     driver.get(page.as_uri())
     assert hostile in driver.find_element(By.TAG_NAME, "h1").text
