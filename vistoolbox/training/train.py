@@ -25,7 +25,7 @@ from ..limits import number, whole
 from ..models import Preprocessing, build_module, default_preprocessing, resolve_device
 from ..rundir import MANIFEST, checkpoint_path, epoch_checkpoints, read_manifest
 from ..small_cnn import SMALL_CNN
-from ..weights import save_atomic
+from ..weights import check_fits, save_atomic
 from .data import FASHION_MNIST, Dataset, Split, load_dataset
 from .watch import watch
 
@@ -137,6 +137,10 @@ def train(out: str | Path, dataset: str = FASHION_MNIST, model: str = SMALL_CNN,
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     start_epoch, step, accuracies = 0, 0, []
     if state is not None:
+        if not isinstance(state.get("model"), dict):
+            raise VisUsageError(f"the last checkpoint in {str(out)!r} holds no model state_dict; remove it to resume "
+                                "from the one before")
+        check_fits(module, state["model"], epoch_checkpoints(out)[-1][1])
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"]["torch"])
