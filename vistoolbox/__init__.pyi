@@ -16,7 +16,10 @@ from .style import StyleLoss, StyleResult, synthesize_texture, transfer_style
 from .style.generator import GeneratorConfig, StyleGenerator
 from .style.stylizer import Stylizer, generate_texture, load_stylizer, save_stylizer, stylize, stylize_files
 from .style.train_stylizer import train_stylizer
+from .style.decoder import load_decoder
+from .style.train_decoder import train_decoder
 from .style.universal import adain, wct
+from .style.universal_transfer import universal_transfer
 from .training import Watcher, train, watch
 
 __all__ = [
@@ -41,5 +44,5 @@ __all__ = [
     # training analytics: watch a network learn, the offline classifier
     "TrainingLog", "Watcher", "read_training_log", "train", "watch",
     # universal style transfer
-    "adain", "wct",
+    "adain", "load_decoder", "train_decoder", "universal_transfer", "wct",
 ]

@@ -536,33 +536,76 @@ def texture(model_name: str, weights: str, device: str, seed: int, input_size: i
               show_default=True)
 @click.option("--sizes", default=None, help="coarse-to-fine longest sides, e.g. 256,512")
 @click.option("--steps", default=None, help="steps per size, e.g. 300,100 (default 300, then 100)")
-@click.option("--size", default=None, type=int, help="output longest side (default: content's, ≤ 512)")
+@click.option("--size", default=None, help="output longest side N, or WxH (wct/adain; default: content's, ≤ 512)")
+@click.option("--method", type=click.Choice(["gatys", "wct", "adain"]), default="gatys", show_default=True,
+              help="gatys: optimise the image; wct/adain: one pass through a decoder (--decoder)")
+@click.option("--decoder", default=None, type=click.Path(), help="wct/adain: a `vis train-decoder` file for this model")
+@click.option("--alpha", default=1.0, show_default=True, type=float, help="wct/adain: 0 = content … 1 = full style")
+@click.option("--mask", default=None, type=click.Path(),
+              help="wct/adain, two styles: grey image, style 1 where white, style 2 where black")
+@click.option("--refine", default=0, show_default=True, type=int,
+              help="wct/adain: then N Gatys steps from the feed-forward result (Gatys options apply)")
 @_style_options
 @click.option("--out", default="transfer.png", show_default=True, help="output PNG (JSON sidecar beside it)")
 def transfer(model_name: str, weights: str, device: str, seed: int, input_size: int | None, content: str,
              style: tuple[str, ...], style_blend: str | None, content_layer: str, style_layers: str | None,
              content_weight: float, style_weight: float | None, tv_weight: float | None, init: str,
-             preserve_colors: str, sizes: str | None, steps: str | None, size: int | None, statistic: str,
+             preserve_colors: str, sizes: str | None, steps: str | None, size: str | None, method: str,
+             decoder: str | None, alpha: float, mask: str | None, refine: int, statistic: str,
              optimizer: str, lr: float | None, pooling: str, style_scale: float, max_pixels: int | None,
              snapshot_every: int, quiet: bool, out: str) -> None:
-    """Paint CONTENT in the style of STYLE [STYLE2 …] (Gatys et al. 2016)."""
+    """Paint CONTENT in the style of STYLE [STYLE2 …]: Gatys et al. 2016 (optimisation) or, with a
+    trained decoder, WCT (Li et al. 2017) / AdaIN (Huang & Belongie 2017) in one pass."""
+    from .errors import VisUsageError
     from .style.losses import DEFAULT_STYLE_LAYERS, parse_layer_weights
     from .style.transfer import DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, MAX_PIXELS, transfer_style
 
     size_list, step_list = _number_list(sizes, "--sizes"), _number_list(steps, "--steps")
-    kwargs = dict(
-        style_blend=_number_list(style_blend, "--style-blend", float), content_layer=content_layer,
+    out_size = _output_size(size)
+    gatys = dict(
+        content_layer=content_layer,
         style_layers=parse_layer_weights(style_layers) if style_layers else DEFAULT_STYLE_LAYERS,
         statistic=statistic, content_weight=content_weight,
         style_weight=DEFAULT_STYLE_WEIGHT if style_weight is None else style_weight,
-        tv_weight=DEFAULT_TV_WEIGHT if tv_weight is None else tv_weight, init=init, optimizer=optimizer,
-        lr=lr, pooling=pooling, style_scale=style_scale, preserve_colors=preserve_colors, sizes=size_list,
-        steps=step_list, size=size, max_pixels=MAX_PIXELS if max_pixels is None else max_pixels, seed=seed,
-        snapshot_every=snapshot_every)
-    model = load_from_options(model_name, weights, device, seed, input_size, quiet)
-    _run_style(lambda progress: transfer_style(model, content, list(style), progress=progress, **kwargs),
-               out, quiet)
+        tv_weight=DEFAULT_TV_WEIGHT if tv_weight is None else tv_weight, optimizer=optimizer,
+        lr=lr, pooling=pooling, seed=seed, snapshot_every=snapshot_every)
+    blend = _number_list(style_blend, "--style-blend", float)
+    pixels = MAX_PIXELS if max_pixels is None else max_pixels
+    if method == "gatys":
+        if decoder or mask or refine or alpha != 1.0:
+            raise VisUsageError("--decoder, --alpha, --mask and --refine are for --method wct or adain, not gatys")
+        if isinstance(out_size, tuple):
+            raise VisUsageError(f"--method gatys takes --size as a longest side (N), got {size!r}")
+        model = load_from_options(model_name, weights, device, seed, input_size, quiet)
+        _run_style(lambda progress: transfer_style(
+            model, content, list(style), progress=progress, style_blend=blend, init=init,
+            preserve_colors=preserve_colors, sizes=size_list, steps=step_list, size=out_size, max_pixels=pixels,
+            style_scale=style_scale, **gatys), out, quiet)
+        return
+    from .style.universal import _check_alpha
+    from .style.universal_transfer import universal_transfer
 
+    _check_alpha(alpha)
+    if decoder is None:
+        raise VisUsageError(f"--method {method} needs --decoder DECODER.pt (train one with `vis train-decoder`)")
+    model = load_from_options(model_name, weights, device, seed, input_size, quiet)
+    _run_style(lambda progress: universal_transfer(
+        model, content, list(style), decoder=decoder, method=method, alpha=alpha, style_blend=blend, mask=mask,
+        preserve_colors=preserve_colors, size=out_size, refine=refine, refine_options=gatys, max_pixels=pixels,
+        progress=progress), out, quiet)
+
+
+def _output_size(text: str | None) -> int | tuple[int, int] | None:
+    """``--size``: ``N`` (longest side) or ``WxH`` → (H, W)."""
+    if text is None:
+        return None
+    try:
+        if "x" in text.lower():
+            w, h = (int(part) for part in text.lower().split("x"))
+            return h, w
+        return int(text)
+    except ValueError:
+        raise click.BadParameter(f"expected N or WxH, got {text!r}", param_hint="--size") from None
 
 
 DATASETS_HELP = ("a dataset folder whose images the runs may show (repeatable): a run's source images are read only "

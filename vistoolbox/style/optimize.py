@@ -145,8 +145,9 @@ def run_stages(model: LoadedModel, loss: StyleLoss, *, kind: str, content: torch
                 styles: list[torch.Tensor], blend: Sequence[float] | None, stages: list[tuple[int, int]],
                 init: str, optimizer: str, lr: float | None, style_scale: float, preserve_colors: str,
                 max_pixels: int, seed: int, snapshot_every: int, progress: Progress | None,
-                settings: dict, square: bool = False) -> tuple[torch.Tensor, dict]:
-    """The shared driver of texture synthesis and style transfer (see the module doc)."""
+                settings: dict, square: bool = False, start: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """The shared driver of texture synthesis and style transfer (see the module doc); `start` (0–1
+    ``[1, 3, H, W]``) replaces `init` as the first stage's starting image."""
     started = time.perf_counter()
     device = loss.device
     generator = torch.Generator().manual_seed(seed)
@@ -162,7 +163,7 @@ def run_stages(model: LoadedModel, loss: StyleLoss, *, kind: str, content: torch
             check_size(s_shape, max_pixels, "a style image (after `style_scale`)")
     total_steps = sum(n for _, n in stages)
     record_stages: list[dict] = []
-    image: torch.Tensor | None = None
+    image: torch.Tensor | None = None if start is None else start.detach().float().cpu()
     done = 0
     interrupted = False
     for index, ((side, steps), shape, s_shapes) in enumerate(zip(stages, shapes, style_shapes)):

@@ -124,7 +124,7 @@ def transfer_style(model: LoadedModel, content: ImageLike, styles: Sequence[Imag
                    sizes: Sequence[int] | None = None, steps: Sequence[int] | int | None = None,
                    size: int | None = None, max_pixels: int = MAX_PIXELS, seed: int = 0,
                    snapshot_every: int = 0, progress: Progress | None = None,
-                   normalize: bool = True) -> StyleResult:
+                   normalize: bool = True, start: ImageLike | None = None) -> StyleResult:
     """Gatys et al. style transfer: optimise an image to have `content`'s features and the styles' statistics.
 
     Args:
@@ -147,6 +147,8 @@ def transfer_style(model: LoadedModel, content: ImageLike, styles: Sequence[Imag
         seed: noise initialisation; same seed and device ⇒ same result.
         snapshot_every: pass the current image to `progress` every N steps.
         progress: called after every step (see module doc).
+        start: an image to start from instead of `init` (resized to the first stage), e.g. a
+            feed-forward result to refine.
 
     Returns:
         :class:`StyleResult`: ``images [1, 3, H, W]`` 0–1 on the CPU and the record (every setting,
@@ -169,7 +171,7 @@ def transfer_style(model: LoadedModel, content: ImageLike, styles: Sequence[Imag
         style_weight=style_weight, tv_weight=tv_weight, init=init, optimizer=optimizer, lr=lr,
         pooling=pooling, style_scale=style_scale, preserve_colors=preserve_colors, sizes=sizes,
         steps=steps, size=size, max_pixels=max_pixels, seed=seed, snapshot_every=snapshot_every,
-        normalize=normalize)
+        normalize=normalize, start=None if start is None else "<image>")
     content_t = as_image(content, max_pixels)
     style_ts = [as_image(s, max_pixels) for s in style_list]
     stages = plan_stages(tuple(content_t.shape[-2:]), sizes, steps, size)
@@ -179,7 +181,8 @@ def transfer_style(model: LoadedModel, content: ImageLike, styles: Sequence[Imag
         return StyleResult(*run_stages(
             model, loss, kind="transfer", content=content_t, styles=style_ts, blend=style_blend, stages=stages,
             init=init, optimizer=optimizer, lr=lr, style_scale=style_scale, preserve_colors=preserve_colors,
-            max_pixels=max_pixels, seed=seed, snapshot_every=snapshot_every, progress=progress, settings=settings))
+            max_pixels=max_pixels, seed=seed, snapshot_every=snapshot_every, progress=progress, settings=settings,
+            start=None if start is None else as_image(start, max_pixels)))
     finally:
         loss.close()
 
