@@ -8,7 +8,7 @@ from dash import Input, Output, State, dcc, html
 
 from vistoolbox.limits import whole
 
-from . import jobs, live, texture, transfer, units
+from . import jobs, live, live_cam, texture, transfer, units
 from .context import DEFAULT_MAX_JOBS, DEFAULT_MAX_UPLOAD_BYTES, make_context
 from .guard import failed_callback, install_guard
 from .serving import register_routes
@@ -74,6 +74,7 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
     ])
     units.register(app, ctx, manager)
     live.register(app, ctx)
+    live_cam.register(app, ctx, live.checked)
     texture.register(app, ctx, manager)
     transfer.register(app, ctx, manager)
     manager.seal()  # this app's jobs run this app's functions, whatever apps the process makes later

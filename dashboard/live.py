@@ -22,7 +22,7 @@ from vistoolbox.images import open_image, png_bytes, to_tensor
 from vistoolbox.models import top_classes
 from vistoolbox.rundir import short_name
 
-from . import inputs
+from . import inputs, live_cam
 from .context import Context
 from .serving import data_uri, run_url
 from .units import make_query
@@ -253,6 +253,7 @@ def layout(ctx: Context) -> html.Div:
                 html.Img(id="live-overlay", className="live-input"),
                 html.Div(id="live-views", className="live-views"), html.Div(id="live-top9")]),
         ]),
+        live_cam.layout(ctx, options, default),
     ])
 
 
