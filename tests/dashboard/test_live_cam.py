@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from test_dashboard_limits import post

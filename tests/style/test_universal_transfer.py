@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from vistoolbox import VisUsageError, load_model
 from vistoolbox.images import save_png
 from vistoolbox.style.train_decoder import train_decoder
 from vistoolbox.style.universal_transfer import universal_transfer
