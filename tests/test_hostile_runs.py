@@ -136,3 +136,19 @@ def test_an_unresolvable_host_is_refused_before_the_model_loads(mined, capsys):
     code, line, opened = vis(["dashboard", "--run", str(mined[0] / "run"), "--host", "no.such.host.invalid"], capsys)
     assert code == 2 and "--host 'no.such.host.invalid' is not an address" in line, line
     assert not any(path.endswith("tiny.py") or "manifest.json" in path for path in opened)
+
+
+def test_an_oversized_image_names_the_flag_only_where_one_raises_the_limit(tmp_path):
+    from PIL import Image
+
+    from vistoolbox.errors import VisUsageError
+    from vistoolbox.images import DEFAULT_MAX_PIXELS, open_image
+
+    Image.new("RGB", (100, 100)).save(tmp_path / "a.png")
+    with pytest.raises(VisUsageError, match="raise max_pixels or use a smaller image"):
+        open_image(tmp_path / "a.png", max_pixels=2500)
+    side = int(DEFAULT_MAX_PIXELS ** 0.5) + 1
+    Image.new("L", (side, side)).save(tmp_path / "huge.png")   # above the default, which no flag raises
+    with pytest.raises(VisUsageError, match="; use a smaller image$"):
+        open_image(tmp_path / "huge.png")
+    assert open_image(tmp_path / "a.png").size == (100, 100)

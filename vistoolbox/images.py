@@ -40,8 +40,10 @@ def open_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             if img.width * img.height > max_pixels:
+                advice = ("use a smaller image" if max_pixels >= DEFAULT_MAX_PIXELS   # no flag raises the default
+                          else "raise `max_pixels` or use a smaller image")
                 raise VisUsageError(f"image {name!r} has {img.width}x{img.height} pixels, above the limit of "
-                                    f"{max_pixels:,}; raise it with `max_pixels`")
+                                    f"{max_pixels:,}; {advice}")
             img = ImageOps.exif_transpose(img)
             return to_rgb8(img)
     except VisUsageError:
