@@ -152,3 +152,21 @@ def test_an_oversized_image_names_the_flag_only_where_one_raises_the_limit(tmp_p
     with pytest.raises(VisUsageError, match="; use a smaller image$"):
         open_image(tmp_path / "huge.png")
     assert open_image(tmp_path / "a.png").size == (100, 100)
+
+
+def test_too_small_an_input_names_the_flag_given_and_the_smallest_size_that_works(mined, tmp_path, capsys):
+    import torch
+    import torchvision
+
+    root, _ = mined
+    args = ["mine", "--model", "alexnet", "--weights", "random", "--dataset", str(root / "data"), "--k", "2",
+            "--quiet", "--out", str(tmp_path / "r")]
+    code, line, _ = vis([*args, "--input-size", "16"], capsys)
+    assert code == 2 and "use a larger --input-size, at least 63" in line, line
+    code, line, _ = vis([*args, "--crop", "40"], capsys)
+    assert code == 2 and "use a larger --crop, at least 63" in line, line
+    features = torchvision.models.alexnet().features.eval()   # the size, checked by a plain forward
+    with torch.no_grad():
+        assert features(torch.zeros(1, 3, 63, 63)).shape[-1] == 1
+        with pytest.raises(RuntimeError):
+            features(torch.zeros(1, 3, 62, 62))

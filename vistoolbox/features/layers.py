@@ -60,9 +60,31 @@ def layer_geometry(model: LoadedModel, size: int | None = None, param: str = "si
                                 + (f", e.g. {min(largest, size - 1)}" if estimate > MAX_TRACE_BYTES else "")) from None
         except RuntimeError as exc:  # a map shrank to nothing, a kernel larger than its input, …
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            smallest = _smallest_size(model, size)
             raise VisUsageError(f"an input of {size}x{size} px is too small for model {model.name!r} ({reason}); "
-                                f"use a larger `{param}`, e.g. {model.input_size}") from None
+                                f"use a larger `{param}`" + (f", at least {smallest}" if smallest else "")) from None
     return model.memo[key]
+
+
+def _smallest_size(model: LoadedModel, failed: int) -> int | None:
+    """The smallest input side above `failed` the model traces at (doubling, then bisecting; only on
+    the error path), or None when even the model's own size or 2048 fails."""
+    def works(size: int) -> bool:
+        try:
+            trace_geometry(model.module, size, names=[], channels=model.preprocessing.channels)
+            return True
+        except RuntimeError:
+            return False
+
+    low, high = failed, failed * 2
+    while not works(high):
+        if high >= 2048:
+            return None
+        low, high = high, min(high * 2, 2048)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if works(middle) else (middle, high)
+    return high
 
 
 def _trace_estimate(model: LoadedModel, size: int) -> float:

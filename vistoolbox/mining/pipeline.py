@@ -50,12 +50,12 @@ def resolve_layers(model: LoadedModel, layers: Sequence[str] | None) -> list[str
     return canonical
 
 
-def layer_entries(model: LoadedModel, paths: Sequence[str], size: int) -> dict[str, dict]:
+def layer_entries(model: LoadedModel, paths: Sequence[str], size: int, param: str = "crop") -> dict[str, dict]:
     """Manifest entries ``{name: {aliases, type, layout, shape, units, rf, rf_size, rf_stride,
     rf_offset}}``: the rows of ``vis layers`` for the mined layers (at input `size`, the crop). A
     layer whose layout cannot be told (or that has no tensor output) is a usage error that says how
     to give it."""
-    rows = {row.name: row.to_dict() for row in layer_table(model, size, names=list(paths), param="crop")}
+    rows = {row.name: row.to_dict() for row in layer_table(model, size, names=list(paths), param=param)}
     entries: dict[str, dict] = {}
     for path in paths:
         if path not in rows or rows[path]["layout"] is None:
@@ -168,6 +168,7 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     if k > max(len(images), 9) and images:   # top-9 always works; more slots than images only cost memory
         raise VisUsageError(f"`k` {k:,} is more than the {len(images):,} images to mine; use a `k` of at most "
                             f"{max(len(images), 9):,}")
+    crop_param = "input_size" if crop is None else "crop"   # the flag that sets the size the model sees
     crop = model.input_size if crop is None else side(crop, "crop")
     if resize is None:
         resize = model.preprocessing.resize_size if crop == model.input_size else round(crop * 256 / 224)
@@ -177,7 +178,7 @@ def mine(model: LoadedModel, dataset: str | Path, out: str | Path, *, layers: Se
     batch_pixels(batch_size, crop, crop, "batch_size")
     transform = Transform(resize, crop)
     paths = resolve_layers(model, layers)
-    entries = layer_entries(model, paths, crop)
+    entries = layer_entries(model, paths, crop, crop_param)
     check_topk_size(entries, k)
     ident = identity(model, images, transform, entries, k, shard, batch_size, seed, min_inside)
     eligible = eligible_masks(entries, crop, min_inside)
