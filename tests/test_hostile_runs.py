@@ -170,3 +170,15 @@ def test_too_small_an_input_names_the_flag_given_and_the_smallest_size_that_work
         assert features(torch.zeros(1, 3, 63, 63)).shape[-1] == 1
         with pytest.raises(RuntimeError):
             features(torch.zeros(1, 3, 62, 62))
+
+
+def test_a_decompression_bomb_is_one_line_without_pillows_warning(mined, tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("L", (9500, 9500)).save(tmp_path / "bomb.png")   # 90 Mpx: above Pillow's warning threshold
+    with pytest.raises(SystemExit) as code:
+        main(["maximize", *tiny_model(mined[0]), "--layer", "2", "--unit", "0", "--from",
+              str(tmp_path / "bomb.png"), "--steps", "2", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code.value.code == 2 and len(err) == 1 and "9500x9500 pixels" in err[0], err
+    assert "DecompressionBomb" not in err[0]

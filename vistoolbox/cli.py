@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from typing import Any, Callable, Iterator, Sequence
 
 import click
@@ -946,6 +947,8 @@ def main(argv: list[str] | None = None) -> None:
     adds the traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if not debug:
+        warnings.showwarning = _warning_as_note
     try:
         vis.main(args=args, prog_name="vis", standalone_mode=False)
     except click.exceptions.Abort as exc:
@@ -975,6 +978,13 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(1)
         _fail(known, args, debug)
     sys.exit(0)
+
+
+def _warning_as_note(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                     file: Any = None, line: str | None = None) -> None:
+    """A library's warning as one line on stderr (``vis: note: …``), without the source line."""
+    text = (str(message).strip().splitlines() or [category.__name__])[0][:200]
+    click.echo(f"vis: note: {text}", err=True)
 
 
 def _fail(error: VisError, args: list[str], debug: bool) -> None:

@@ -5,10 +5,12 @@ normalisation lives in :class:`~vistoolbox.models.Preprocessing`.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +31,14 @@ DEFAULT_MAX_PIXELS = MAX_DECODE_PIXELS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+@contextlib.contextmanager
+def _bomb_warning_off() -> Iterator[None]:
+    """Pillow's DecompressionBombWarning silenced: the pixel limit checked here says it in one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
 def open_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode an image file (or bytes) to RGB, applying EXIF orientation.
 
@@ -38,7 +48,7 @@ def open_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise VisUsageError(f"image {name!r} does not exist")
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        with _bomb_warning_off(), Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             if img.width * img.height > max_pixels:
                 advice = ("use a smaller image" if max_pixels >= DEFAULT_MAX_PIXELS   # no flag raises the default
                           else "raise `max_pixels` or use a smaller image")
@@ -56,7 +66,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """(w, h) of an image file as :func:`open_image` shows it (EXIF orientation applied), read from
     its header only; unreadable files raise :class:`VisUsageError`."""
     try:
-        with Image.open(path) as img:
+        with _bomb_warning_off(), Image.open(path) as img:
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1)
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
