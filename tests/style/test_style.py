@@ -277,3 +277,17 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, style, capsys, hed_vgg16, ar
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_default_layers_follow_a_model_without_vgg_names(alexnet_random, hed_vgg16):
+    relus = [f"features.{i}" for i, m in enumerate(alexnet_random.module.features) if isinstance(m, nn.ReLU)]
+    assert len(relus) == 5                                     # alexnet: relu1 … relu5, all with feature maps
+    loss = StyleLoss(alexnet_random)                           # the library's defaults, VGG names
+    assert list(loss.layer_weights) == relus and loss.content_layer == relus[3]
+    vgg = StyleLoss(hed_vgg16)
+    assert list(vgg.layer_weights) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]   # VGG keeps its own
+    assert vgg.content_layer == "relu4_2"
+    chosen = StyleLoss(alexnet_random, ["relu2"], "relu1")      # a choice is kept
+    assert list(chosen.layer_weights) == ["relu2"] and chosen.content_layer == "relu1"
+    result = synthesize_texture(alexnet_random, torch.rand(1, 3, 64, 64), size=64, steps=2)
+    assert result.record["loss"]["style_layers"] == {name: 0.2 for name in relus}

@@ -40,6 +40,39 @@ DEFAULT_CONTENT_LAYER = "relu4_2"
 POOLINGS = ("max", "avg")
 
 
+def model_defaults(model: LoadedModel, style_layers: Sequence[str] | Mapping[str, float] | None,
+                   content_layer: str | None) -> tuple[Sequence[str] | Mapping[str, float], str | None]:
+    """The default style and content layers, for this model: VGG's names where they all resolve,
+    otherwise up to five of the model's ReLUs with a feature map, spread from the first to the last,
+    and the ReLU three quarters deep for content (alexnet: relu1…relu5, content relu4). Layers the
+    caller chose are returned as they are."""
+    use_style = style_layers is None or tuple(style_layers) == DEFAULT_STYLE_LAYERS
+    use_content = content_layer == DEFAULT_CONTENT_LAYER
+    if not (use_style or use_content) or _all_resolve(model, [*DEFAULT_STYLE_LAYERS, DEFAULT_CONTENT_LAYER]):
+        return (DEFAULT_STYLE_LAYERS if style_layers is None else style_layers), content_layer
+    from ..features.layers import layer_table
+
+    relus = [row.name for row in layer_table(model) if row.type == "ReLU" and row.layout == "CHW"]
+    if not relus:
+        relus = [row.name for row in layer_table(model) if row.type == "Conv2d" and row.layout == "CHW"]
+    if not relus:
+        raise VisUsageError(f"model {model.name!r} has no ReLU or conv layer with a feature map for style losses; "
+                            "give `style_layers` and `content_layer`")
+    picks = sorted({round(i * (len(relus) - 1) / 4) for i in range(5)}) if len(relus) > 5 else range(len(relus))
+    style = [relus[i] for i in picks] if use_style else style_layers
+    content = relus[round(0.75 * (len(relus) - 1))] if use_content else content_layer
+    return style, content
+
+
+def _all_resolve(model: LoadedModel, names: Sequence[str]) -> bool:
+    try:
+        for name in names:
+            model.resolve(name)
+    except (ValueError, KeyError):
+        return False
+    return True
+
+
 def with_pooling(model: LoadedModel, pooling: str, channels_last: bool = False) -> LoadedModel:
     """``max``: the model itself. ``avg``: a copy whose MaxPool2d layers are AvgPool2d with the
     same kernel, stride, padding and ceil mode (Gatys et al.). With `channels_last`, a copy whose
@@ -152,6 +185,7 @@ class StyleLoss:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.pooling = pooling
         self.statistic = get_statistic(statistic)
+        style_layers, content_layer = model_defaults(model, style_layers, content_layer)
         self.layer_weights = layer_weights(style_layers)
         self.content_layer = content_layer
         for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
