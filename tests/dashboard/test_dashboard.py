@@ -615,3 +615,24 @@ def test_context_errors_name_the_parameter_not_a_cli_flag(alexnet_random, astron
             make_context(model="alexnet", weights="random", cache_dir=tmp_path / "cache", **kwargs)
         assert "--" not in str(error.value) and param in error.value.params, str(error.value)
         assert flag in error.value.renamed(flag_names(["dashboard"]))
+
+
+def test_texture_and_transfer_jobs_run_on_a_model_without_vgg_layer_names(tmp_path):
+    """Issue 24 item 8: the tabs' jobs use the loaded model's own layers (alexnet: relu1…relu5)."""
+    from torch import nn
+
+    from vistoolbox.dashboard import create_app, jobs, texture, transfer
+
+    ctx = create_app([], "alexnet", "random", device="cpu", cache_dir=tmp_path).vis_context
+    relus = [f"features.{i}" for i, m in enumerate(ctx.model.module.features) if isinstance(m, nn.ReLU)]
+    options, default = texture.layer_options(ctx.model)
+    assert set(default) <= {o["value"] for o in options} and default
+    brick, coffee = jobs.resolve_pick(ctx, "sample:brick"), jobs.resolve_pick(ctx, "sample:coffee")
+    _, record = jobs.run_job(ctx, "texture", {"images": {"keys": [brick]}, "size": 96, "steps": 2, "seed": 0,
+                                              "layers": []}, texture.work, lambda _: None)
+    assert record["status"] == "complete" and list(record["loss"]["style_layers"]) == relus
+    _, record = jobs.run_job(ctx, "transfer", {"content": {"keys": [coffee]}, "styles": {"keys": [brick]},
+                                               "blend": None, "size": 96, "steps": 2, "style_weight": 1,
+                                               "content_weight": 1.0, "preserve": "none"},
+                             transfer.work, lambda _: None)
+    assert record["status"] == "complete" and record["loss"]["content_layer"] == relus[3]
