@@ -74,7 +74,7 @@ def create_app(runs: list[str | Path] | None = None, model: str | None = None, w
     ])
     units.register(app, ctx, manager)
     live.register(app, ctx)
-    live_cam.register(app, ctx, live.checked)
+    live_cam.register(app, ctx, live.checked, live.layer_values)
     texture.register(app, ctx, manager)
     transfer.register(app, ctx, manager)
     manager.seal()  # this app's jobs run this app's functions, whatever apps the process makes later

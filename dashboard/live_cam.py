@@ -132,10 +132,9 @@ def layout(ctx: Context, layers: list[dict[str, str]], default: str | None) -> h
     ])
 
 
-def register(app: dash.Dash, ctx: Context, checked: Any) -> None:
-    """The overlay's callbacks; `checked` is the Live tab's check of an (image, layer) request."""
-    from .live import layer_values
-
+def register(app: dash.Dash, ctx: Context, checked: Any, layer_values: Any) -> None:
+    """The overlay's callbacks; `checked` is the Live tab's check of an (image, layer) request and
+    `layer_values` its set of layers (passed in: the Live tab imports this module for its layout)."""
     def request(image: Any, layer: Any, method: Any, kind: Any, index: Any, target_layer: Any) -> tuple:
         key, layer = checked(ctx, image, layer)
         target = target_text(kind, index, target_layer, sorted(layer_values(ctx)))
