@@ -249,6 +249,9 @@ def test_live_tile_hover_shows_channel_and_max_and_the_selection_is_outlined(duo
     duo.wait_for_text_to_equal("#live-channel-title", f"channel {target}")
     outline = duo.wait_for_element("#live-maps .shapelayer path", timeout=10)
     box = duo.driver.execute_script("return arguments[0].getBoundingClientRect().toJSON()", outline)
+    image = duo.find_element("#live-maps .main-svg image")     # measured again: the page may have reflowed
+    rect = duo.driver.execute_script("return arguments[0].getBoundingClientRect().toJSON()", image)
+    scale = rect["width"] / (meta["ncols"] * step - meta["pad"])
     left, top = rect["left"] + 3 * step * scale, rect["top"] + 2 * step * scale
     assert box["left"] <= left + 1 and box["top"] <= top + 1, (box, left, top)
     assert box["right"] >= left + meta["tile"] * scale - 1 and box["bottom"] >= top + meta["tile"] * scale - 1
